@@ -1,0 +1,663 @@
+//! Every write Storeplane makes to a cluster: server-side apply with field manager
+//! `storeplane`, phase by phase with bounded concurrency, readiness per kind driven by
+//! watches, inventory and pruning by the store's labels, and namespace teardown.
+//!
+//! Conflict policy: every apply is forced (`force=true`). Storeplane is the only intended
+//! writer of the fields its blueprints set, so a field another manager changed (a
+//! `kubectl edit`, say) is taken back — that is what drift repair means. Fields a
+//! blueprint does not set stay with whoever set them.
+//!
+//! This module knows objects, namespaces and the cluster; it must not know about HTTP,
+//! users or the database. It is handed rendered objects and reports what happened.
+
+mod readiness;
+mod wait;
+
+pub use readiness::{Readiness, assess, needs_wait};
+
+use crate::domain::{FIELD_MANAGER, Phase, labels};
+use crate::telemetry::error_chain;
+use base64::Engine as _;
+use futures::{StreamExt, TryStreamExt, stream};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
+    PatchParams, PropagationPolicy,
+};
+use kube::discovery::{ApiCapabilities, Scope};
+use kube::{Client, ResourceExt};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+/// One object Storeplane wants in the cluster, and the phase it belongs to.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    pub phase: Phase,
+    pub gvk: GroupVersionKind,
+    pub object: DynamicObject,
+}
+
+impl Desired {
+    pub fn key(&self) -> ObjectKey {
+        ObjectKey {
+            kind: self.gvk.kind.clone(),
+            name: self.object.name_any(),
+        }
+    }
+}
+
+/// `Kind/name`: how objects are named in errors, events and inventories.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey {
+    pub kind: String,
+    pub name: String,
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.kind, self.name)
+    }
+}
+
+/// Kinds Storeplane may create inside a store's namespace, and so may prune from it.
+/// Pruning only ever touches objects that carry the store's id label *and* whose
+/// fields are owned by the `storeplane` field manager, so objects created by
+/// controllers (pods, ReplicaSets, a StatefulSet's claims) are never pruned.
+pub const PRUNABLE_KINDS: &[(&str, &str, &str)] = &[
+    ("", "v1", "ConfigMap"),
+    ("", "v1", "Secret"),
+    ("", "v1", "Service"),
+    ("", "v1", "ServiceAccount"),
+    ("", "v1", "PersistentVolumeClaim"),
+    ("", "v1", "ResourceQuota"),
+    ("", "v1", "LimitRange"),
+    ("apps", "v1", "Deployment"),
+    ("apps", "v1", "StatefulSet"),
+    ("batch", "v1", "Job"),
+    ("batch", "v1", "CronJob"),
+    ("networking.k8s.io", "v1", "Ingress"),
+    ("networking.k8s.io", "v1", "NetworkPolicy"),
+    ("policy", "v1", "PodDisruptionBudget"),
+];
+
+/// What went wrong while applying, waiting or tearing down, naming the object.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("the cluster does not serve {gvk}: {source}")]
+    Discovery {
+        gvk: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("applying {object} was refused: {}", api_reason(.source))]
+    Apply {
+        object: ObjectKey,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("listing {kind} in namespace {namespace} failed: {}", api_reason(.source))]
+    List {
+        kind: String,
+        namespace: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("deleting {object} failed: {}", api_reason(.source))]
+    Delete {
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("{object} will not become ready: {reason}")]
+    Failed { object: ObjectKey, reason: String },
+    #[error("phase {phase} not ready after {}: {}", humantime::format_duration(*.after), .waiting.join("; "))]
+    Timeout {
+        phase: Phase,
+        after: Duration,
+        /// One entry per object still not ready: `Kind/name: reason`.
+        waiting: Vec<String>,
+        /// True when the wait could not even watch (the API server was unreachable).
+        unreachable: bool,
+    },
+    #[error("namespace {namespace} is still terminating after {}: {blockers}", humantime::format_duration(*.after))]
+    TeardownStuck {
+        namespace: String,
+        after: Duration,
+        blockers: String,
+    },
+}
+
+impl ApplyError {
+    /// Whether trying again later can help. Permanent errors need a change to the store
+    /// (its parameters, plan or blueprint) or to the cluster's configuration.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ApplyError::Discovery { source, .. }
+            | ApplyError::Apply { source, .. }
+            | ApplyError::List { source, .. }
+            | ApplyError::Delete { source, .. } => is_transient_kube(source),
+            ApplyError::Failed { .. } => false,
+            ApplyError::Timeout { .. } | ApplyError::TeardownStuck { .. } => true,
+        }
+    }
+}
+
+/// Whether a kube error is worth retrying: connection problems, timeouts, 409
+/// conflicts, 429 and 5xx.
+pub fn is_transient_kube(err: &kube::Error) -> bool {
+    match err {
+        kube::Error::Api(status) => matches!(status.code, 409 | 429) || status.code >= 500,
+        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::HttpError(_) => true,
+        _ => false,
+    }
+}
+
+fn api_reason(err: &kube::Error) -> String {
+    match err {
+        kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
+        other => error_chain(other),
+    }
+}
+
+/// Counts of what one apply did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyCounts {
+    pub created: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+}
+
+impl ApplyCounts {
+    pub fn changed(&self) -> usize {
+        self.created + self.updated
+    }
+    fn add(&mut self, other: &ApplyCounts) {
+        self.created += other.created;
+        self.updated += other.updated;
+        self.unchanged += other.unchanged;
+    }
+}
+
+/// Report of one finished phase.
+#[derive(Debug, Clone)]
+pub struct PhaseReport {
+    pub phase: Phase,
+    pub objects: Vec<ObjectKey>,
+    pub counts: ApplyCounts,
+    pub elapsed: Duration,
+}
+
+/// Report of a whole store apply.
+#[derive(Debug, Clone, Default)]
+pub struct StoreReport {
+    pub counts: ApplyCounts,
+    pub pruned: Vec<ObjectKey>,
+}
+
+/// What exists in a store's namespace today: `Kind/name` → resourceVersion, for objects
+/// carrying the store's id label and owned by Storeplane's field manager.
+#[derive(Debug, Clone, Default)]
+pub struct Inventory {
+    pub objects: BTreeMap<ObjectKey, String>,
+}
+
+/// Tuning for an [`Applier`].
+#[derive(Debug, Clone)]
+pub struct ApplySettings {
+    /// Objects of one phase applied at once.
+    pub concurrency: usize,
+    /// Longest wait for one phase's objects to become ready.
+    pub phase_timeout: Duration,
+    /// Longest wait for a namespace to disappear.
+    pub teardown_timeout: Duration,
+}
+
+impl Default for ApplySettings {
+    fn default() -> Self {
+        ApplySettings {
+            concurrency: 8,
+            phase_timeout: Duration::from_secs(300),
+            teardown_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+type ResourceCache = Arc<RwLock<HashMap<GroupVersionKind, (ApiResource, ApiCapabilities)>>>;
+
+/// Applies stores to one cluster. Cheap to clone; clones share the discovery cache.
+#[derive(Clone)]
+pub struct Applier {
+    client: Client,
+    settings: ApplySettings,
+    resources: ResourceCache,
+}
+
+impl Applier {
+    pub fn new(client: Client, settings: ApplySettings) -> Self {
+        Applier {
+            client,
+            settings,
+            resources: Arc::default(),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn settings(&self) -> &ApplySettings {
+        &self.settings
+    }
+
+    /// Resolves a kind to its API resource once; later calls are served from memory.
+    pub async fn resolve(
+        &self,
+        gvk: &GroupVersionKind,
+    ) -> Result<(ApiResource, ApiCapabilities), ApplyError> {
+        if let Some(hit) = self.resources.read().expect("cache lock").get(gvk) {
+            return Ok(hit.clone());
+        }
+        let found = kube::discovery::pinned_kind(&self.client, gvk)
+            .await
+            .map_err(|source| ApplyError::Discovery {
+                gvk: gvk_text(gvk),
+                source,
+            })?;
+        self.resources
+            .write()
+            .expect("cache lock")
+            .insert(gvk.clone(), found.clone());
+        Ok(found)
+    }
+
+    async fn api_for(
+        &self,
+        gvk: &GroupVersionKind,
+        namespace: &str,
+    ) -> Result<(Api<DynamicObject>, ApiResource), ApplyError> {
+        let (ar, caps) = self.resolve(gvk).await?;
+        let api = match caps.scope {
+            Scope::Namespaced => Api::namespaced_with(self.client.clone(), namespace, &ar),
+            Scope::Cluster => Api::all_with(self.client.clone(), &ar),
+        };
+        Ok((api, ar))
+    }
+
+    /// Lists what the store has in its namespace today (empty when the namespace does
+    /// not exist yet).
+    pub async fn inventory(
+        &self,
+        namespace: &str,
+        store_id: &str,
+    ) -> Result<Inventory, ApplyError> {
+        let selector = format!("{}={store_id}", labels::STORE_ID);
+        let lp = ListParams::default().labels(&selector);
+        let listed = stream::iter(
+            PRUNABLE_KINDS
+                .iter()
+                .map(|(g, v, k)| GroupVersionKind::gvk(g, v, k)),
+        )
+        .map(|gvk| {
+            let lp = lp.clone();
+            async move {
+                let (api, _) = self.api_for(&gvk, namespace).await?;
+                let list = api
+                    .list_metadata(&lp)
+                    .await
+                    .map_err(|source| ApplyError::List {
+                        kind: gvk.kind.clone(),
+                        namespace: namespace.to_owned(),
+                        source,
+                    })?;
+                Ok::<_, ApplyError>(
+                    list.items
+                        .into_iter()
+                        .filter(|o| managed_by_us(&o.metadata))
+                        .map(|o| {
+                            (
+                                ObjectKey {
+                                    kind: gvk.kind.clone(),
+                                    name: o.metadata.name.clone().unwrap_or_default(),
+                                },
+                                o.metadata.resource_version.clone().unwrap_or_default(),
+                            )
+                        })
+                        .collect::<Vec<_>>(),
+                )
+            }
+        })
+        .buffer_unordered(self.settings.concurrency)
+        .try_collect::<Vec<_>>()
+        .await?;
+        Ok(Inventory {
+            objects: listed.into_iter().flatten().collect(),
+        })
+    }
+
+    /// Server-side applies one phase's objects (cluster-scoped ones first), at most
+    /// `concurrency` at a time. `before` tells created, updated and unchanged apart.
+    pub async fn apply_objects(
+        &self,
+        namespace: &str,
+        objects: &[&Desired],
+        before: &Inventory,
+    ) -> Result<ApplyCounts, ApplyError> {
+        let mut counts = ApplyCounts::default();
+        let (cluster, namespaced): (Vec<&Desired>, Vec<&Desired>) = objects
+            .iter()
+            .copied()
+            .partition(|d| d.object.metadata.namespace.is_none() && d.gvk.kind == "Namespace");
+        for batch in [cluster, namespaced] {
+            let results = stream::iter(batch)
+                .map(|d| self.apply_one(namespace, d, before))
+                .buffer_unordered(self.settings.concurrency)
+                .try_collect::<Vec<_>>()
+                .await?;
+            for c in results {
+                counts.add(&c);
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn apply_one(
+        &self,
+        namespace: &str,
+        desired: &Desired,
+        before: &Inventory,
+    ) -> Result<ApplyCounts, ApplyError> {
+        let key = desired.key();
+        let (api, _) = self.api_for(&desired.gvk, namespace).await?;
+        let body = normalise(desired);
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let applied = match api.patch(&key.name, &params, &Patch::Apply(&body)).await {
+            Ok(obj) => obj,
+            Err(kube::Error::Api(status))
+                if desired.gvk.kind == "Job"
+                    && status.code == 422
+                    && status.message.contains("immutable") =>
+            {
+                // A Job's pod template cannot change. A changed installer or migration
+                // is a new run: replace the Job and let it run again.
+                tracing::info!(object = %key, "job spec changed; replacing the job");
+                self.delete_and_wait(&api, namespace, &key).await?;
+                api.patch(&key.name, &params, &Patch::Apply(&body))
+                    .await
+                    .map_err(|source| ApplyError::Apply {
+                        object: key.clone(),
+                        source,
+                    })?
+            }
+            Err(source) => {
+                return Err(ApplyError::Apply {
+                    object: key,
+                    source,
+                });
+            }
+        };
+        let after = applied.metadata.resource_version.unwrap_or_default();
+        Ok(match before.objects.get(&key) {
+            None => ApplyCounts {
+                created: 1,
+                ..Default::default()
+            },
+            Some(rv) if *rv == after => ApplyCounts {
+                unchanged: 1,
+                ..Default::default()
+            },
+            Some(_) => ApplyCounts {
+                updated: 1,
+                ..Default::default()
+            },
+        })
+    }
+
+    async fn delete_and_wait(
+        &self,
+        api: &Api<DynamicObject>,
+        namespace: &str,
+        key: &ObjectKey,
+    ) -> Result<(), ApplyError> {
+        let dp = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..Default::default()
+        };
+        match api.delete(&key.name, &dp).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+            Err(source) => {
+                return Err(ApplyError::Delete {
+                    object: key.to_string(),
+                    source,
+                });
+            }
+        }
+        let gone = kube::runtime::wait::await_condition(
+            api.clone(),
+            &key.name,
+            |o: Option<&DynamicObject>| o.is_none(),
+        );
+        match tokio::time::timeout(self.settings.phase_timeout, gone).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(ApplyError::TeardownStuck {
+                namespace: namespace.to_owned(),
+                after: self.settings.phase_timeout,
+                blockers: format!("{key} was deleted to be replaced but did not go away"),
+            }),
+        }
+    }
+
+    /// Applies a whole store phase by phase: each phase applied, then awaited until
+    /// ready, before the next starts; then prunes what the render no longer contains.
+    /// Each finished phase is reported on `progress` as it completes.
+    pub async fn apply_store(
+        &self,
+        namespace: &str,
+        store_id: &str,
+        desired: &[Desired],
+        progress: &tokio::sync::mpsc::UnboundedSender<PhaseReport>,
+    ) -> Result<StoreReport, ApplyError> {
+        let before = self.inventory(namespace, store_id).await?;
+        let mut report = StoreReport::default();
+        for phase in Phase::ALL {
+            let objects: Vec<&Desired> = desired.iter().filter(|d| d.phase == phase).collect();
+            if objects.is_empty() {
+                continue;
+            }
+            let started = Instant::now();
+            let counts = self.apply_objects(namespace, &objects, &before).await?;
+            self.wait_ready(namespace, phase, &objects).await?;
+            report.counts.add(&counts);
+            let _ = progress.send(PhaseReport {
+                phase,
+                objects: objects.iter().map(|d| d.key()).collect(),
+                counts,
+                elapsed: started.elapsed(),
+            });
+        }
+        report.pruned = self.prune(namespace, desired, &before).await?;
+        Ok(report)
+    }
+
+    /// Deletes objects in `inventory` that `desired` no longer contains.
+    pub async fn prune(
+        &self,
+        namespace: &str,
+        desired: &[Desired],
+        inventory: &Inventory,
+    ) -> Result<Vec<ObjectKey>, ApplyError> {
+        let wanted: BTreeSet<ObjectKey> = desired.iter().map(Desired::key).collect();
+        let stale: Vec<ObjectKey> = inventory
+            .objects
+            .keys()
+            .filter(|k| !wanted.contains(k))
+            .cloned()
+            .collect();
+        for key in &stale {
+            let Some((g, v, k)) = PRUNABLE_KINDS.iter().find(|(_, _, k)| *k == key.kind) else {
+                continue;
+            };
+            let (api, _) = self
+                .api_for(&GroupVersionKind::gvk(g, v, k), namespace)
+                .await?;
+            let dp = DeleteParams {
+                propagation_policy: Some(PropagationPolicy::Background),
+                ..Default::default()
+            };
+            match api.delete(&key.name, &dp).await {
+                Ok(_) => tracing::info!(object = %key, namespace, "pruned"),
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(source) => {
+                    return Err(ApplyError::Delete {
+                        object: key.to_string(),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(stale)
+    }
+
+    /// Waits until every object of a phase is ready, by watching them (and the pods
+    /// and warning events of the namespace, to say why when they are not).
+    pub async fn wait_ready(
+        &self,
+        namespace: &str,
+        phase: Phase,
+        objects: &[&Desired],
+    ) -> Result<(), ApplyError> {
+        wait::wait_ready(self, namespace, phase, objects).await
+    }
+
+    /// Deletes a store's namespace and waits until it is gone. If it hangs, the error
+    /// names what holds it: the namespace's conditions and the objects left with
+    /// finalizers.
+    pub async fn teardown(&self, namespace: &str) -> Result<(), ApplyError> {
+        wait::teardown(self, namespace).await
+    }
+}
+
+/// The body sent for an apply: the desired object with `stringData` folded into `data`
+/// (the API server never stores `stringData`, so applying it would look like a change
+/// every time) and no server-owned metadata.
+fn normalise(desired: &Desired) -> DynamicObject {
+    let mut obj = desired.object.clone();
+    obj.metadata.resource_version = None;
+    obj.metadata.managed_fields = None;
+    obj.metadata.uid = None;
+    obj.metadata.creation_timestamp = None;
+    if desired.gvk.kind == "Secret"
+        && let Some(map) = obj.data.as_object_mut()
+        && let Some(Value::Object(string_data)) = map.remove("stringData")
+    {
+        let data = map
+            .entry("data")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Some(data) = data.as_object_mut() {
+            for (k, v) in string_data {
+                let text = v
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| v.to_string());
+                data.insert(
+                    k,
+                    Value::String(base64::engine::general_purpose::STANDARD.encode(text)),
+                );
+            }
+        }
+    }
+    obj
+}
+
+fn managed_by_us(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool {
+    meta.managed_fields.iter().flatten().any(|m| {
+        m.manager.as_deref() == Some(FIELD_MANAGER) && m.operation.as_deref() == Some("Apply")
+    })
+}
+
+fn gvk_text(gvk: &GroupVersionKind) -> String {
+    if gvk.group.is_empty() {
+        format!("{}/{}", gvk.version, gvk.kind)
+    } else {
+        format!("{}/{}/{}", gvk.group, gvk.version, gvk.kind)
+    }
+}
+
+/// Connects to the cluster named by `KUBECONFIG` (or `~/.kube/config`, or the
+/// in-cluster service account). The client retries 429, 503 and 504 answers itself,
+/// honouring the API server's `Retry-After`.
+pub async fn connect() -> Result<Client, ConnectError> {
+    let config = kube::Config::infer().await.map_err(ConnectError::Config)?;
+    let url = config.cluster_url.to_string();
+    Client::try_from(config).map_err(|source| ConnectError::Client { url, source })
+}
+
+/// No cluster to talk to.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(
+        "no Kubernetes cluster configured ({0}); set KUBECONFIG to a kubeconfig file \
+         (for a local cluster run `testenv/cluster up` and `eval $(testenv/cluster env)`)"
+    )]
+    Config(#[source] kube::config::InferConfigError),
+    #[error("cannot build a client for the cluster at {url}: {source}")]
+    Client {
+        url: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn secrets_apply_data_not_string_data() {
+        let d = Desired {
+            phase: Phase::Secrets,
+            gvk: GroupVersionKind::gvk("", "v1", "Secret"),
+            object: serde_json::from_value(json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "creds", "namespace": "ns", "resourceVersion": "5"},
+                "type": "Opaque",
+                "data": {"a": "YQ=="},
+                "stringData": {"b": "b-value"}
+            }))
+            .unwrap(),
+        };
+        let out = normalise(&d);
+        assert!(out.metadata.resource_version.is_none());
+        assert!(out.data.get("stringData").is_none());
+        assert_eq!(out.data["data"]["a"], "YQ==");
+        assert_eq!(
+            out.data["data"]["b"],
+            base64::engine::general_purpose::STANDARD.encode("b-value")
+        );
+    }
+
+    #[test]
+    fn transient_errors() {
+        let api = |code| {
+            kube::Error::Api(
+                kube::core::Status {
+                    status: None,
+                    message: "m".into(),
+                    reason: "r".into(),
+                    details: None,
+                    code,
+                    metadata: None,
+                }
+                .boxed(),
+            )
+        };
+        assert!(is_transient_kube(&api(429)));
+        assert!(is_transient_kube(&api(503)));
+        assert!(is_transient_kube(&api(409)));
+        assert!(!is_transient_kube(&api(422)));
+        assert!(!is_transient_kube(&api(403)));
+    }
+}

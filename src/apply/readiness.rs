@@ -1,0 +1,430 @@
+//! Readiness rules per kind, and the diagnosis of why something is not ready, as pure
+//! functions over objects read from the cluster. No IO here: `wait.rs` feeds these
+//! functions from watches.
+
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::api::DynamicObject;
+use serde_json::Value;
+
+/// What the rules say about one object right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    /// Ready: the next phase may start.
+    Ready,
+    /// Not ready yet; the text says what is awaited.
+    Pending(String),
+    /// Will not become ready without a change (a failed Job, a quota refusal, an image
+    /// that can never start); the text says why.
+    Failed(String),
+}
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        matches!(self, Readiness::Ready)
+    }
+}
+
+/// Whether objects of this kind have a readiness rule at all; the others are ready as
+/// soon as the API server accepted them.
+pub fn needs_wait(kind: &str) -> bool {
+    matches!(
+        kind,
+        "Namespace"
+            | "ResourceQuota"
+            | "PersistentVolumeClaim"
+            | "Deployment"
+            | "StatefulSet"
+            | "DaemonSet"
+            | "Job"
+    )
+}
+
+/// The readiness rule for `kind`, applied to the object as last seen (`None`: absent).
+pub fn assess(kind: &str, obj: Option<&DynamicObject>) -> Readiness {
+    let Some(obj) = obj else {
+        return Readiness::Pending("the object does not exist (yet)".into());
+    };
+    let status = obj.data.get("status").unwrap_or(&Value::Null);
+    let spec = obj.data.get("spec").unwrap_or(&Value::Null);
+    let generation = obj.metadata.generation.unwrap_or(0);
+    let observed = status
+        .get("observedGeneration")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    match kind {
+        "Namespace" => match str_at(status, "phase") {
+            Some("Active") => Readiness::Ready,
+            Some("Terminating") => Readiness::Failed(
+                "the namespace is being deleted; wait until it is gone, then retry".into(),
+            ),
+            other => {
+                Readiness::Pending(format!("namespace phase is {}", other.unwrap_or("unknown")))
+            }
+        },
+        "ResourceQuota" => {
+            let computed = status
+                .get("hard")
+                .and_then(Value::as_object)
+                .is_some_and(|h| !h.is_empty())
+                && status.get("used").is_some();
+            if computed {
+                Readiness::Ready
+            } else {
+                Readiness::Pending(
+                    "quota usage not computed yet (is kube-controller-manager running?)".into(),
+                )
+            }
+        }
+        "PersistentVolumeClaim" => match str_at(status, "phase") {
+            Some("Bound") => Readiness::Ready,
+            Some("Lost") => Readiness::Failed("the claim lost its volume (phase Lost)".into()),
+            other => Readiness::Pending(format!(
+                "claim is {} (no matching PersistentVolume or provisioner yet)",
+                other.unwrap_or("Pending")
+            )),
+        },
+        "Deployment" => {
+            if let Some(c) = condition(status, "ReplicaFailure").filter(|c| is_true(c)) {
+                return Readiness::Failed(format!("cannot create pods: {}", condition_text(c)));
+            }
+            if let Some(c) = condition(status, "Progressing")
+                .filter(|c| str_at(c, "reason") == Some("ProgressDeadlineExceeded"))
+            {
+                return Readiness::Failed(format!("rollout stalled: {}", condition_text(c)));
+            }
+            if observed < generation {
+                return Readiness::Pending(format!(
+                    "controller has not observed generation {generation} yet"
+                ));
+            }
+            let want = int_at(spec, "replicas").unwrap_or(1);
+            let updated = int_at(status, "updatedReplicas").unwrap_or(0);
+            let available = int_at(status, "availableReplicas").unwrap_or(0);
+            let total = int_at(status, "replicas").unwrap_or(0);
+            let available_cond = condition(status, "Available").is_some_and(is_true);
+            if updated >= want && available >= want && total <= want && available_cond {
+                Readiness::Ready
+            } else {
+                Readiness::Pending(format!(
+                    "{available}/{want} replicas available, {updated} updated"
+                ))
+            }
+        }
+        "StatefulSet" => {
+            if observed < generation {
+                return Readiness::Pending(format!(
+                    "controller has not observed generation {generation} yet"
+                ));
+            }
+            let want = int_at(spec, "replicas").unwrap_or(1);
+            let ready = int_at(status, "readyReplicas").unwrap_or(0);
+            let updated = int_at(status, "updatedReplicas").unwrap_or(0);
+            let revisions_match = match (
+                str_at(status, "currentRevision"),
+                str_at(status, "updateRevision"),
+            ) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            };
+            if ready >= want && (updated >= want || revisions_match) {
+                Readiness::Ready
+            } else {
+                Readiness::Pending(format!("{ready}/{want} replicas ready"))
+            }
+        }
+        "DaemonSet" => {
+            let want = int_at(status, "desiredNumberScheduled").unwrap_or(0);
+            let ready = int_at(status, "numberReady").unwrap_or(0);
+            if observed >= generation && ready >= want {
+                Readiness::Ready
+            } else {
+                Readiness::Pending(format!("{ready}/{want} pods ready"))
+            }
+        }
+        "Job" => {
+            if condition(status, "Complete").is_some_and(is_true) {
+                return Readiness::Ready;
+            }
+            if let Some(c) = condition(status, "Failed").filter(|c| is_true(c)) {
+                return Readiness::Failed(format!("job failed: {}", condition_text(c)));
+            }
+            let active = int_at(status, "active").unwrap_or(0);
+            let failed = int_at(status, "failed").unwrap_or(0);
+            Readiness::Pending(format!(
+                "job running ({active} active, {failed} failed attempts)"
+            ))
+        }
+        _ => Readiness::Ready,
+    }
+}
+
+/// Container states that will not resolve by waiting.
+const HOPELESS_WAITING: &[&str] = &[
+    "InvalidImageName",
+    "ErrImageNeverPull",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+];
+
+/// Container states that usually mean the image or its configuration is wrong, but
+/// could be transient (a registry outage); reported, not failed on at once.
+const SUSPICIOUS_WAITING: &[&str] = &["ImagePullBackOff", "ErrImagePull", "CrashLoopBackOff"];
+
+/// What is wrong with a pod, if anything: `(hopeless, reason)`.
+pub fn pod_problem(pod: &Pod) -> Option<(bool, String)> {
+    let name = pod.metadata.name.as_deref().unwrap_or("?");
+    let status = pod.status.as_ref()?;
+    let statuses = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten());
+    for cs in statuses {
+        if let Some(waiting) = cs.state.as_ref().and_then(|s| s.waiting.as_ref()) {
+            let reason = waiting.reason.as_deref().unwrap_or("");
+            let hopeless = HOPELESS_WAITING.contains(&reason);
+            if hopeless || SUSPICIOUS_WAITING.contains(&reason) {
+                let message = waiting.message.as_deref().unwrap_or("");
+                return Some((
+                    hopeless,
+                    format!(
+                        "pod {name} container {}: {reason}{}{message}",
+                        cs.name,
+                        if message.is_empty() { "" } else { ": " }
+                    ),
+                ));
+            }
+        }
+        if let Some(term) = cs.last_state.as_ref().and_then(|s| s.terminated.as_ref())
+            && cs.restart_count >= 3
+        {
+            return Some((
+                false,
+                format!(
+                    "pod {name} container {} keeps failing (exit code {}, {} restarts{})",
+                    cs.name,
+                    term.exit_code,
+                    cs.restart_count,
+                    term.reason
+                        .as_deref()
+                        .map(|r| format!(", {r}"))
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+    }
+    for c in status.conditions.iter().flatten() {
+        if c.type_ == "PodScheduled" && c.status == "False" {
+            return Some((
+                false,
+                format!(
+                    "pod {name} cannot be scheduled: {}",
+                    c.message.as_deref().unwrap_or("no reason given")
+                ),
+            ));
+        }
+    }
+    None
+}
+
+/// The workload a pod belongs to, as `(kind, name)`: ReplicaSets are mapped back to
+/// their Deployment by the `<deployment>-<hash>` naming rule.
+pub fn pod_owner(pod: &Pod) -> Option<(String, String)> {
+    let owner = pod.metadata.owner_references.as_ref()?.first()?;
+    match owner.kind.as_str() {
+        "ReplicaSet" => {
+            let (deployment, _hash) = owner.name.rsplit_once('-')?;
+            Some(("Deployment".into(), deployment.to_owned()))
+        }
+        kind => Some((kind.to_owned(), owner.name.clone())),
+    }
+}
+
+/// A warning Event about one of our objects that explains a failure:
+/// `(kind, name, hopeless, reason)`.
+pub fn event_problem(event: &Event) -> Option<(String, String, bool, String)> {
+    if event.type_.as_deref() != Some("Warning") {
+        return None;
+    }
+    let reason = event.reason.as_deref().unwrap_or("");
+    if !matches!(
+        reason,
+        "FailedCreate" | "FailedScheduling" | "ProvisioningFailed"
+    ) {
+        return None;
+    }
+    let message = event.message.as_deref().unwrap_or("").trim().to_owned();
+    let involved = &event.involved_object;
+    let mut kind = involved.kind.clone().unwrap_or_default();
+    let mut name = involved.name.clone().unwrap_or_default();
+    if kind == "ReplicaSet"
+        && let Some((deployment, _)) = name.rsplit_once('-')
+    {
+        kind = "Deployment".into();
+        name = deployment.to_owned();
+    }
+    // A quota that has not been computed yet clears by itself; every other refusal
+    // (quota exceeded, Pod Security, invalid spec) needs a change to the store.
+    let hopeless = reason == "FailedCreate"
+        && !message.contains("status unknown for quota")
+        && (message.contains("exceeded quota")
+            || message.contains("violates PodSecurity")
+            || message.contains("forbidden")
+            || message.contains("is invalid"));
+    Some((kind, name, hopeless, format!("{reason}: {message}")))
+}
+
+fn condition<'a>(status: &'a Value, type_: &str) -> Option<&'a Value> {
+    status
+        .get("conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| str_at(c, "type") == Some(type_))
+}
+
+fn is_true(c: &Value) -> bool {
+    str_at(c, "status") == Some("True")
+}
+
+fn condition_text(c: &Value) -> String {
+    match (str_at(c, "reason"), str_at(c, "message")) {
+        (Some(r), Some(m)) => format!("{r}: {m}"),
+        (Some(r), None) => r.to_owned(),
+        (None, Some(m)) => m.to_owned(),
+        (None, None) => "no reason given".into(),
+    }
+}
+
+fn str_at<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key)?.as_str()
+}
+
+fn int_at(v: &Value, key: &str) -> Option<i64> {
+    v.get(key)?.as_i64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> DynamicObject {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn deployment_rules() {
+        let pending = obj(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "generation": 2},
+            "spec": {"replicas": 2},
+            "status": {"observedGeneration": 1, "replicas": 2, "availableReplicas": 2, "updatedReplicas": 2,
+                       "conditions": [{"type": "Available", "status": "True"}]}
+        }));
+        assert!(
+            matches!(assess("Deployment", Some(&pending)), Readiness::Pending(m) if m.contains("generation 2"))
+        );
+
+        let ready = obj(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "generation": 2},
+            "spec": {"replicas": 2},
+            "status": {"observedGeneration": 2, "replicas": 2, "availableReplicas": 2, "updatedReplicas": 2,
+                       "conditions": [{"type": "Available", "status": "True"}]}
+        }));
+        assert_eq!(assess("Deployment", Some(&ready)), Readiness::Ready);
+
+        let quota = obj(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "generation": 1},
+            "spec": {"replicas": 1},
+            "status": {"observedGeneration": 1, "conditions": [
+                {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+                 "message": "pods \"web-1\" is forbidden: exceeded quota: store, requested: limits.memory=4Gi"}]}
+        }));
+        match assess("Deployment", Some(&quota)) {
+            Readiness::Failed(m) => assert!(m.contains("exceeded quota"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn job_and_claim_rules() {
+        let failed = obj(json!({
+            "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "install"},
+            "status": {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                                        "message": "Job has reached the specified backoff limit"}]}
+        }));
+        assert!(
+            matches!(assess("Job", Some(&failed)), Readiness::Failed(m) if m.contains("BackoffLimitExceeded"))
+        );
+        let done = obj(json!({
+            "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "install"},
+            "status": {"conditions": [{"type": "Complete", "status": "True"}]}
+        }));
+        assert!(assess("Job", Some(&done)).is_ready());
+        let claim = obj(json!({
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
+            "status": {"phase": "Pending"}
+        }));
+        assert!(matches!(
+            assess("PersistentVolumeClaim", Some(&claim)),
+            Readiness::Pending(_)
+        ));
+        assert!(matches!(assess("Job", None), Readiness::Pending(_)));
+        let cm = obj(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}));
+        assert!(assess("ConfigMap", Some(&cm)).is_ready());
+    }
+
+    #[test]
+    fn quota_needs_computed_status() {
+        let fresh = obj(
+            json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "q"},
+                               "spec": {"hard": {"pods": "10"}}}),
+        );
+        assert!(!assess("ResourceQuota", Some(&fresh)).is_ready());
+        let computed = obj(
+            json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "q"},
+                               "spec": {"hard": {"pods": "10"}},
+                               "status": {"hard": {"pods": "10"}, "used": {"pods": "0"}}}),
+        );
+        assert!(assess("ResourceQuota", Some(&computed)).is_ready());
+    }
+
+    #[test]
+    fn pods_explain_themselves() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web-abc-123", "ownerReferences": [
+                {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5d8f7", "uid": "u"}]},
+            "status": {"containerStatuses": [{
+                "name": "wordpress", "image": "wordpress:nope", "imageID": "", "ready": false,
+                "restartCount": 0,
+                "state": {"waiting": {"reason": "InvalidImageName", "message": "couldn't parse image name"}}}]}
+        }))
+        .unwrap();
+        let (hopeless, reason) = pod_problem(&pod).unwrap();
+        assert!(hopeless);
+        assert!(reason.contains("InvalidImageName"), "{reason}");
+        assert_eq!(pod_owner(&pod), Some(("Deployment".into(), "web".into())));
+    }
+
+    #[test]
+    fn quota_events_are_hopeless_but_unknown_status_is_not() {
+        let ev = |message: &str| -> Event {
+            serde_json::from_value(json!({
+                "metadata": {"name": "e"}, "type": "Warning", "reason": "FailedCreate", "message": message,
+                "involvedObject": {"kind": "StatefulSet", "name": "mysql"}
+            }))
+            .unwrap()
+        };
+        let (kind, name, hopeless, _) =
+            event_problem(&ev("create Pod mysql-0 failed: exceeded quota: store")).unwrap();
+        assert_eq!(
+            (kind.as_str(), name.as_str(), hopeless),
+            ("StatefulSet", "mysql", true)
+        );
+        let (_, _, hopeless, _) =
+            event_problem(&ev("pods is forbidden: status unknown for quota: store")).unwrap();
+        assert!(!hopeless);
+    }
+}

@@ -1,0 +1,316 @@
+//! Waiting, by watching: a phase's objects until they are ready (with the namespace's
+//! pods and warning events watched alongside to explain a failure), and a namespace
+//! until it is gone. No sleeps: every state change arrives on a watch.
+
+use super::readiness::{Readiness, assess, event_problem, needs_wait, pod_owner, pod_problem};
+use super::{Applier, ApplyError, Desired, ObjectKey, PRUNABLE_KINDS};
+use crate::domain::Phase;
+use crate::telemetry::error_chain;
+use futures::stream::{BoxStream, SelectAll};
+use futures::{StreamExt, stream};
+use k8s_openapi::api::core::v1::{Event, Namespace, Pod};
+use kube::api::{
+    Api, DeleteParams, DynamicObject, GroupVersionKind, ListParams, PropagationPolicy,
+};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, watch_object};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+enum Update {
+    Object(usize, Option<DynamicObject>),
+    Pod(Box<Pod>),
+    Event(Box<Event>),
+    WatchError(String),
+}
+
+/// Per object: its latest readiness and the latest explanation from pods or events.
+struct Tracked {
+    key: ObjectKey,
+    readiness: Readiness,
+    hint: Option<String>,
+}
+
+pub(super) async fn wait_ready(
+    applier: &Applier,
+    namespace: &str,
+    phase: Phase,
+    objects: &[&Desired],
+) -> Result<(), ApplyError> {
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + applier.settings.phase_timeout;
+    let since = chrono::Utc::now().timestamp() - 5;
+
+    let mut tracked = Vec::new();
+    let mut streams: SelectAll<BoxStream<'static, Update>> = SelectAll::new();
+    for d in objects.iter().filter(|d| needs_wait(&d.gvk.kind)) {
+        let index = tracked.len();
+        tracked.push(Tracked {
+            key: d.key(),
+            readiness: Readiness::Pending("not observed yet".into()),
+            hint: None,
+        });
+        let (api, _) = applier.api_for(&d.gvk, namespace).await?;
+        streams.push(
+            watch_object(api, &d.key().name)
+                .map(move |r| match r {
+                    Ok(obj) => Update::Object(index, obj),
+                    Err(e) => Update::WatchError(error_chain(&e)),
+                })
+                .boxed(),
+        );
+    }
+    if tracked.is_empty() {
+        return Ok(());
+    }
+    let workloads = tracked.iter().any(|t| {
+        matches!(
+            t.key.kind.as_str(),
+            "Deployment" | "StatefulSet" | "Job" | "DaemonSet"
+        )
+    });
+    if workloads {
+        let pods: Api<Pod> = Api::namespaced(applier.client.clone(), namespace);
+        streams.push(
+            watcher::watcher(pods, watcher::Config::default())
+                .default_backoff()
+                .applied_objects()
+                .map(|r| match r {
+                    Ok(p) => Update::Pod(Box::new(p)),
+                    Err(e) => Update::WatchError(error_chain(&e)),
+                })
+                .boxed(),
+        );
+    }
+    let events: Api<Event> = Api::namespaced(applier.client.clone(), namespace);
+    streams.push(
+        watcher::watcher(events, watcher::Config::default().fields("type=Warning"))
+            .default_backoff()
+            .applied_objects()
+            .map(|r| match r {
+                Ok(e) => Update::Event(Box::new(e)),
+                Err(e) => Update::WatchError(error_chain(&e)),
+            })
+            .boxed(),
+    );
+
+    let mut last_watch_error: Option<String> = None;
+    let mut observed_any = false;
+    loop {
+        if tracked.iter().all(|t| t.readiness.is_ready()) {
+            return Ok(());
+        }
+        let next = tokio::time::timeout_at(deadline, streams.next()).await;
+        let update = match next {
+            Ok(Some(u)) => u,
+            Ok(None) => break,
+            Err(_elapsed) => break,
+        };
+        match update {
+            Update::Object(i, obj) => {
+                observed_any = true;
+                let t = &mut tracked[i];
+                t.readiness = assess(&t.key.kind, obj.as_ref());
+                if let Readiness::Failed(reason) = &t.readiness {
+                    return Err(ApplyError::Failed {
+                        object: t.key.clone(),
+                        reason: reason.clone(),
+                    });
+                }
+            }
+            Update::Pod(pod) => {
+                observed_any = true;
+                let (Some((kind, name)), Some((hopeless, reason))) =
+                    (pod_owner(&pod), pod_problem(&pod))
+                else {
+                    continue;
+                };
+                if let Some(t) = tracked
+                    .iter_mut()
+                    .find(|t| t.key.kind == kind && t.key.name == name)
+                {
+                    if hopeless {
+                        return Err(ApplyError::Failed {
+                            object: t.key.clone(),
+                            reason,
+                        });
+                    }
+                    t.hint = Some(reason);
+                }
+            }
+            Update::Event(event) => {
+                observed_any = true;
+                let recent = event
+                    .last_timestamp
+                    .as_ref()
+                    .map(|t| t.0)
+                    .or(event.event_time.as_ref().map(|t| t.0))
+                    .is_none_or(|t| t.as_second() >= since);
+                if !recent {
+                    continue;
+                }
+                let Some((kind, name, hopeless, reason)) = event_problem(&event) else {
+                    continue;
+                };
+                if let Some(t) = tracked.iter_mut().find(|t| {
+                    t.key.kind == kind && (t.key.name == name || pod_of(&name, &t.key.name))
+                }) {
+                    if hopeless {
+                        return Err(ApplyError::Failed {
+                            object: t.key.clone(),
+                            reason,
+                        });
+                    }
+                    t.hint = Some(reason);
+                }
+            }
+            Update::WatchError(e) => {
+                tracing::warn!(namespace, %phase, error = %e, "watch failed; retrying");
+                last_watch_error = Some(e);
+            }
+        }
+    }
+    let waiting = tracked
+        .iter()
+        .filter(|t| !t.readiness.is_ready())
+        .map(|t| {
+            let state = match &t.readiness {
+                Readiness::Pending(s) | Readiness::Failed(s) => s.as_str(),
+                Readiness::Ready => "ready",
+            };
+            match &t.hint {
+                Some(h) => format!("{}: {state} ({h})", t.key),
+                None => format!("{}: {state}", t.key),
+            }
+        })
+        .chain(
+            last_watch_error
+                .iter()
+                .map(|e| format!("last watch error: {e}")),
+        )
+        .collect();
+    Err(ApplyError::Timeout {
+        phase,
+        after: started.elapsed(),
+        waiting,
+        unreachable: !observed_any && last_watch_error.is_some(),
+    })
+}
+
+/// A StatefulSet's pods are `<name>-<ordinal>`; a Job's pods `<name>-<suffix>`.
+fn pod_of(pod_name: &str, owner: &str) -> bool {
+    pod_name
+        .strip_prefix(owner)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|rest| !rest.is_empty() && !rest.contains('-'))
+}
+
+pub(super) async fn teardown(applier: &Applier, namespace: &str) -> Result<(), ApplyError> {
+    let started = Instant::now();
+    let api: Api<Namespace> = Api::all(applier.client.clone());
+    let dp = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        ..Default::default()
+    };
+    match api.delete(namespace, &dp).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+        Err(source) => {
+            return Err(ApplyError::Delete {
+                object: format!("Namespace/{namespace}"),
+                source,
+            });
+        }
+    }
+    let gone =
+        kube::runtime::wait::await_condition(api.clone(), namespace, |n: Option<&Namespace>| {
+            n.is_none()
+        });
+    match tokio::time::timeout(applier.settings.teardown_timeout, gone).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(ApplyError::TeardownStuck {
+            namespace: namespace.to_owned(),
+            after: started.elapsed(),
+            blockers: format!("could not watch the namespace: {}", error_chain(&e)),
+        }),
+        Err(_) => Err(ApplyError::TeardownStuck {
+            namespace: namespace.to_owned(),
+            after: started.elapsed(),
+            blockers: blockers(applier, namespace).await,
+        }),
+    }
+}
+
+/// What keeps a namespace from going away: its status conditions and the objects
+/// still in it that carry finalizers.
+async fn blockers(applier: &Applier, namespace: &str) -> String {
+    let mut out = Vec::new();
+    let api: Api<Namespace> = Api::all(applier.client.clone());
+    if let Ok(ns) = api.get(namespace).await {
+        for f in ns.spec.iter().flat_map(|s| s.finalizers.iter().flatten()) {
+            out.push(format!("namespace finalizer {f}"));
+        }
+        for c in ns.status.iter().flat_map(|s| s.conditions.iter().flatten()) {
+            if c.status == "True"
+                && let Some(m) = &c.message
+            {
+                out.push(format!("{}: {m}", c.type_));
+            }
+        }
+    }
+    let mut remaining: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let kinds = PRUNABLE_KINDS
+        .iter()
+        .map(|(g, v, k)| GroupVersionKind::gvk(g, v, k))
+        .chain([GroupVersionKind::gvk("", "v1", "Pod")]);
+    let found = stream::iter(kinds)
+        .map(|gvk| async move {
+            let (api, _) = applier.api_for(&gvk, namespace).await.ok()?;
+            let list = api.list_metadata(&ListParams::default()).await.ok()?;
+            let items: Vec<String> = list
+                .items
+                .into_iter()
+                .filter_map(|o| {
+                    let finalizers = o.metadata.finalizers.unwrap_or_default();
+                    (!finalizers.is_empty()).then(|| {
+                        format!(
+                            "{}/{} (finalizers: {})",
+                            gvk.kind,
+                            o.metadata.name.unwrap_or_default(),
+                            finalizers.join(", ")
+                        )
+                    })
+                })
+                .collect();
+            Some((gvk.kind.clone(), items))
+        })
+        .buffer_unordered(4)
+        .collect::<Vec<_>>()
+        .await;
+    for (kind, items) in found.into_iter().flatten() {
+        if !items.is_empty() {
+            remaining.insert(kind, items);
+        }
+    }
+    for items in remaining.into_values() {
+        out.extend(items);
+    }
+    if out.is_empty() {
+        "nothing reported; is kube-controller-manager (the namespace controller) running?".into()
+    } else {
+        out.join("; ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pod_of;
+
+    #[test]
+    fn pod_names_map_to_owners() {
+        assert!(pod_of("mysql-0", "mysql"));
+        assert!(pod_of("install-x7k2p", "install"));
+        assert!(!pod_of("mysql-admin-0", "mysql"));
+        assert!(!pod_of("mysql", "mysql"));
+    }
+}
