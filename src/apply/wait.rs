@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 enum Update {
-    Object(usize, Option<DynamicObject>),
+    Object(usize, Box<Option<DynamicObject>>),
     Pod(Box<Pod>),
     Event(Box<Event>),
     WatchError(String),
@@ -54,7 +54,7 @@ pub(super) async fn wait_ready(
         streams.push(
             watch_object(api, &d.key().name)
                 .map(move |r| match r {
-                    Ok(obj) => Update::Object(index, obj),
+                    Ok(obj) => Update::Object(index, Box::new(obj)),
                     Err(e) => Update::WatchError(error_chain(&e)),
                 })
                 .boxed(),
@@ -110,7 +110,7 @@ pub(super) async fn wait_ready(
             Update::Object(i, obj) => {
                 observed_any = true;
                 let t = &mut tracked[i];
-                t.readiness = assess(&t.key.kind, obj.as_ref());
+                t.readiness = assess(&t.key.kind, obj.as_ref().as_ref());
                 if let Readiness::Failed(reason) = &t.readiness {
                     return Err(ApplyError::Failed {
                         object: t.key.clone(),
