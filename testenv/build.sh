@@ -10,6 +10,10 @@
 #        testenv/build.sh --print-bin   print the bin directory (no build)
 #        testenv/build.sh --check       exit 0 on a full cache hit, 1 otherwise
 #
+# Besides the binaries it writes kwok-stages.yaml next to bin/: kwok's own stage
+# files (node initialize + heartbeat with lease, pod ready/complete/delete) taken
+# from the pinned kwok module, so the stages always match the kwok binary.
+#
 # Environment: STOREPLANE_CACHE_DIR (cache root), TESTENV_GO_BUILD_P (go build -p,
 # default 2), GOMODCACHE/GOCACHE (Go's own caches; default Go locations).
 set -euo pipefail
@@ -23,7 +27,7 @@ case "${1:-}" in
 	exit 0
 	;;
 --check)
-	[[ -z "$(testenv_missing_binaries)" ]]
+	testenv_cache_complete
 	exit
 	;;
 "") ;;
@@ -31,7 +35,7 @@ case "${1:-}" in
 esac
 
 mapfile -t missing < <(testenv_missing_binaries)
-if ((${#missing[@]} == 0)); then
+if ((${#missing[@]} == 0)) && [[ -s "$TESTENV_STAGES" ]]; then
 	exit 0
 fi
 
@@ -47,7 +51,35 @@ if ! flock -n 9; then
 	log "another build of $TESTENV_KEY is running; waiting for it"
 	flock 9
 fi
+# kwok's stages, concatenated from the pinned module's kustomize/stage/ files.
+KWOK_STAGES=(
+	node/fast/node-initialize.yaml
+	node/heartbeat-with-lease/node-heartbeat-with-lease.yaml
+	pod/fast/pod-ready.yaml
+	pod/fast/pod-complete.yaml
+	pod/fast/pod-delete.yaml
+)
+assemble_stages() {
+	local dir f tmp="$TESTENV_STAGES.tmp.$$"
+	dir="$(cd "$TESTENV_SRC/modules/kwok" && GOFLAGS=-mod=readonly go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)"
+	if [[ -z "$dir" || ! -d "$dir/kustomize/stage" ]]; then
+		(cd "$TESTENV_SRC/modules/kwok" && go mod download sigs.k8s.io/kwok)
+		dir="$(cd "$TESTENV_SRC/modules/kwok" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)"
+	fi
+	{
+		echo "# kwok $KWOK_VERSION stages, assembled by testenv/build.sh from sigs.k8s.io/kwok/kustomize/stage/"
+		for f in "${KWOK_STAGES[@]}"; do
+			echo "---"
+			echo "# $f"
+			cat "$dir/kustomize/stage/$f"
+		done
+	} >"$tmp"
+	mv -f "$tmp" "$TESTENV_STAGES"
+	log "wrote kwok stages: $TESTENV_STAGES"
+}
+
 # Re-check under the lock: the other build may have produced everything.
+[[ -s "$TESTENV_STAGES" ]] || assemble_stages
 mapfile -t missing < <(testenv_missing_binaries)
 ((${#missing[@]} == 0)) && exit 0
 
@@ -95,7 +127,8 @@ build_one() { # <name>
 	*) die "unknown binary $name" ;;
 	esac
 	local out="$TESTENV_BIN/.$name.tmp.$$" timef="$TESTENV_CACHE/logs/build-$name.time"
-	local cmd=(go build -trimpath -tags selinux,notest -p "${TESTENV_GO_BUILD_P:-2}" -ldflags "$ldflags" -o "$out" "$pkg")
+	local tags="selinux,notest"
+	local cmd=(go build -trimpath -tags "$tags" -p "${TESTENV_GO_BUILD_P:-2}" -ldflags "$ldflags" -o "$out" "$pkg")
 	local timer=()
 	[[ -x /usr/bin/time ]] && timer=(/usr/bin/time -v -o "$timef")
 	local start=$SECONDS

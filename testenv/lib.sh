@@ -32,6 +32,12 @@ TESTENV_CACHE_ROOT="${STOREPLANE_CACHE_DIR:-$HOME/.cache/storeplane}/testenv"
 TESTENV_KEY="$(testenv_version_key)"
 TESTENV_CACHE="$TESTENV_CACHE_ROOT/$TESTENV_KEY"
 TESTENV_BIN="$TESTENV_CACHE/bin"
+TESTENV_STAGES="$TESTENV_CACHE/kwok-stages.yaml"
+
+# True when every binary and the kwok stages are in the cache.
+testenv_cache_complete() {
+	[[ -z "$(testenv_missing_binaries)" && -s "$TESTENV_STAGES" ]]
+}
 
 # Prints the names of binaries missing from the cache (nothing on a full hit).
 testenv_missing_binaries() {
