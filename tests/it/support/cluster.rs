@@ -40,10 +40,38 @@ pub const NAMESPACE_DELETE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Where the tests' kubeconfig comes from.
 #[derive(Clone, Debug)]
 enum Source {
-    /// One file: `STOREPLANE_TEST_KUBECONFIG` or the local testenv's kubeconfig.
-    File(PathBuf),
+    /// `STOREPLANE_TEST_KUBECONFIG`.
+    TestKubeconfig(PathBuf),
     /// `KUBECONFIG` as kube-rs reads it (one path or several joined by `:`).
     KubeconfigEnv,
+    /// The local testenv's kubeconfig, written by `testenv/cluster up`.
+    Testenv(PathBuf),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::TestKubeconfig(p) => write!(f, "{TEST_KUBECONFIG_ENV}={}", p.display()),
+            Source::KubeconfigEnv => write!(
+                f,
+                "KUBECONFIG={}",
+                std::env::var("KUBECONFIG").unwrap_or_default()
+            ),
+            Source::Testenv(p) => write!(f, "the local testenv ({})", p.display()),
+        }
+    }
+}
+
+/// An error with its whole cause chain.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }
 
 static SOURCE: OnceLock<Result<Source, String>> = OnceLock::new();
@@ -62,12 +90,12 @@ fn source() -> Result<Source, String> {
     SOURCE
         .get_or_init(|| {
             if let Some(path) = env_set(TEST_KUBECONFIG_ENV) {
-                return Ok(Source::File(PathBuf::from(path)));
+                return Ok(Source::TestKubeconfig(PathBuf::from(path)));
             }
             if env_set("KUBECONFIG").is_some() {
                 return Ok(Source::KubeconfigEnv);
             }
-            start_testenv().map(Source::File)
+            start_testenv().map(Source::Testenv)
         })
         .clone()
 }
@@ -130,16 +158,16 @@ fn component_logs() -> String {
 async fn config_for(source: &Source) -> Result<Config, String> {
     let options = KubeConfigOptions::default();
     match source {
-        Source::File(path) => {
+        Source::TestKubeconfig(path) | Source::Testenv(path) => {
             let kubeconfig = Kubeconfig::read_from(path)
-                .map_err(|e| format!("reading kubeconfig {}: {e}", path.display()))?;
+                .map_err(|e| format!("reading kubeconfig of {source}: {}", chain(&e)))?;
             Config::from_custom_kubeconfig(kubeconfig, &options)
                 .await
-                .map_err(|e| format!("using kubeconfig {}: {e}", path.display()))
+                .map_err(|e| format!("using kubeconfig of {source}: {}", chain(&e)))
         }
         Source::KubeconfigEnv => Config::from_kubeconfig(&options)
             .await
-            .map_err(|e| format!("using KUBECONFIG: {e}")),
+            .map_err(|e| format!("using {source}: {}", chain(&e))),
     }
 }
 
@@ -156,13 +184,17 @@ pub async fn kube_client() -> Client {
         .unwrap_or_else(|e| panic!("no Kubernetes cluster for the integration tests: {e}"));
     let client = Client::try_from(config).expect("building a kube client");
     if let Err(e) = client.apiserver_version().await {
-        let logs = match source {
-            Source::File(_) if env_set(TEST_KUBECONFIG_ENV).is_none() => {
-                format!("\ncomponent logs:\n{}", component_logs())
-            }
+        let hint = match source {
+            Source::Testenv(_) => format!(
+                "\n`testenv/cluster status` shows which component is down; component logs:\n{}",
+                component_logs()
+            ),
             _ => String::new(),
         };
-        panic!("the test cluster ({source:?}) does not answer: {e}{logs}");
+        panic!(
+            "the test cluster, {source}, does not answer: {}{hint}",
+            chain(&e)
+        );
     }
     client
 }
