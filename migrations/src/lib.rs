@@ -1,0 +1,14 @@
+//! Storeplane's schema history as SeaORM migrations. Migrations describe tables with
+//! `sea-query` directly and never import the application's entities, so that old
+//! migrations keep compiling as the entities change.
+
+pub use sea_orm_migration::prelude::*;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        Vec::new()
+    }
+}

@@ -1,0 +1,377 @@
+//! Settings: one typed, validated struct per concern, read from command-line flags and
+//! `STOREPLANE_*` environment variables (flags win). Every command takes the groups it
+//! needs; `main.rs` flattens them into its subcommands.
+//!
+//! This module parses and validates; it must not open connections or files beyond
+//! resolving paths.
+
+use clap::{Args, ValueEnum};
+use std::fmt;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Logging.
+#[derive(Debug, Clone, Args)]
+pub struct LogSettings {
+    /// Log filter in `tracing` syntax, e.g. `info` or `storeplane=debug,kube=info`.
+    #[arg(
+        long = "log",
+        env = "STOREPLANE_LOG",
+        default_value = "info",
+        global = true
+    )]
+    pub filter: String,
+    /// Log line format.
+    #[arg(
+        long = "log-format",
+        env = "STOREPLANE_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text,
+        global = true
+    )]
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Where blueprints come from.
+#[derive(Debug, Clone, Default, Args)]
+pub struct BlueprintSettings {
+    /// A folder of extra blueprints (one sub-folder per engine). They are added to the
+    /// built-in ones; a folder with a built-in engine's name overrides it.
+    #[arg(long, env = "STOREPLANE_BLUEPRINTS_DIR")]
+    pub blueprints_dir: Option<PathBuf>,
+}
+
+/// The database.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseSettings {
+    /// Database URL: `sqlite://path/to/file.db` or `postgres://user:pass@host/db`.
+    /// Defaults to a SQLite file in the data directory.
+    #[arg(long, env = "STOREPLANE_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Directory for local state: the default SQLite database and the generated
+    /// credential-encryption key. Created on first start.
+    #[arg(long, env = "STOREPLANE_DATA_DIR", default_value = ".storeplane")]
+    pub data_dir: PathBuf,
+}
+
+impl DatabaseSettings {
+    /// The URL to connect to: the configured one, or the default SQLite file.
+    pub fn url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("storeplane.db").display()
+            ),
+        }
+    }
+}
+
+/// Where credentials of stores are encrypted at rest.
+#[derive(Debug, Clone, Args)]
+pub struct SecretSettings {
+    /// File holding the 32-byte key (hex) that encrypts store credentials in the
+    /// database. Generated on first start when missing. Every replica must share it.
+    #[arg(long, env = "STOREPLANE_SECRET_KEY_FILE")]
+    pub secret_key_file: Option<PathBuf>,
+}
+
+impl SecretSettings {
+    pub fn key_path(&self, data_dir: &Path) -> PathBuf {
+        self.secret_key_file
+            .clone()
+            .unwrap_or_else(|| data_dir.join("secret.key"))
+    }
+}
+
+/// Platform-wide values every store's render receives as `platform.*`.
+#[derive(Debug, Clone, Args)]
+pub struct PlatformSettings {
+    /// Base domain for store hosts: a store without its own `domain` parameter is served
+    /// at `<name>.<base domain>`.
+    #[arg(
+        long,
+        env = "STOREPLANE_BASE_DOMAIN",
+        default_value = "stores.localtest.me"
+    )]
+    pub base_domain: String,
+    /// IngressClass for store Ingresses.
+    #[arg(long, env = "STOREPLANE_INGRESS_CLASS", default_value = "nginx")]
+    pub ingress_class: String,
+    /// Namespace the ingress controller runs in (allowed through store NetworkPolicies).
+    #[arg(
+        long,
+        env = "STOREPLANE_INGRESS_NAMESPACE",
+        default_value = "ingress-nginx"
+    )]
+    pub ingress_namespace: String,
+    /// cert-manager ClusterIssuer for store TLS; no TLS when unset.
+    #[arg(long, env = "STOREPLANE_TLS_ISSUER")]
+    pub tls_issuer: Option<String>,
+    /// StorageClass for store volumes; the cluster default when unset.
+    #[arg(long, env = "STOREPLANE_STORAGE_CLASS")]
+    pub storage_class: Option<String>,
+}
+
+impl Default for PlatformSettings {
+    fn default() -> Self {
+        PlatformSettings {
+            base_domain: "stores.localtest.me".into(),
+            ingress_class: "nginx".into(),
+            ingress_namespace: "ingress-nginx".into(),
+            tls_issuer: None,
+            storage_class: None,
+        }
+    }
+}
+
+/// The orchestrator.
+#[derive(Debug, Clone, Args)]
+pub struct OrchestratorSettings {
+    /// Name of this replica in leases and logs. Defaults to `<hostname>-<pid>`.
+    #[arg(long, env = "STOREPLANE_INSTANCE_ID")]
+    pub instance_id: Option<String>,
+    /// Stores worked on at once by this replica.
+    #[arg(long, env = "STOREPLANE_WORKERS", default_value_t = 8)]
+    pub workers: usize,
+    /// Objects of one phase applied at once.
+    #[arg(long, env = "STOREPLANE_APPLY_CONCURRENCY", default_value_t = 8)]
+    pub apply_concurrency: usize,
+    /// How long a claimed store stays leased without renewal.
+    #[arg(long, env = "STOREPLANE_LEASE_DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+    /// Safety-net sweep for work missed by wake-ups.
+    #[arg(long, env = "STOREPLANE_SWEEP_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub sweep_interval: Duration,
+    /// How often ready stores are re-applied to repair drift.
+    #[arg(long, env = "STOREPLANE_RESYNC_PERIOD", default_value = "5m", value_parser = parse_duration)]
+    pub resync_period: Duration,
+    /// Longest wait for one phase's objects to become ready.
+    #[arg(long, env = "STOREPLANE_PHASE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub phase_timeout: Duration,
+    /// Longest a store may take from request to ready before it is marked failed.
+    #[arg(long, env = "STOREPLANE_PROVISION_DEADLINE", default_value = "15m", value_parser = parse_duration)]
+    pub provision_deadline: Duration,
+}
+
+impl OrchestratorSettings {
+    pub fn instance_id(&self) -> String {
+        self.instance_id.clone().unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME")
+                .ok()
+                .or_else(|| {
+                    std::fs::read_to_string("/etc/hostname")
+                        .ok()
+                        .map(|s| s.trim().to_owned())
+                })
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "storeplane".into());
+            format!("{host}-{}", std::process::id())
+        })
+    }
+
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if self.workers == 0 {
+            return Err(SettingsError::invalid("--workers", "must be at least 1"));
+        }
+        if self.apply_concurrency == 0 {
+            return Err(SettingsError::invalid(
+                "--apply-concurrency",
+                "must be at least 1",
+            ));
+        }
+        if self.lease_duration < Duration::from_secs(2) {
+            return Err(SettingsError::invalid(
+                "--lease-duration",
+                "must be at least 2s so a lease can be renewed before it expires",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for OrchestratorSettings {
+    fn default() -> Self {
+        OrchestratorSettings {
+            instance_id: None,
+            workers: 8,
+            apply_concurrency: 8,
+            lease_duration: Duration::from_secs(30),
+            sweep_interval: Duration::from_secs(10),
+            resync_period: Duration::from_secs(300),
+            phase_timeout: Duration::from_secs(300),
+            provision_deadline: Duration::from_secs(900),
+        }
+    }
+}
+
+/// The HTTP API.
+#[derive(Debug, Clone, Args)]
+pub struct ApiSettings {
+    /// Address to listen on.
+    #[arg(long, env = "STOREPLANE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Origins allowed to call the API from a browser (comma-separated). Same-origin
+    /// requests from the bundled dashboard need no entry.
+    #[arg(long, env = "STOREPLANE_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+    /// Requests per client IP: `<count>/<period>`, e.g. `100/15m`.
+    #[arg(long, env = "STOREPLANE_RATE_LIMIT", default_value = "100/15m")]
+    pub rate_limit: RateSpec,
+    /// Store creations per client IP: `<count>/<period>`.
+    #[arg(long, env = "STOREPLANE_CREATE_RATE_LIMIT", default_value = "10/15m")]
+    pub create_rate_limit: RateSpec,
+    /// Login attempts per client IP and, separately, per account: `<count>/<period>`.
+    #[arg(long, env = "STOREPLANE_LOGIN_RATE_LIMIT", default_value = "10/15m")]
+    pub login_rate_limit: RateSpec,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "STOREPLANE_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+    /// Take the client IP from `X-Forwarded-For` (only behind a trusted proxy).
+    #[arg(long, env = "STOREPLANE_TRUST_FORWARDED_FOR", default_value_t = false)]
+    pub trust_forwarded_for: bool,
+    /// Send `Strict-Transport-Security` (set when served over TLS).
+    #[arg(long, env = "STOREPLANE_HSTS", default_value_t = false)]
+    pub hsts: bool,
+    /// Lifetime of tokens issued by login.
+    #[arg(long, env = "STOREPLANE_TOKEN_TTL", default_value = "12h", value_parser = parse_duration)]
+    pub token_ttl: Duration,
+    /// Serve the dashboard from this folder instead of the copy built into the binary.
+    #[arg(long, env = "STOREPLANE_DASHBOARD_DIR")]
+    pub dashboard_dir: Option<PathBuf>,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            listen: "127.0.0.1:8080".into(),
+            cors_origins: Vec::new(),
+            rate_limit: "100/15m".parse().expect("valid default"),
+            create_rate_limit: "10/15m".parse().expect("valid default"),
+            login_rate_limit: "10/15m".parse().expect("valid default"),
+            max_body_bytes: 64 * 1024,
+            trust_forwarded_for: false,
+            hsts: false,
+            token_ttl: Duration::from_secs(12 * 3600),
+            dashboard_dir: None,
+        }
+    }
+}
+
+/// A rate: at most `count` events per `period`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateSpec {
+    pub count: NonZeroU32,
+    pub period: Duration,
+}
+
+impl fmt::Display for RateSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{}",
+            self.count,
+            humantime::format_duration(self.period)
+        )
+    }
+}
+
+impl FromStr for RateSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let hint = "write it as <count>/<period>, e.g. 100/15m or 5/1s";
+        let (count, period) = s
+            .split_once('/')
+            .ok_or_else(|| format!("`{s}` has no `/`; {hint}"))?;
+        let count: u32 = count
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{count}` is not a whole number; {hint}"))?;
+        let count = NonZeroU32::new(count)
+            .ok_or_else(|| format!("the count must be at least 1; {hint}"))?;
+        let period = parse_duration(period.trim())?;
+        if period.is_zero() {
+            return Err(format!("the period must be longer than zero; {hint}"));
+        }
+        Ok(RateSpec { count, period })
+    }
+}
+
+/// Parses `30s`, `5m`, `1h30m`, `250ms`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. 30s, 5m or 1h"))
+}
+
+/// A setting that cannot work, named by its flag.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("invalid setting {flag}: {reason}")]
+pub struct SettingsError {
+    pub flag: &'static str,
+    pub reason: String,
+}
+
+impl SettingsError {
+    pub fn invalid(flag: &'static str, reason: impl Into<String>) -> Self {
+        SettingsError {
+            flag,
+            reason: reason.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_specs() {
+        let r: RateSpec = "100/15m".parse().unwrap();
+        assert_eq!(r.count.get(), 100);
+        assert_eq!(r.period, Duration::from_secs(900));
+        assert!(
+            "0/1m"
+                .parse::<RateSpec>()
+                .unwrap_err()
+                .contains("at least 1")
+        );
+        assert!("10".parse::<RateSpec>().unwrap_err().contains("no `/`"));
+        assert!("x/1m".parse::<RateSpec>().is_err());
+        assert!(
+            "1/forever"
+                .parse::<RateSpec>()
+                .unwrap_err()
+                .contains("duration")
+        );
+    }
+
+    #[test]
+    fn default_database_is_sqlite_in_data_dir() {
+        let db = DatabaseSettings {
+            database_url: None,
+            data_dir: PathBuf::from("/var/lib/storeplane"),
+        };
+        assert_eq!(
+            db.url(),
+            "sqlite:///var/lib/storeplane/storeplane.db?mode=rwc"
+        );
+    }
+
+    #[test]
+    fn orchestrator_validation() {
+        let mut o = OrchestratorSettings::default();
+        assert!(o.validate().is_ok());
+        o.workers = 0;
+        assert!(o.validate().unwrap_err().to_string().contains("--workers"));
+    }
+}

@@ -1,0 +1,41 @@
+//! Logging set-up shared by every command: a `tracing` subscriber writing to stderr in
+//! text or JSON, filtered by `STOREPLANE_LOG`.
+//!
+//! Owns nothing else; metrics live with the API.
+
+use crate::config::{LogFormat, LogSettings};
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global subscriber. Logs go to stderr so that commands printing
+/// manifests or specs keep stdout clean.
+pub fn init(settings: &LogSettings) -> Result<(), String> {
+    let filter = EnvFilter::try_new(&settings.filter).map_err(|e| {
+        format!(
+            "invalid log filter `{}` ({e}); use e.g. `info` or `storeplane=debug`",
+            settings.filter
+        )
+    })?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match settings.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    result.map_err(|e| format!("logging is already initialised: {e}"))
+}
+
+/// Formats an error with its whole cause chain: `outer: inner: root`.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}

@@ -1,0 +1,2 @@
+//! Shared helpers for the integration tests.
+#![allow(dead_code)]
