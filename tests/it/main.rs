@@ -2,3 +2,4 @@
 //! cluster or a database get real ones through `support`.
 
 mod support;
+mod testenv;
