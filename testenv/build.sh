@@ -45,6 +45,22 @@ if [[ ! "$gover" =~ ^go1\.([0-9]+) ]] || ((BASH_REMATCH[1] < 26)); then
 	die "Go $gover is too old: Kubernetes $KUBERNETES_VERSION needs Go >= 1.26"
 fi
 
+# versions.env labels the binaries (ldflags, cache key); the wrapper go.mod files
+# decide what is compiled. Refuse to build when they disagree.
+pin_in_gomod() { # <module-dir> <module-path> -> the version go.mod requires
+	sed -nE "s#^[[:space:]]*(require[[:space:]]+)?$2[[:space:]]+(v[^[:space:]]+).*#\2#p" "$TESTENV_SRC/modules/$1/go.mod" | head -n1
+}
+check_pin() { # <module-dir> <module-path> <expected>
+	local got
+	got="$(pin_in_gomod "$1" "$2")"
+	[[ "$got" == "$3" ]] || die "testenv/versions.env pins $2 $3 but testenv/modules/$1/go.mod requires ${got:-nothing}; change both (then 'go mod tidy' there)"
+}
+check_pin kubernetes k8s.io/kubernetes "$KUBERNETES_VERSION"
+check_pin etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
+check_pin kwok sigs.k8s.io/kwok "$KWOK_VERSION"
+staging="$(grep -cE "=> k8s.io/[a-z-]+ $KUBERNETES_STAGING_VERSION\b" "$TESTENV_SRC/modules/kubernetes/go.mod" || true)"
+((staging == 33)) || die "testenv/modules/kubernetes/go.mod must replace all 33 staging modules with $KUBERNETES_STAGING_VERSION (found $staging)"
+
 mkdir -p "$TESTENV_BIN" "$TESTENV_CACHE/logs"
 exec 9>"$TESTENV_CACHE/build.lock"
 if ! flock -n 9; then
