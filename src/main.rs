@@ -88,14 +88,9 @@ fn block_on<F: Future<Output = Result<ExitCode>>>(future: F) -> Result<ExitCode>
         .block_on(future)
 }
 
-/// Connects and applies pending migrations; returns the handle and what was applied.
+/// Connects to the configured database and applies pending migrations.
 async fn open_database(settings: &DatabaseSettings) -> Result<(Db, Vec<String>)> {
-    let db = Db::connect(&settings.url()).await?;
-    let applied = db.migrate().await?;
-    for name in &applied {
-        tracing::info!(migration = %name, "applied database migration");
-    }
-    Ok((db, applied))
+    Ok(Db::open(&settings.url()).await?)
 }
 
 async fn migrate(args: MigrateArgs) -> Result<ExitCode> {

@@ -165,6 +165,17 @@ impl Db {
         })
     }
 
+    /// What every command that uses the database does at start-up: [`Db::connect`],
+    /// then [`Db::migrate`]. Returns the handle and the migrations applied now.
+    pub async fn open(url: &str) -> Result<(Db, Vec<String>), DbError> {
+        let db = Db::connect(url).await?;
+        let applied = db.migrate().await?;
+        for name in &applied {
+            tracing::info!(migration = %name, database = %db.target, "applied database migration");
+        }
+        Ok((db, applied))
+    }
+
     /// Applies the migrations not yet applied and returns their names (empty: the
     /// schema was up to date). On PostgreSQL they run in one transaction under an
     /// advisory lock, so replicas starting together migrate once.
