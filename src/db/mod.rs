@@ -31,6 +31,7 @@ pub use model::{
     StoreQuery, StoreUpdate, StoreUrlRecord, User,
 };
 pub use notify::{WORK_CHANNEL, WorkListener};
+pub use stores::MAX_PAGE;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use migrations::{Migrator, MigratorTrait};
