@@ -254,10 +254,14 @@ impl FromStr for Phase {
 /// characters are kept free for the component suffixes blueprints append to names.
 pub const MAX_STORE_NAME_LEN: usize = 40;
 
-/// The namespace a store lives in: `store-<name>-<first 8 hex digits of its id>`.
+/// The namespace a store lives in: `store-<name>-<last 8 hex digits of its id>`.
+///
+/// The last digits, because store ids are UUIDv7: their first 8 hex digits are the
+/// creation time in units of about 65 s, so two stores of the same name made within a
+/// minute would share a namespace; the last 32 bits are random.
 pub fn store_namespace(name: &str, id: &uuid::Uuid) -> String {
     let simple = id.simple().to_string();
-    format!("store-{name}-{}", &simple[..8])
+    format!("store-{name}-{}", &simple[simple.len() - 8..])
 }
 
 /// Why a string is not a valid store name, in words a person can act on.
@@ -336,5 +340,11 @@ mod tests {
         let ns = store_namespace(&"a".repeat(MAX_STORE_NAME_LEN), &id);
         assert!(ns.len() <= 63, "{ns}");
         assert!(ns.starts_with("store-aaaa"));
+    }
+
+    #[test]
+    fn same_name_stores_made_together_get_different_namespaces() {
+        let (a, b) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+        assert_ne!(store_namespace("shop", &a), store_namespace("shop", &b));
     }
 }

@@ -6,6 +6,9 @@
 //! The binary in `main.rs` is a thin CLI over these modules.
 
 pub mod apply;
+pub mod auth;
 pub mod config;
+pub mod db;
 pub mod domain;
 pub mod telemetry;
+pub mod vault;

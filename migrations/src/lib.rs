@@ -4,11 +4,13 @@
 
 pub use sea_orm_migration::prelude::*;
 
+mod m20250601_000001_initial;
+
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        Vec::new()
+        vec![Box::new(m20250601_000001_initial::Migration)]
     }
 }

@@ -1,2 +1,5 @@
 //! Shared helpers for the integration tests.
 #![allow(dead_code)]
+
+pub mod cluster;
+pub mod db;

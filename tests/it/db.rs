@@ -1,0 +1,1172 @@
+//! The database layer on real SQLite and real PostgreSQL: every test body runs on both
+//! (`support::db::each_backend`), each in a database of its own. Times are passed in
+//! explicitly, so lease expiry is tested without sleeping.
+
+use crate::support::db::{TestDb, chain, each_backend, each_empty_backend};
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+use storeplane::db::{
+    Backend, Db, DbError, NewEvent, NewStore, NewUser, Role, Store, StoreQuery, StoreUpdate,
+    StoreUrlRecord, User,
+};
+use storeplane::domain::{EventType, StoreStatus};
+use tokio::sync::Barrier;
+use uuid::Uuid;
+
+const LEASE: Duration = Duration::from_secs(30);
+
+async fn user(db: &Db, email: &str, limit: u32) -> User {
+    db.create_user(NewUser {
+        email: email.into(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+        role: Role::Member,
+        store_limit: Some(limit),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("create user {email}: {}", chain(&e)))
+}
+
+fn new_store(user: &User, name: &str) -> NewStore {
+    NewStore::new(
+        user.id,
+        name,
+        "woocommerce",
+        "1.0.0",
+        serde_json::json!({"plan": "small", "currency": "EUR"}),
+    )
+}
+
+async fn store(db: &Db, user: &User, name: &str) -> Store {
+    db.create_store(new_store(user, name))
+        .await
+        .unwrap_or_else(|e| panic!("create store {name}: {}", chain(&e)))
+}
+
+fn t0() -> DateTime<Utc> {
+    Utc::now()
+}
+
+fn secs(s: i64) -> TimeDelta {
+    TimeDelta::seconds(s)
+}
+
+#[tokio::test]
+async fn migrations_apply_on_an_empty_database_and_then_do_nothing() {
+    each_empty_backend(|t: TestDb| async move {
+        let applied = t.migrate().await.unwrap();
+        assert_eq!(applied, vec!["m20250601_000001_initial".to_owned()]);
+        let again = t.migrate().await.unwrap();
+        assert!(again.is_empty(), "second run applied {again:?}");
+        // The schema is usable.
+        let u = user(&t, "a@example.com", 1).await;
+        store(&t, &u, "shop").await;
+        t.ping().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn create_store_writes_the_store_and_its_created_event() {
+    each_backend(|t: TestDb| async move {
+        let u = user(&t, "owner@example.com", 10).await;
+        let before = Utc::now() - secs(1);
+        let s = store(&t, &u, "shop").await;
+        assert_eq!(s.status, StoreStatus::Provisioning);
+        assert_eq!((s.generation, s.observed_generation, s.attempts), (1, 0, 0));
+        assert_eq!(s.user_id, u.id);
+        assert_eq!(s.engine, "woocommerce");
+        assert_eq!(s.params["currency"], "EUR");
+        assert!(s.urls.is_empty());
+        assert!(s.namespace.starts_with("store-shop-"));
+        assert!(s.lease_owner.is_none() && s.secrets_sealed.is_none());
+        let due = s.next_reconcile_at.expect("due on create");
+        assert!(due > before && due <= Utc::now());
+        assert_eq!(s.id.get_version_num(), 7);
+        assert_eq!(t.get_store(s.id).await.unwrap().as_ref(), Some(&s));
+
+        let events = t.list_events(s.id, None, 100).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].event_type, EventType::Created);
+        assert_eq!(events[0].store_id, s.id);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_failing_event_insert_rolls_back_the_whole_transaction() {
+    each_backend(|t: TestDb| async move {
+        let u = user(&t, "owner@example.com", 10).await;
+        let kept = store(&t, &u, "kept").await;
+        assert!(t.claim(kept.id, "w1", LEASE, t0()).await.unwrap());
+
+        // Break the event log: the store insert (or update) succeeds, the event insert
+        // after it fails, and nothing of either may remain.
+        t.raw("ALTER TABLE store_events RENAME TO store_events_away")
+            .await;
+        let err = t.create_store(new_store(&u, "doomed")).await.unwrap_err();
+        assert!(matches!(err, DbError::Query(_)), "{}", chain(&err));
+        let err = t
+            .record(
+                kept.id,
+                "w1",
+                StoreUpdate {
+                    status: Some(StoreStatus::Ready),
+                    ..Default::default()
+                },
+                Some(NewEvent::new(EventType::StoreReady, "ready")),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, DbError::Query(_)), "{}", chain(&err));
+        let err = t.request_delete(kept.id).await.unwrap_err();
+        assert!(matches!(err, DbError::Query(_)), "{}", chain(&err));
+        t.raw("ALTER TABLE store_events_away RENAME TO store_events")
+            .await;
+
+        let all = t.list_stores(StoreQuery::default()).await.unwrap();
+        assert_eq!(all.len(), 1, "the doomed store was not rolled back");
+        let kept_now = t.get_store(kept.id).await.unwrap().unwrap();
+        assert_eq!(kept_now.status, StoreStatus::Provisioning);
+        assert_eq!(kept_now.generation, 1);
+        assert_eq!(kept_now.updated_at, kept.updated_at);
+        assert_eq!(t.list_events(kept.id, None, 10).await.unwrap().len(), 1);
+        // The name is free again: nothing was left behind.
+        store(&t, &u, "doomed").await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn namespaces_are_unique() {
+    each_backend(|t: TestDb| async move {
+        let a = user(&t, "a@example.com", 10).await;
+        let b = user(&t, "b@example.com", 10).await;
+        let first = store(&t, &a, "shop").await;
+        let mut clash = new_store(&b, "other");
+        clash.namespace = first.namespace.clone();
+        match t.create_store(clash).await {
+            Err(DbError::DuplicateNamespace { namespace }) => {
+                assert_eq!(namespace, first.namespace)
+            }
+            other => panic!("expected DuplicateNamespace, got {other:?}"),
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn store_names_are_unique_per_user() {
+    each_backend(|t: TestDb| async move {
+        let a = user(&t, "a@example.com", 10).await;
+        let b = user(&t, "b@example.com", 10).await;
+        store(&t, &a, "shop").await;
+        match t.create_store(new_store(&a, "shop")).await {
+            Err(e @ DbError::DuplicateName { .. }) => {
+                assert!(e.to_string().contains("`shop`"), "{e}")
+            }
+            other => panic!("expected DuplicateName, got {other:?}"),
+        }
+        // Another user may use the name.
+        store(&t, &b, "shop").await;
+        assert_eq!(t.list_stores(StoreQuery::default()).await.unwrap().len(), 2);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_store_limit_holds_under_concurrent_creates() {
+    each_backend(|t: TestDb| async move {
+        let u = user(&t, "racer@example.com", 3).await;
+        let barrier = Arc::new(Barrier::new(12));
+        let tasks: Vec<_> = (0..12)
+            .map(|i| {
+                let db = t.db.clone();
+                let u = u.clone();
+                let barrier = barrier.clone();
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    db.create_store(new_store(&u, &format!("shop-{i}"))).await
+                })
+            })
+            .collect();
+        let (mut created, mut refused) = (0, 0);
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(_) => created += 1,
+                Err(DbError::LimitReached { limit: 3 }) => refused += 1,
+                Err(e) => panic!("unexpected error: {}", chain(&e)),
+            }
+        }
+        assert_eq!((created, refused), (3, 9));
+        let q = StoreQuery {
+            user_id: Some(u.id),
+            ..Default::default()
+        };
+        assert_eq!(t.list_stores(q).await.unwrap().len(), 3);
+
+        let none = user(&t, "none@example.com", 0).await;
+        let err = t.create_store(new_store(&none, "x")).await.unwrap_err();
+        assert!(err.to_string().contains("at most 0 stores"), "{err}");
+        let ghost = User {
+            id: Uuid::now_v7(),
+            ..none
+        };
+        assert!(matches!(
+            t.create_store(new_store(&ghost, "x")).await,
+            Err(DbError::NotFound)
+        ));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn events_come_back_in_the_order_they_were_written() {
+    each_backend(|t: TestDb| async move {
+        let u = user(&t, "a@example.com", 10).await;
+        let s = store(&t, &u, "shop").await;
+        let other = store(&t, &u, "other").await;
+        for i in 0..40 {
+            let kind = EventType::ALL[i % EventType::ALL.len()];
+            t.append_event(s.id, kind, &format!("event {i}"))
+                .await
+                .unwrap();
+            if i % 3 == 0 {
+                t.append_event(other.id, kind, "noise").await.unwrap();
+            }
+        }
+        let events = t.list_events(s.id, None, 1000).await.unwrap();
+        assert_eq!(events.len(), 41);
+        assert_eq!(events[0].event_type, EventType::Created);
+        for (i, e) in events[1..].iter().enumerate() {
+            assert_eq!(e.message, format!("event {i}"));
+            assert_eq!(e.event_type, EventType::ALL[i % EventType::ALL.len()]);
+            assert_eq!(e.store_id, s.id);
+        }
+        assert!(events.windows(2).all(|w| w[0].id < w[1].id));
+        assert!(
+            events
+                .windows(2)
+                .all(|w| w[0].created_at <= w[1].created_at)
+        );
+        // Paging with after_id picks up exactly where the last page ended.
+        let first = t.list_events(s.id, None, 10).await.unwrap();
+        let rest = t
+            .list_events(s.id, Some(first.last().unwrap().id), 1000)
+            .await
+            .unwrap();
+        assert_eq!(first.len() + rest.len(), events.len());
+        assert_eq!(rest[0].message, "event 9");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_of_many_racing_claims_wins_each_lease_period() {
+    each_backend(|t: TestDb| async move {
+        let u = user(&t, "a@example.com", 10).await;
+        let s = store(&t, &u, "shop").await;
+        let now = t0();
+
+        let winners = race_claim(&t, s.id, "first", now).await;
+        assert_eq!(winners.len(), 1, "winners: {winners:?}");
+        let owner = winners[0].clone();
+        let held = t.get_store(s.id).await.unwrap().unwrap();
+        assert_eq!(held.lease_owner.as_deref(), Some(owner.as_str()));
+
+        // While the lease lives, nobody else (nor the owner again) can claim it.
+        let later = now + secs(29);
+        assert!(!t.claim(s.id, "intruder", LEASE, later).await.unwrap());
+        assert!(!t.claim(s.id, &owner, LEASE, later).await.unwrap());
+        assert!(
+            t.claim_due("intruder", LEASE, later, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // A non-owner cannot renew, nor record.
+        assert!(!t.renew_lease(s.id, "intruder", LEASE, later).await.unwrap());
+        assert!(matches!(
+            t.record(s.id, "intruder", StoreUpdate::default(), None)
+                .await,
+            Err(DbError::LeaseLost { .. })
+        ));
+        assert!(matches!(
+            t.release(s.id, "intruder", None).await,
+            Err(DbError::LeaseLost { .. })
+        ));
+
+        // After expiry, another owner takes over — again exactly one of many.
+        let expired = now + secs(31);
+        let winners = race_claim(&t, s.id, "second", expired).await;
+        assert_eq!(winners.len(), 1, "winners: {winners:?}");
+        let new_owner = winners[0].clone();
+        // The old owner has lost it: renew, record and delete all refuse.
+        assert!(!t.renew_lease(s.id, &owner, LEASE, expired).await.unwrap());
+        assert!(matches!(
+            t.record(
+                s.id,
+                &owner,
+                StoreUpdate {
+                    status: Some(StoreStatus::Ready),
+                    ..Default::default()
+                },
+                Some(NewEvent::new(EventType::StoreReady, "ready"))
+            )
+            .await,
+            Err(DbError::LeaseLost { .. })
+        ));
+        assert!(matches!(
+            t.delete_store(
+                s.id,
+                &owner,
+                NewEvent::new(EventType::NamespaceDeleted, "gone")
+            )
+            .await,
+            Err(DbError::LeaseLost { .. })
+        ));
+        assert_eq!(t.list_events(s.id, None, 10).await.unwrap().len(), 1);
+
+        // The new owner renews past the old expiry and keeps it.
+        assert!(
+            t.renew_lease(s.id, &new_owner, LEASE, expired + secs(20))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !t.claim(s.id, "third", LEASE, expired + secs(35))
+                .await
+                .unwrap()
+        );
+        assert!(
+            t.claim(s.id, "third", LEASE, expired + secs(51))
+                .await
+                .unwrap()
+        );
+    })
+    .await;
+}
+
+/// 16 tasks claim the same store at the same instant; returns the winners.
+async fn race_claim(t: &TestDb, id: Uuid, prefix: &str, now: DateTime<Utc>) -> Vec<String> {
+    const N: usize = 16;
+    let barrier = Arc::new(Barrier::new(N));
+    let tasks: Vec<_> = (0..N)
+        .map(|i| {
+            let db = t.db.clone();
+            let barrier = barrier.clone();
+            let owner = format!("{prefix}-{i}");
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let won = db.claim(id, &owner, LEASE, now).await.unwrap();
+                (owner, won)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        let (owner, won) = task.await.unwrap();
+        if won {
+            winners.push(owner);
+        }
+    }
+    winners
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_sweeps_split_due_stores_between_replicas() {
+    each_backend(|t: TestDb| async move {
+        let u = user(&t, "a@example.com", 100).await;
+        let mut due = HashSet::new();
+        for i in 0..12 {
+            due.insert(store(&t, &u, &format!("due-{i}")).await.id);
+        }
+        // Not due: scheduled later, and a failed store with nothing to do.
+        let later = store(&t, &u, "later").await;
+        let failed = store(&t, &u, "failed").await;
+        let now = t0();
+        for (s, next) in [(&later, Some(now + secs(600))), (&failed, None)] {
+            assert!(t.claim(s.id, "setup", LEASE, now).await.unwrap());
+            t.release(s.id, "setup", next).await.unwrap();
+        }
+
+        let barrier = Arc::new(Barrier::new(8));
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let db = t.db.clone();
+                let barrier = barrier.clone();
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    let owner = format!("replica-{i}");
+                    let won = db
+                        .claim_due(&owner, LEASE, now + secs(1), 100)
+                        .await
+                        .unwrap();
+                    (owner, won)
+                })
+            })
+            .collect();
+        let mut claimed = Vec::new();
+        for task in tasks {
+            let (owner, won) = task.await.unwrap();
+            for s in won {
+                assert_eq!(s.lease_owner.as_deref(), Some(owner.as_str()));
+                claimed.push(s.id);
+            }
+        }
+        let unique: HashSet<_> = claimed.iter().copied().collect();
+        assert_eq!(unique.len(), claimed.len(), "a store was claimed twice");
+        assert_eq!(unique, due);
+        // Nothing left to claim until leases expire or the later store comes due.
+        assert!(
+            t.claim_due("x", LEASE, now + secs(2), 100)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let after = t.claim_due("x", LEASE, now + secs(601), 100).await.unwrap();
+        assert_eq!(after.len(), 13, "expired leases and the later store");
+        assert!(after.iter().all(|s| s.id != failed.id));
+        assert_eq!(
+            t.claim_due("y", LEASE, now + secs(602), 3)
+                .await
+                .unwrap()
+                .len(),
+            0
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn lease_times_compare_in_time_order_to_the_microsecond() {
+    each_backend(|t: TestDb| async move {
+        let u = user(&t, "a@example.com", 10).await;
+        let s = store(&t, &u, "shop").await;
+        // Whole second, then fractions of different lengths: SQLite compares these as
+        // text, which must still be time order.
+        let base = Utc.with_ymd_and_hms(2030, 1, 1, 12, 0, 0).unwrap();
+        let half = Duration::from_millis(500);
+        assert!(t.claim(s.id, "a", half, base).await.unwrap());
+        let until = t
+            .get_store(s.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .lease_until
+            .unwrap();
+        assert_eq!(until, base + TimeDelta::milliseconds(500));
+        for (offset_us, free) in [
+            (0, false),
+            (499_999, false),
+            (500_000, false),
+            (500_001, true),
+        ] {
+            let at = base + TimeDelta::microseconds(offset_us);
+            let won = t.claim(s.id, "b", half, at).await.unwrap();
+            assert_eq!(won, free, "claim at +{offset_us}µs");
+        }
+        // Now "b" holds it until base + 1.000001 s.
+        let b_until = base + TimeDelta::microseconds(1_000_001);
+        assert!(!t.claim(s.id, "c", half, base + secs(1)).await.unwrap());
+        assert!(!t.claim(s.id, "c", half, b_until).await.unwrap());
+        assert!(
+            t.claim(s.id, "c", half, b_until + TimeDelta::microseconds(1))
+                .await
+                .unwrap()
+        );
+        // Due times too.
+        t.release(s.id, "c", Some(base + secs(10))).await.unwrap();
+        let probe = base + TimeDelta::microseconds(9_999_999);
+        assert!(t.claim_due("d", half, probe, 10).await.unwrap().is_empty());
+        assert_eq!(
+            t.claim_due("d", half, base + secs(10), 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn record_writes_under_the_lease_and_refuses_a_moved_generation() {
+    each_backend(|t: TestDb| async move {
+        let u = user(&t, "a@example.com", 10).await;
+        let s = store(&t, &u, "shop").await;
+        let now = t0();
+        assert!(t.claim(s.id, "w", LEASE, now).await.unwrap());
+        let urls = vec![StoreUrlRecord {
+            name: "storefront".into(),
+            url: "http://shop.stores.localtest.me".into(),
+        }];
+        let deadline = now + secs(900);
+        let ready = t
+            .record(
+                s.id,
+                "w",
+                StoreUpdate {
+                    status: Some(StoreStatus::Ready),
+                    urls: Some(urls.clone()),
+                    observed_generation: Some(1),
+                    attempts: Some(2),
+                    secrets_sealed: Some(Some("v1:sealed".into())),
+                    provision_deadline_at: Some(Some(deadline)),
+                    next_reconcile_at: Some(Some(now + secs(300))),
+                    expected_generation: Some(1),
+                    ..Default::default()
+                },
+                Some(NewEvent::new(EventType::StoreReady, "serving")),
+            )
+            .await
+            .unwrap();
+        assert_eq!(ready.status, StoreStatus::Ready);
+        assert_eq!(ready.urls, urls);
+        assert_eq!((ready.observed_generation, ready.attempts), (1, 2));
+        assert_eq!(ready.secrets_sealed.as_deref(), Some("v1:sealed"));
+        assert_eq!(ready.provision_deadline_at, Some(storeplane_time(deadline)));
+        assert!(ready.updated_at >= s.updated_at);
+        assert_eq!(
+            ready.lease_owner.as_deref(),
+            Some("w"),
+            "record keeps the lease"
+        );
+        let events = t.list_events(s.id, None, 10).await.unwrap();
+        assert_eq!(events.last().unwrap().event_type, EventType::StoreReady);
+
+        // Clearing a nullable field.
+        let cleared = t
+            .record(
+                s.id,
+                "w",
+                StoreUpdate {
+                    secrets_sealed: Some(None),
+                    ..Default::default()
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(cleared.secrets_sealed, None);
+        assert_eq!(cleared.urls, urls, "fields not set are kept");
+
+        // A delete request arrives while "w" works: generation 2, due now.
+        let deleting = t.request_delete(s.id).await.unwrap();
+        assert_eq!(
+            (deleting.status, deleting.generation),
+            (StoreStatus::Deleting, 2)
+        );
+        let before = t.list_events(s.id, None, 100).await.unwrap().len();
+        let err = t
+            .record(
+                s.id,
+                "w",
+                StoreUpdate {
+                    status: Some(StoreStatus::Ready),
+                    next_reconcile_at: Some(Some(now + secs(300))),
+                    expected_generation: Some(1),
+                    release_lease: true,
+                    ..Default::default()
+                },
+                Some(NewEvent::new(EventType::StoreReady, "stale")),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DbError::GenerationChanged {
+                    expected: 1,
+                    actual: 2,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let now_row = t.get_store(s.id).await.unwrap().unwrap();
+        assert_eq!(
+            now_row.status,
+            StoreStatus::Deleting,
+            "request not overwritten"
+        );
+        assert_eq!(now_row.lease_owner.as_deref(), Some("w"), "lease kept");
+        assert_eq!(t.list_events(s.id, None, 100).await.unwrap().len(), before);
+
+        // Recording the new generation and releasing in one step.
+        let released = t
+            .record(
+                s.id,
+                "w",
+                StoreUpdate {
+                    observed_generation: Some(2),
+                    next_reconcile_at: Some(None),
+                    expected_generation: Some(2),
+                    release_lease: true,
+                    ..Default::default()
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(released.lease_owner, None);
+        assert_eq!(released.lease_until, None);
+        assert_eq!(released.next_reconcile_at, None);
+    })
+    .await;
+}
+
+fn storeplane_time(t: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::SubsecRound as _;
+    t.trunc_subsecs(6)
+}
+
+#[tokio::test]
+async fn release_gives_the_lease_up_and_schedules_the_next_look() {
+    each_backend(|t: TestDb| async move {
+        let u = user(&t, "a@example.com", 10).await;
+        let s = store(&t, &u, "shop").await;
+        let now = t0();
+        assert!(t.claim(s.id, "w", LEASE, now).await.unwrap());
+        let next = now + secs(60);
+        t.release(s.id, "w", Some(next)).await.unwrap();
+        let row = t.get_store(s.id).await.unwrap().unwrap();
+        assert_eq!(row.lease_owner, None);
+        assert_eq!(row.next_reconcile_at, Some(storeplane_time(next)));
+        // Released: claimable at once by anyone, but not due before `next`.
+        assert!(
+            t.claim_due("x", LEASE, now + secs(1), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(t.claim(s.id, "x", LEASE, now + secs(1)).await.unwrap());
+        // Releasing twice is refused: the lease is not "w"'s any more.
+        assert!(matches!(
+            t.release(s.id, "w", None).await,
+            Err(DbError::LeaseLost { .. })
+        ));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deleting_a_store_keeps_its_event_log() {
+    each_backend(|t: TestDb| async move {
+        let u = user(&t, "a@example.com", 1).await;
+        let s = store(&t, &u, "shop").await;
+        t.request_delete(s.id).await.unwrap();
+        let now = t0();
+        let claimed = t.claim_due("w", LEASE, now + secs(1), 10).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].status, StoreStatus::Deleting);
+        t.delete_store(
+            s.id,
+            "w",
+            NewEvent::new(EventType::NamespaceDeleted, "namespace store-shop gone"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(t.get_store(s.id).await.unwrap(), None);
+        let types: Vec<_> = t
+            .list_events(s.id, None, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event_type)
+            .collect();
+        assert_eq!(
+            types,
+            [
+                EventType::Created,
+                EventType::Deleting,
+                EventType::NamespaceDeleted
+            ]
+        );
+        // The slot is free again (limit 1), and so is the name.
+        store(&t, &u, "shop").await;
+        // Deleting what is gone is a lost lease, not a success.
+        assert!(matches!(
+            t.delete_store(
+                s.id,
+                "w",
+                NewEvent::new(EventType::NamespaceDeleted, "again")
+            )
+            .await,
+            Err(DbError::LeaseLost { .. })
+        ));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn delete_and_retry_requests() {
+    each_backend(|t: TestDb| async move {
+        let u = user(&t, "a@example.com", 10).await;
+        let s = store(&t, &u, "shop").await;
+
+        // Retry is only for failed stores.
+        match t.request_retry(s.id).await {
+            Err(e @ DbError::StatusConflict { .. }) => {
+                assert!(e.to_string().contains("is provisioning"), "{e}")
+            }
+            other => panic!("expected StatusConflict, got {other:?}"),
+        }
+        // Fail it the way the orchestrator would.
+        assert!(t.claim(s.id, "w", LEASE, t0()).await.unwrap());
+        t.record(
+            s.id,
+            "w",
+            StoreUpdate {
+                status: Some(StoreStatus::Failed),
+                error_message: Some(Some("Deployment/web: image pull failed".into())),
+                attempts: Some(5),
+                observed_generation: Some(1),
+                next_reconcile_at: Some(None),
+                release_lease: true,
+                ..Default::default()
+            },
+            Some(NewEvent::new(EventType::ProvisioningFailed, "gave up")),
+        )
+        .await
+        .unwrap();
+        let retried = t.request_retry(s.id).await.unwrap();
+        assert_eq!(retried.status, StoreStatus::Provisioning);
+        assert_eq!((retried.generation, retried.attempts), (2, 0));
+        assert_eq!(retried.error_message, None);
+        assert!(retried.next_reconcile_at.is_some());
+
+        // Delete is idempotent: one generation bump, one event.
+        let d1 = t.request_delete(s.id).await.unwrap();
+        let d2 = t.request_delete(s.id).await.unwrap();
+        assert_eq!(d1.status, StoreStatus::Deleting);
+        assert_eq!((d1.generation, d2.generation), (3, 3));
+        assert_eq!(d1.updated_at, d2.updated_at);
+        let types: Vec<_> = t
+            .list_events(s.id, None, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event_type)
+            .collect();
+        assert_eq!(
+            types,
+            [
+                EventType::Created,
+                EventType::ProvisioningFailed,
+                EventType::RetryRequested,
+                EventType::Deleting
+            ]
+        );
+        let ghost = Uuid::now_v7();
+        assert!(matches!(
+            t.request_delete(ghost).await,
+            Err(DbError::NotFound)
+        ));
+        assert!(matches!(
+            t.request_retry(ghost).await,
+            Err(DbError::NotFound)
+        ));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn stores_list_newest_first_with_a_keyset_cursor() {
+    each_backend(|t: TestDb| async move {
+        let a = user(&t, "a@example.com", 10).await;
+        let b = user(&t, "b@example.com", 10).await;
+        let mut ids = Vec::new();
+        for i in 0..7 {
+            ids.push(store(&t, &a, &format!("shop-{i}")).await.id);
+        }
+        let theirs = store(&t, &b, "theirs").await;
+        ids.reverse(); // newest first
+
+        let mut pages = Vec::new();
+        let mut after = None;
+        loop {
+            let page = t
+                .list_stores(StoreQuery {
+                    user_id: Some(a.id),
+                    after,
+                    limit: 3,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            if page.is_empty() {
+                break;
+            }
+            after = page.last().map(|s| s.id);
+            pages.push(page.into_iter().map(|s| s.id).collect::<Vec<_>>());
+        }
+        assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 1]);
+        assert_eq!(pages.concat(), ids);
+
+        // Admin view: everyone's stores.
+        let all = t.list_stores(StoreQuery::default()).await.unwrap();
+        assert_eq!(all.len(), 8);
+        assert_eq!(all[0].id, theirs.id);
+        // Status filter.
+        t.request_delete(ids[0]).await.unwrap();
+        let deleting = t
+            .list_stores(StoreQuery {
+                status: Some(StoreStatus::Deleting),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(deleting.iter().map(|s| s.id).collect::<Vec<_>>(), [ids[0]]);
+        // Ownership.
+        assert!(t.get_user_store(a.id, ids[1]).await.unwrap().is_some());
+        assert!(t.get_user_store(b.id, ids[1]).await.unwrap().is_none());
+        // Metrics.
+        let counts = t.count_stores_by_status().await.unwrap();
+        assert_eq!(
+            counts,
+            [
+                (StoreStatus::Provisioning, 7),
+                (StoreStatus::Ready, 0),
+                (StoreStatus::Failed, 0),
+                (StoreStatus::Deleting, 1)
+            ]
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn accounts_have_unique_lowercased_emails() {
+    each_backend(|t: TestDb| async move {
+        let created = t
+            .create_user(NewUser {
+                email: "  Alice@Example.COM ".into(),
+                password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+                role: Role::Admin,
+                store_limit: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(created.email, "alice@example.com");
+        assert_eq!(created.role, Role::Admin);
+        assert_eq!(created.store_limit, storeplane::db::DEFAULT_STORE_LIMIT);
+        assert!(
+            !format!("{created:?}").contains("argon2"),
+            "Debug hides the hash"
+        );
+        let found = t.user_by_email("ALICE@example.com").await.unwrap().unwrap();
+        assert_eq!(found, created);
+        assert_eq!(t.user_by_id(created.id).await.unwrap(), Some(created));
+        assert_eq!(t.user_by_email("bob@example.com").await.unwrap(), None);
+        let dup = t
+            .create_user(NewUser {
+                email: "alice@EXAMPLE.com".into(),
+                password_hash: "x".into(),
+                role: Role::Member,
+                store_limit: None,
+            })
+            .await;
+        assert!(matches!(dup, Err(DbError::EmailTaken)), "{dup:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tokens_authenticate_until_they_expire() {
+    each_backend(|t: TestDb| async move {
+        let u = user(&t, "a@example.com", 10).await;
+        let (token, hash) = storeplane::auth::generate_token();
+        let now = t0();
+        let expires = now + secs(3600);
+        let stored = t
+            .insert_token(u.id, &hash, "cli", Some(expires))
+            .await
+            .unwrap();
+        assert_eq!(stored.token_hash, hash);
+        assert_ne!(stored.token_hash, token);
+
+        let (who, tok) = t.user_for_token(&hash, now).await.unwrap().unwrap();
+        assert_eq!(who.id, u.id);
+        assert_eq!(tok.last_used_at, Some(storeplane_time(now)));
+        // Within a minute the use is not written again; after it, it is.
+        let (_, tok) = t
+            .user_for_token(&hash, now + secs(30))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(tok.last_used_at, Some(storeplane_time(now)));
+        let (_, tok) = t
+            .user_for_token(&hash, now + secs(61))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(tok.last_used_at, Some(storeplane_time(now + secs(61))));
+        // Expired, unknown.
+        assert!(t.user_for_token(&hash, expires).await.unwrap().is_none());
+        assert!(
+            t.user_for_token(&hash, expires + secs(1))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            t.user_for_token(&storeplane::auth::hash_token("sp_nope"), now)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // Without expiry, until revoked.
+        let (_, forever) = storeplane::auth::generate_token();
+        t.insert_token(u.id, &forever, "ci", None).await.unwrap();
+        assert!(
+            t.user_for_token(&forever, now + secs(10 * 365 * 86400))
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(t.delete_token(&forever).await.unwrap());
+        assert!(!t.delete_token(&forever).await.unwrap());
+        assert!(t.user_for_token(&forever, now).await.unwrap().is_none());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn wake_ups_reach_listeners_on_postgres() {
+    each_backend(|t: TestDb| async move {
+        let id = Uuid::now_v7();
+        match t.backend {
+            Backend::Sqlite => {
+                assert!(t.listen_work().await.unwrap().is_none());
+                t.notify_work(id).await.unwrap();
+            }
+            Backend::Postgres => {
+                let mut listener = t.listen_work().await.unwrap().expect("a listener");
+                // A second replica's listener gets it too.
+                let mut other = t.listen_work().await.unwrap().expect("a listener");
+                t.notify_work(id).await.unwrap();
+                let got = tokio::time::timeout(Duration::from_secs(10), listener.recv())
+                    .await
+                    .expect("wake-up within 10 s")
+                    .unwrap();
+                assert_eq!(got, id);
+                let got = tokio::time::timeout(Duration::from_secs(10), other.recv())
+                    .await
+                    .expect("wake-up within 10 s")
+                    .unwrap();
+                assert_eq!(got, id);
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_unavailable() {
+    // Port 1 on loopback: nothing listens there.
+    let err = Db::connect("postgres://storeplane@127.0.0.1:1/none")
+        .await
+        .unwrap_err();
+    assert!(err.is_unavailable(), "{}", chain(&err));
+    let text = chain(&err);
+    assert!(
+        text.contains("127.0.0.1:1") && text.contains("refused"),
+        "{text}"
+    );
+
+    let err = Db::connect("mysql://root@localhost/x").await.unwrap_err();
+    assert!(matches!(err, DbError::UnsupportedUrl { ref scheme, .. } if scheme == "mysql"));
+    assert!(!err.is_unavailable());
+}
+
+#[tokio::test]
+async fn the_default_sqlite_database_is_created_in_the_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = storeplane::config::DatabaseSettings {
+        database_url: None,
+        data_dir: dir.path().join("nested/data"),
+    };
+    let db = Db::connect(&settings.url()).await.unwrap();
+    assert_eq!(db.backend(), Backend::Sqlite);
+    assert_eq!(db.migrate().await.unwrap().len(), 1);
+    assert!(dir.path().join("nested/data/storeplane.db").exists());
+    db.close().await.unwrap();
+    // Reopened: the schema is there.
+    let db = Db::connect(&settings.url()).await.unwrap();
+    assert!(db.migrate().await.unwrap().is_empty());
+}
+
+mod cli {
+    use std::io::Write as _;
+    use std::process::{Command, Output, Stdio};
+
+    fn storeplane(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_storeplane"));
+        cmd.args(args)
+            .env_remove("STOREPLANE_DATABASE_URL")
+            .env_remove("STOREPLANE_DATA_DIR")
+            .env("STOREPLANE_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("run storeplane");
+        let mut pipe = child.stdin.take().unwrap();
+        if let Some(input) = stdin {
+            pipe.write_all(input.as_bytes()).unwrap();
+        }
+        drop(pipe);
+        child.wait_with_output().unwrap()
+    }
+
+    fn text(b: &[u8]) -> String {
+        String::from_utf8_lossy(b).into_owned()
+    }
+
+    #[test]
+    fn a_bad_database_url_is_a_clear_error_and_a_failed_exit() {
+        let out = storeplane(
+            &["migrate"],
+            &[("STOREPLANE_DATABASE_URL", "mysql://root@localhost/shop")],
+            None,
+        );
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success(), "exit status {}", out.status);
+        assert!(
+            stderr.contains("unsupported database URL scheme \"mysql\"")
+                && stderr.contains("STOREPLANE_DATABASE_URL")
+                && stderr.contains("supported: sqlite, postgres"),
+            "{stderr}"
+        );
+        // The same through the flag, for `user create` too.
+        let out = storeplane(
+            &[
+                "user",
+                "create",
+                "--email",
+                "a@example.com",
+                "--database-url",
+                "redis://x",
+            ],
+            &[],
+            None,
+        );
+        assert!(!out.status.success());
+        assert!(
+            text(&out.stderr).contains("\"redis\""),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+
+    #[tokio::test]
+    async fn user_create_prints_a_generated_password_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let data_dir = data_dir.to_str().unwrap();
+        let env = [("STOREPLANE_DATA_DIR", data_dir)];
+
+        let out = storeplane(&["migrate"], &env, None);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(text(&out.stdout).contains("applied m20250601_000001_initial"));
+        let out = storeplane(&["migrate"], &env, None);
+        assert_eq!(text(&out.stdout).trim(), "database is up to date");
+
+        let out = storeplane(
+            &["user", "create", "--email", "Admin@Example.com", "--admin"],
+            &env,
+            None,
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        assert!(
+            stdout.contains("admin account admin@example.com"),
+            "{stdout}"
+        );
+        let passwords: Vec<_> = stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("password: "))
+            .collect();
+        assert_eq!(passwords.len(), 1, "{stdout}");
+        assert!(passwords[0].len() >= 20);
+        assert!(stdout.contains("will not be shown again"), "{stdout}");
+        assert!(
+            !text(&out.stderr).contains(passwords[0]),
+            "password on stderr"
+        );
+
+        // Duplicate email: a clear error, non-zero exit.
+        let out = storeplane(
+            &["user", "create", "--email", "admin@example.com"],
+            &env,
+            None,
+        );
+        assert!(!out.status.success());
+        assert!(
+            text(&out.stderr).contains("already exists"),
+            "{}",
+            text(&out.stderr)
+        );
+
+        // A password from stdin is not echoed; a short one is refused with the rule.
+        let out = storeplane(
+            &[
+                "user",
+                "create",
+                "--email",
+                "m@example.com",
+                "--password-stdin",
+            ],
+            &env,
+            Some("a long enough secret\n"),
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(!text(&out.stdout).contains("a long enough secret"));
+        let out = storeplane(
+            &[
+                "user",
+                "create",
+                "--email",
+                "n@example.com",
+                "--password-stdin",
+            ],
+            &env,
+            Some("short\n"),
+        );
+        assert!(!out.status.success());
+        assert!(
+            text(&out.stderr).contains("at least 12"),
+            "{}",
+            text(&out.stderr)
+        );
+
+        // A bad email.
+        let out = storeplane(&["user", "create", "--email", "not-an-email"], &env, None);
+        assert!(!out.status.success());
+        assert!(text(&out.stderr).contains("not a usable email address"));
+
+        // What was stored verifies with the passwords, and only with them.
+        let url = format!("sqlite://{data_dir}/storeplane.db");
+        let db = storeplane::db::Db::connect(&url).await.unwrap();
+        let admin = db
+            .user_by_email("admin@example.com")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(admin.role, storeplane::db::Role::Admin);
+        assert!(
+            admin
+                .password_hash
+                .starts_with("$argon2id$v=19$m=19456,t=2,p=1$")
+        );
+        let verify = storeplane::auth::verify_password;
+        assert!(verify(Some(&admin.password_hash), passwords[0]).await);
+        assert!(!verify(Some(&admin.password_hash), "a long enough secret").await);
+        let member = db.user_by_email("m@example.com").await.unwrap().unwrap();
+        assert_eq!(member.role, storeplane::db::Role::Member);
+        assert!(verify(Some(&member.password_hash), "a long enough secret").await);
+        assert!(db.user_by_email("n@example.com").await.unwrap().is_none());
+    }
+}
