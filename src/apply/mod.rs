@@ -331,9 +331,29 @@ impl Applier {
         .buffer_unordered(self.settings.concurrency)
         .try_collect::<Vec<_>>()
         .await?;
-        Ok(Inventory {
-            objects: listed.into_iter().flatten().collect(),
-        })
+        let mut objects: BTreeMap<ObjectKey, String> = listed.into_iter().flatten().collect();
+        // The namespace itself, so that re-applying it counts as unchanged, not created.
+        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
+        match namespaces.get_metadata_opt(namespace).await {
+            Ok(Some(ns)) if managed_by_us(&ns.metadata) => {
+                objects.insert(
+                    ObjectKey {
+                        kind: "Namespace".into(),
+                        name: namespace.to_owned(),
+                    },
+                    ns.metadata.resource_version.unwrap_or_default(),
+                );
+            }
+            Ok(_) => {}
+            Err(source) => {
+                return Err(ApplyError::List {
+                    kind: "Namespace".into(),
+                    namespace: namespace.to_owned(),
+                    source,
+                });
+            }
+        }
+        Ok(Inventory { objects })
     }
 
     /// Server-side applies one phase's objects (cluster-scoped ones first), at most

@@ -1,0 +1,244 @@
+//! `apply` against a real API server: phases applied and awaited, re-apply writes
+//! nothing, drift comes back, pruning, failures that name the object, teardown.
+//! These use hand-written objects so they test `apply` alone; the blueprint-driven
+//! end-to-end flow is in `reconcile`.
+
+use crate::support::cluster::{delete_namespace_and_wait, kube_client, unique_name};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DeleteParams, DynamicObject, GroupVersionKind};
+use serde_json::{Value, json};
+use std::time::Duration;
+use storeplane::apply::{Applier, ApplyError, ApplySettings, Desired, Inventory, PhaseReport};
+use storeplane::domain::{Phase, labels};
+
+fn obj(phase: Phase, v: Value) -> Desired {
+    let api_version = v["apiVersion"].as_str().unwrap();
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let gvk = GroupVersionKind::gvk(group, version, v["kind"].as_str().unwrap());
+    Desired {
+        phase,
+        gvk,
+        object: serde_json::from_value(v).unwrap(),
+    }
+}
+
+/// A small store: every phase, every kind with a readiness rule.
+fn store(ns: &str, id: &str, cpu_quota: &str) -> Vec<Desired> {
+    let l = json!({ labels::STORE_ID: id, labels::MANAGED_BY: "storeplane" });
+    let meta = |name: &str| json!({"name": name, "namespace": ns, "labels": l});
+    let pod = |app: &str| {
+        json!({
+            "metadata": {"labels": {"app": app}},
+            "spec": {
+                "automountServiceAccountToken": false,
+                "containers": [{
+                    "name": app, "image": "registry.example/app:1",
+                    "resources": {"requests": {"cpu": "100m", "memory": "64Mi"},
+                                  "limits": {"cpu": "500m", "memory": "256Mi"}}
+                }]
+            }
+        })
+    };
+    let mut job_pod = pod("install");
+    job_pod["spec"]["restartPolicy"] = json!("Never");
+    vec![
+        obj(
+            Phase::Foundation,
+            json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": ns, "labels": l}}),
+        ),
+        obj(
+            Phase::Foundation,
+            json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": meta("quota"),
+            "spec": {"hard": {"limits.cpu": cpu_quota, "limits.memory": "4Gi", "persistentvolumeclaims": "4"}}}),
+        ),
+        obj(
+            Phase::Foundation,
+            json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": meta("default-deny"), "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}}),
+        ),
+        obj(
+            Phase::Secrets,
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": meta("creds"),
+            "type": "Opaque", "stringData": {"password": "not-a-real-one"}}),
+        ),
+        obj(
+            Phase::Storage,
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta("files"),
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}),
+        ),
+        obj(
+            Phase::Data,
+            json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta("db"),
+            "spec": {"serviceName": "db", "replicas": 1, "selector": {"matchLabels": {"app": "db"}},
+                     "template": pod("db"),
+                     "volumeClaimTemplates": [{"metadata": {"name": "data"},
+                        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]}}),
+        ),
+        obj(
+            Phase::Data,
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": meta("db"),
+            "spec": {"selector": {"app": "db"}, "ports": [{"port": 3306}]}}),
+        ),
+        obj(
+            Phase::Application,
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta("web"),
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}}, "template": pod("web")}}),
+        ),
+        obj(
+            Phase::Jobs,
+            json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": meta("install"),
+            "spec": {"backoffLimit": 2, "template": job_pod}}),
+        ),
+    ]
+}
+
+fn applier(client: kube::Client) -> Applier {
+    Applier::new(
+        client,
+        ApplySettings {
+            concurrency: 4,
+            phase_timeout: Duration::from_secs(90),
+            teardown_timeout: Duration::from_secs(120),
+        },
+    )
+}
+
+async fn resource_versions(a: &Applier, ns: &str, id: &str) -> Inventory {
+    a.inventory(ns, id).await.expect("inventory")
+}
+
+#[tokio::test]
+async fn apply_waits_reapplies_nothing_repairs_drift_prunes_and_tears_down() {
+    let client = kube_client().await;
+    let a = applier(client.clone());
+    let ns = unique_name("it-apply");
+    let id = unique_name("id");
+    let desired = store(&ns, &id, "8");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PhaseReport>();
+
+    let first = a
+        .apply_store(&ns, &id, &desired, &tx)
+        .await
+        .expect("first apply");
+    assert_eq!(first.counts.created, desired.len(), "{first:?}");
+    let mut phases = Vec::new();
+    while let Ok(r) = rx.try_recv() {
+        phases.push(r.phase);
+    }
+    assert_eq!(
+        phases,
+        vec![
+            Phase::Foundation,
+            Phase::Secrets,
+            Phase::Storage,
+            Phase::Data,
+            Phase::Application,
+            Phase::Jobs
+        ],
+        "one report per phase, in order"
+    );
+    // Everything that has a readiness rule is ready now.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let web = deployments.get("web").await.unwrap();
+    assert_eq!(web.status.unwrap().available_replicas, Some(1));
+
+    // Applying the unchanged store writes nothing: every resourceVersion stays.
+    let before = resource_versions(&a, &ns, &id).await;
+    assert_eq!(
+        before.objects.len(),
+        desired.len(),
+        "every object is in the inventory"
+    );
+    let again = a
+        .apply_store(&ns, &id, &desired, &tx)
+        .await
+        .expect("re-apply");
+    assert_eq!(again.counts.changed(), 0, "{again:?}");
+    let after = resource_versions(&a, &ns, &id).await;
+    assert_eq!(before.objects, after.objects, "no resourceVersion changed");
+
+    // Drift: a deleted Deployment comes back on the next apply.
+    deployments
+        .delete("web", &DeleteParams::default())
+        .await
+        .unwrap();
+    kube::runtime::wait::await_condition(deployments.clone(), "web", |d: Option<&Deployment>| {
+        d.is_none()
+    })
+    .await
+    .unwrap();
+    let repaired = a
+        .apply_store(&ns, &id, &desired, &tx)
+        .await
+        .expect("repair");
+    assert_eq!(repaired.counts.created, 1, "{repaired:?}");
+    assert!(deployments.get("web").await.is_ok());
+
+    // Pruning: the Job left the render, so it leaves the namespace.
+    let without_job: Vec<Desired> = desired
+        .iter()
+        .filter(|d| d.gvk.kind != "Job")
+        .cloned()
+        .collect();
+    let pruned = a
+        .apply_store(&ns, &id, &without_job, &tx)
+        .await
+        .expect("prune");
+    assert_eq!(
+        pruned
+            .pruned
+            .iter()
+            .map(|k| k.to_string())
+            .collect::<Vec<_>>(),
+        vec!["Job/install"]
+    );
+    let jobs: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &ns,
+        &kube::api::ApiResource::from_gvk(&GroupVersionKind::gvk("batch", "v1", "Job")),
+    );
+    assert!(
+        jobs.get_opt("install")
+            .await
+            .unwrap()
+            .is_none_or(|j| j.metadata.deletion_timestamp.is_some())
+    );
+
+    // Teardown: the namespace really goes.
+    a.teardown(&ns).await.expect("teardown");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    assert!(namespaces.get_opt(&ns).await.unwrap().is_none());
+    // Teardown of a namespace that is already gone is a no-op.
+    a.teardown(&ns).await.expect("second teardown");
+}
+
+#[tokio::test]
+async fn a_quota_too_small_fails_at_once_naming_the_object() {
+    let client = kube_client().await;
+    let a = applier(client.clone());
+    let ns = unique_name("it-quota");
+    let id = unique_name("id");
+    // Room for the database's 500m but not for the web pod's as well.
+    let desired = store(&ns, &id, "600m");
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let started = std::time::Instant::now();
+    let err = a
+        .apply_store(&ns, &id, &desired, &tx)
+        .await
+        .expect_err("must fail");
+    match &err {
+        ApplyError::Failed { object, reason } => {
+            assert_eq!(object.to_string(), "Deployment/web", "{err}");
+            assert!(reason.contains("exceeded quota"), "{reason}");
+        }
+        other => panic!("expected a failure naming the object, got {other}"),
+    }
+    assert!(!err.is_transient(), "a quota refusal is not retried");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "failed fast, not at the deadline"
+    );
+    delete_namespace_and_wait(&client, &ns, Duration::from_secs(120)).await;
+}
