@@ -5,6 +5,7 @@
 //!
 //! The binary in `main.rs` is a thin CLI over these modules.
 
+pub mod blueprint;
 pub mod config;
 pub mod domain;
 pub mod telemetry;

@@ -1,0 +1,1 @@
+//! Tests over the built-in blueprints.
