@@ -78,8 +78,8 @@ pub struct StoreUrl {
     pub url: String,
 }
 
-/// One rendered object.
-#[derive(Debug, Clone)]
+/// One rendered object. Its `Debug` output hides the data of Secrets.
+#[derive(Clone)]
 pub struct RenderedObject {
     pub phase: Phase,
     /// The template file it came from.
@@ -88,6 +88,23 @@ pub struct RenderedObject {
     pub gvk: GroupVersionKind,
     /// Namespace-scoped (true) or cluster-scoped (false).
     pub namespaced: bool,
+}
+
+impl fmt::Debug for RenderedObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("RenderedObject");
+        d.field("phase", &self.phase)
+            .field("template", &self.template)
+            .field("gvk", &self.gvk)
+            .field("namespaced", &self.namespaced)
+            .field("metadata", &self.object.metadata);
+        if self.gvk.kind == "Secret" {
+            d.field("data", &"<redacted>");
+        } else {
+            d.field("data", &self.object.data);
+        }
+        d.finish()
+    }
 }
 
 impl RenderedObject {
