@@ -1,4 +1,5 @@
 //! Storeplane's integration tests: one binary, one module per area. Tests that need a
 //! cluster or a database get real ones through `support`.
 
+mod blueprint_cli;
 mod support;
