@@ -6,6 +6,7 @@
 //! The binary in `main.rs` is a thin CLI over these modules.
 
 pub mod auth;
+pub mod blueprint;
 pub mod config;
 pub mod db;
 pub mod domain;
