@@ -7,6 +7,7 @@
 
 pub mod apply;
 pub mod auth;
+pub mod blueprint;
 pub mod config;
 pub mod db;
 pub mod domain;

@@ -2,6 +2,7 @@
 //! cluster or a database get real ones through `support`.
 
 mod apply;
+mod blueprint_cli;
 mod db;
 mod support;
 mod testenv;

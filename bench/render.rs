@@ -1,0 +1,100 @@
+//! Render speed: every built-in blueprint rendered with fresh secrets each time (secret
+//! generation is part of the measured work), with criterion for mean and confidence
+//! intervals, then a plain loop of timed renders for percentiles (criterion reports no
+//! p99). Run: `cargo bench --bench render`. Results go in bench/RESULTS-render.md.
+
+use criterion::{BenchmarkId, Criterion, criterion_group};
+use serde_json::json;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+use storeplane::blueprint::{Blueprint, Catalog, RenderInput, StoreRef};
+use storeplane::config::PlatformSettings;
+
+fn render_once(bp: &Blueprint, store: &StoreRef, platform: &PlatformSettings, yaml: bool) -> usize {
+    let secrets = bp.generate_secrets();
+    let params = json!({"plan": "medium"});
+    let rendered = bp
+        .render(&RenderInput {
+            store,
+            params: &params,
+            secrets: &secrets,
+            platform,
+        })
+        .expect("built-in blueprints render");
+    if yaml {
+        rendered.to_yaml().len()
+    } else {
+        rendered.objects.len()
+    }
+}
+
+fn store() -> StoreRef {
+    StoreRef::new(
+        "bench-shop",
+        uuid::Uuid::from_u128(0xbe9c_0000_0000_4000_8000_0000_0000_0001),
+    )
+}
+
+fn bench_render(c: &mut Criterion) {
+    let catalog = Catalog::builtin().expect("built-in blueprints load");
+    let platform = PlatformSettings::default();
+    let store = store();
+    let mut group = c.benchmark_group("render");
+    for bp in catalog.iter() {
+        group.bench_with_input(BenchmarkId::new("objects", &bp.name), bp, |b, bp| {
+            b.iter(|| black_box(render_once(bp, &store, &platform, false)))
+        });
+        group.bench_with_input(BenchmarkId::new("objects+yaml", &bp.name), bp, |b, bp| {
+            b.iter(|| black_box(render_once(bp, &store, &platform, true)))
+        });
+    }
+    group.finish();
+}
+
+/// Per-render wall time over `n` renders after a warm-up, as percentiles.
+fn percentiles(n: usize) {
+    let catalog = Catalog::builtin().expect("built-in blueprints load");
+    let platform = PlatformSettings::default();
+    let store = store();
+    println!("per-store render (fresh secrets, typed objects), {n} renders after 200 warm-up:");
+    for bp in catalog.iter() {
+        for _ in 0..200 {
+            black_box(render_once(bp, &store, &platform, false));
+        }
+        let mut times: Vec<Duration> = (0..n)
+            .map(|_| {
+                let t = Instant::now();
+                black_box(render_once(bp, &store, &platform, false));
+                t.elapsed()
+            })
+            .collect();
+        times.sort();
+        let at = |q: f64| times[((n as f64 * q).ceil() as usize).min(n) - 1];
+        println!(
+            "  {:<12} p50 {:>8.1?}  p90 {:>8.1?}  p99 {:>8.1?}  p99.9 {:>8.1?}  max {:>8.1?}",
+            bp.name,
+            at(0.50),
+            at(0.90),
+            at(0.99),
+            at(0.999),
+            times[n - 1]
+        );
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(50);
+    targets = bench_render
+}
+
+fn main() {
+    // `cargo test --benches` runs this binary with `--test`: keep that quick.
+    let quick = std::env::args().any(|a| a == "--test");
+    percentiles(if quick { 10 } else { 5000 });
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -1,0 +1,804 @@
+//! Policy checks on blueprints (`storeplane blueprint lint`): renders each blueprint with
+//! its defaults (and once per plan), then checks what a store must always be — inside its
+//! own namespace, labelled, bounded by quota, locked down. Each finding names a stable rule
+//! id, so tests and CI can match on it.
+//!
+//! Read-only over rendered objects; must not change them or render anything itself beyond
+//! calling `Blueprint::render`.
+
+use super::catalog::{Blueprint, Catalog, is_dns1123_label, is_dns1123_subdomain};
+use super::render::{RenderInput, Rendered, RenderedObject, StoreRef};
+use super::resources::{self, containers};
+use super::secrets::StoreSecrets;
+use crate::config::PlatformSettings;
+use crate::domain::Phase;
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// Every rule id lint can report, with what it checks.
+pub const RULES: &[(&str, &str)] = &[
+    (
+        "render",
+        "the blueprint renders with its defaults and with each plan",
+    ),
+    (
+        "schema",
+        "parameters: additionalProperties false at every object level; every property has a title and a description; every leaf has a default",
+    ),
+    ("escaping", "templates never turn auto-escaping off"),
+    (
+        "namespace",
+        "one Namespace, the store's; every other object in it",
+    ),
+    (
+        "cluster-scoped",
+        "no cluster-scoped kinds besides the Namespace",
+    ),
+    (
+        "dns-name",
+        "object and container names are DNS-1123 (Services: DNS-1035 labels)",
+    ),
+    (
+        "labels",
+        "standard labels with the store's values on every object and pod template",
+    ),
+    ("unique-names", "names are unique per kind"),
+    ("phase", "each kind sits in a phase that fits it"),
+    (
+        "resources",
+        "every container has cpu and memory requests and limits",
+    ),
+    (
+        "security-context",
+        "runAsNonRoot, no privilege escalation, capabilities drop ALL, seccomp RuntimeDefault, read-only root filesystem (unless excused), no service-account token",
+    ),
+    (
+        "host-access",
+        "no hostPath, hostNetwork, hostPID, hostIPC, hostPort or privileged containers; only restricted volume types",
+    ),
+    (
+        "probes",
+        "every Deployment and StatefulSet container has readiness, liveness and startup probes",
+    ),
+    (
+        "pod-security",
+        "the Namespace enforces (and audits and warns at) the blueprint's Pod Security level",
+    ),
+    (
+        "network-policy",
+        "a default-deny NetworkPolicy (empty podSelector, Ingress and Egress) exists",
+    ),
+    (
+        "quota",
+        "a ResourceQuota and a LimitRange exist; each plan's quota holds the store's worst case (replicas + surge + jobs); no container exceeds the LimitRange maximum",
+    ),
+    ("secret-leak", "no secret value appears outside a Secret"),
+    (
+        "references",
+        "readiness notes and pod_security exceptions name rendered objects and containers",
+    ),
+];
+
+/// One policy violation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LintFinding {
+    pub blueprint: String,
+    /// Stable rule id, one of [`RULES`].
+    pub rule: &'static str,
+    /// `Kind/name` of the object, or `blueprint.yaml` / a template file.
+    pub object: String,
+    pub message: String,
+}
+
+impl fmt::Display for LintFinding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} [{}] {}: {}",
+            self.blueprint, self.rule, self.object, self.message
+        )
+    }
+}
+
+/// Lints every blueprint in the catalog.
+pub fn lint(catalog: &Catalog) -> Vec<LintFinding> {
+    catalog.iter().flat_map(lint_blueprint).collect()
+}
+
+/// The store lint renders: fixed, so findings are reproducible.
+pub fn lint_store() -> StoreRef {
+    StoreRef::new(
+        "lint",
+        uuid::Uuid::from_u128(0x11a7_5e1f_0000_4000_8000_0000_0000_0001),
+    )
+}
+
+/// Lints one blueprint: static checks, a render with defaults checked against every
+/// rule, and a render per plan checked against its quota.
+pub fn lint_blueprint(bp: &Blueprint) -> Vec<LintFinding> {
+    let mut out = Findings::new(bp);
+    check_schema(bp, &mut out);
+    check_escaping(bp, &mut out);
+    let store = lint_store();
+    let secrets = bp.generate_secrets();
+    let platform = PlatformSettings::default();
+    let render = |params: Value| {
+        bp.render(&RenderInput {
+            store: &store,
+            params: &params,
+            secrets: &secrets,
+            platform: &platform,
+        })
+    };
+    match render(json!({})) {
+        Ok(rendered) => out
+            .0
+            .extend(check_rendered(bp, &store, &secrets, &rendered)),
+        Err(e) => {
+            for p in e.problems() {
+                out.add("render", "defaults", p);
+            }
+        }
+    }
+    let plans: Vec<String> = bp.plans().map(str::to_owned).collect();
+    for plan in plans {
+        match render(json!({ "plan": plan })) {
+            Ok(rendered) => check_quota(&rendered, Some(&plan), &mut out),
+            Err(e) => {
+                for p in e.problems() {
+                    out.add("render", format!("plan {plan}"), p);
+                }
+            }
+        }
+    }
+    out.0
+}
+
+/// Every rule that applies to one rendered store. Callers that render from blueprints
+/// they do not trust (a `--blueprints-dir`) can run this before applying.
+pub fn check_rendered(
+    bp: &Blueprint,
+    store: &StoreRef,
+    secrets: &StoreSecrets,
+    rendered: &Rendered,
+) -> Vec<LintFinding> {
+    let mut out = Findings::new(bp);
+    check_namespace(store, rendered, &mut out);
+    check_names(rendered, &mut out);
+    check_labels(bp, store, rendered, &mut out);
+    check_phases(rendered, &mut out);
+    check_pods(bp, rendered, &mut out);
+    check_pod_security(bp, rendered, &mut out);
+    check_network_policy(rendered, &mut out);
+    check_quota(rendered, None, &mut out);
+    check_secret_leaks(secrets, rendered, &mut out);
+    check_references(bp, rendered, &mut out);
+    out.0
+}
+
+struct Findings(Vec<LintFinding>, String);
+
+impl Findings {
+    fn new(bp: &Blueprint) -> Self {
+        Findings(Vec::new(), bp.name.clone())
+    }
+    fn add(&mut self, rule: &'static str, object: impl Into<String>, message: impl Into<String>) {
+        self.0.push(LintFinding {
+            blueprint: self.1.clone(),
+            rule,
+            object: object.into(),
+            message: message.into(),
+        });
+    }
+}
+
+fn check_schema(bp: &Blueprint, out: &mut Findings) {
+    fn walk(schema: &Value, path: &str, out: &mut Findings) {
+        let is_object = schema.get("type").and_then(Value::as_str) == Some("object")
+            || schema.get("properties").is_some();
+        if !is_object {
+            return;
+        }
+        let where_ = if path.is_empty() { "/" } else { path };
+        if schema.get("additionalProperties") != Some(&Value::Bool(false)) {
+            out.add(
+                "schema",
+                "blueprint.yaml",
+                format!("parameters {where_}: set `additionalProperties: false` so a misspelt parameter is an error"),
+            );
+        }
+        let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+            return;
+        };
+        for (name, sub) in props {
+            let p = format!("{path}/{name}");
+            for key in ["title", "description"] {
+                if sub
+                    .get(key)
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty)
+                {
+                    out.add(
+                        "schema",
+                        "blueprint.yaml",
+                        format!("parameter {p} has no `{key}`; forms show it"),
+                    );
+                }
+            }
+            let nested = sub.get("type").and_then(Value::as_str) == Some("object")
+                || sub.get("properties").is_some();
+            if nested {
+                walk(sub, &p, out);
+            } else if sub.get("default").is_none() {
+                out.add("schema", "blueprint.yaml", format!("parameter {p} has no `default`; every store must render with defaults alone"));
+            }
+        }
+    }
+    walk(bp.parameters_schema(), "", out);
+}
+
+fn check_escaping(bp: &Blueprint, out: &mut Findings) {
+    for (file, src) in &bp.sources {
+        let mut rest = src.as_str();
+        while let Some(start) = rest.find("{%") {
+            let after = &rest[start + 2..];
+            let end = after.find("%}").unwrap_or(after.len());
+            let tag =
+                after[..end].trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace());
+            if tag.starts_with("autoescape") && !tag.contains("true") {
+                let line = src[..src.len() - rest.len() + start].lines().count().max(1);
+                out.add(
+                    "escaping",
+                    file.clone(),
+                    format!("line {line}: `{{% {tag} %}}` turns escaping off, which lets parameter values inject YAML"),
+                );
+            }
+            rest = &after[end.min(after.len())..];
+        }
+    }
+}
+
+fn check_namespace(store: &StoreRef, r: &Rendered, out: &mut Findings) {
+    let namespaces: Vec<&RenderedObject> = r
+        .objects
+        .iter()
+        .filter(|o| o.gvk.kind == "Namespace")
+        .collect();
+    if namespaces.len() != 1 {
+        out.add(
+            "namespace",
+            "Namespace",
+            format!("expected exactly one Namespace, found {}", namespaces.len()),
+        );
+    }
+    for o in &r.objects {
+        if o.gvk.kind == "Namespace" {
+            if o.name() != store.namespace {
+                out.add(
+                    "namespace",
+                    o.key(),
+                    format!("the Namespace must be the store's, `{}`", store.namespace),
+                );
+            }
+            continue;
+        }
+        if !o.namespaced {
+            out.add(
+                "cluster-scoped",
+                o.key(),
+                format!("{} is cluster-scoped; a store may only create namespaced objects (and its Namespace)", o.gvk.kind),
+            );
+            continue;
+        }
+        let ns = o.object.metadata.namespace.as_deref().unwrap_or("");
+        if ns != store.namespace {
+            out.add(
+                "namespace",
+                o.key(),
+                format!(
+                    "is in namespace `{ns}`, not the store's `{}`; remove metadata.namespace",
+                    store.namespace
+                ),
+            );
+        }
+    }
+}
+
+fn is_dns1035_label(s: &str) -> bool {
+    is_dns1123_label(s) && s.starts_with(|c: char| c.is_ascii_lowercase())
+}
+
+fn check_names(r: &Rendered, out: &mut Findings) {
+    let mut seen = BTreeSet::new();
+    for o in &r.objects {
+        let name = o.name();
+        let (ok, what) = match o.gvk.kind.as_str() {
+            "Namespace" => (is_dns1123_label(name), "a DNS-1123 label"),
+            "Service" => (
+                is_dns1035_label(name),
+                "a DNS-1035 label (a-z first, then a-z 0-9 -, at most 63)",
+            ),
+            "CronJob" => (
+                is_dns1123_subdomain(name) && name.len() <= 52,
+                "a DNS-1123 subdomain of at most 52 characters",
+            ),
+            _ => (is_dns1123_subdomain(name), "a DNS-1123 subdomain"),
+        };
+        if !ok {
+            out.add("dns-name", o.key(), format!("name `{name}` is not {what}"));
+        }
+        if !seen.insert((o.gvk.kind.clone(), name.to_owned())) {
+            out.add(
+                "unique-names",
+                o.key(),
+                "another object of this kind has the same name; the later one would overwrite it",
+            );
+        }
+        if let Some((spec, _)) = pod_template(o) {
+            for field in ["containers", "initContainers"] {
+                for c in containers(spec, field) {
+                    let cname = c.get("name").and_then(Value::as_str).unwrap_or("");
+                    if !is_dns1123_label(cname) {
+                        out.add(
+                            "dns-name",
+                            o.key(),
+                            format!("container name `{cname}` is not a DNS-1123 label"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn check_labels(bp: &Blueprint, store: &StoreRef, r: &Rendered, out: &mut Findings) {
+    let wanted = store.standard_labels(&bp.name);
+    let check = |labels: Option<&BTreeMap<String, String>>,
+                 what: &str,
+                 key: String,
+                 out: &mut Findings| {
+        for (k, v) in &wanted {
+            match labels.and_then(|l| l.get(k)) {
+                Some(have) if have == v => {}
+                Some(have) => out.add("labels", key.clone(), format!("{what} label `{k}` is `{have}`, expected `{v}`")),
+                None => out.add("labels", key.clone(), format!("{what} lacks label `{k}`; without it the store's objects cannot all be found and pruned")),
+            }
+        }
+    };
+    for o in &r.objects {
+        check(
+            o.object.metadata.labels.as_ref(),
+            "the object",
+            o.key(),
+            out,
+        );
+        if let Some((_, meta)) = pod_template(o) {
+            let labels: Option<BTreeMap<String, String>> = meta
+                .and_then(|m| m.get("labels"))
+                .and_then(|l| serde_json::from_value(l.clone()).ok());
+            check(labels.as_ref(), "the pod template", o.key(), out);
+        }
+    }
+}
+
+fn allowed_phases(kind: &str) -> &'static [Phase] {
+    match kind {
+        "Namespace" | "ResourceQuota" | "LimitRange" | "NetworkPolicy" => &[Phase::Foundation],
+        "Secret" | "ConfigMap" => &[Phase::Secrets],
+        "ServiceAccount" | "Role" | "RoleBinding" => &[Phase::Foundation, Phase::Secrets],
+        "PersistentVolumeClaim" => &[Phase::Storage],
+        "StatefulSet" | "Deployment" | "Service" | "PodDisruptionBudget" => {
+            &[Phase::Data, Phase::Application]
+        }
+        "Job" => &[Phase::Migrate, Phase::Jobs],
+        "CronJob" => &[Phase::Jobs],
+        "Ingress" => &[Phase::Ingress],
+        _ => &[],
+    }
+}
+
+fn check_phases(r: &Rendered, out: &mut Findings) {
+    for o in &r.objects {
+        let allowed = allowed_phases(&o.gvk.kind);
+        if !allowed.is_empty() && !allowed.contains(&o.phase) {
+            let names: Vec<&str> = allowed.iter().map(|p| p.as_str()).collect();
+            out.add(
+                "phase",
+                o.key(),
+                format!(
+                    "is in phase `{}` (template {}); a {} belongs in {}",
+                    o.phase,
+                    o.template,
+                    o.gvk.kind,
+                    names.join(" or ")
+                ),
+            );
+        }
+    }
+}
+
+/// The pod spec and pod template metadata of a workload.
+fn pod_template(o: &RenderedObject) -> Option<(&Value, Option<&Value>)> {
+    let base = match o.gvk.kind.as_str() {
+        "Deployment" | "StatefulSet" | "Job" => "/spec/template",
+        "CronJob" => "/spec/jobTemplate/spec/template",
+        _ => return None,
+    };
+    let tmpl = o.object.data.pointer(base)?;
+    Some((tmpl.get("spec")?, tmpl.get("metadata")))
+}
+
+const RESTRICTED_VOLUMES: &[&str] = &[
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+];
+
+fn check_pods(bp: &Blueprint, r: &Rendered, out: &mut Findings) {
+    let excused = |container: &str, rule: &str| {
+        bp.pod_security()
+            .exceptions
+            .iter()
+            .any(|e| e.container == container && e.rule == rule)
+    };
+    for o in &r.objects {
+        let Some((spec, _)) = pod_template(o) else {
+            continue;
+        };
+        let key = o.key();
+        let psc = spec.get("securityContext");
+        let pod_bool = |f: &str| psc.and_then(|p| p.get(f)).and_then(Value::as_bool);
+        if spec.get("automountServiceAccountToken") != Some(&Value::Bool(false)) {
+            out.add("security-context", key.clone(), "set `automountServiceAccountToken: false`; store pods never call the Kubernetes API");
+        }
+        for f in ["hostNetwork", "hostPID", "hostIPC"] {
+            if spec.get(f) == Some(&Value::Bool(true)) {
+                out.add(
+                    "host-access",
+                    key.clone(),
+                    format!("`{f}: true` shares the node's namespaces"),
+                );
+            }
+        }
+        for v in spec
+            .get("volumes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let vname = v.get("name").and_then(Value::as_str).unwrap_or("?");
+            for source in v
+                .as_object()
+                .into_iter()
+                .flat_map(|m| m.keys())
+                .filter(|k| *k != "name")
+            {
+                if source == "hostPath" {
+                    out.add(
+                        "host-access",
+                        key.clone(),
+                        format!("volume `{vname}` is a hostPath"),
+                    );
+                } else if !RESTRICTED_VOLUMES.contains(&source.as_str()) {
+                    out.add("host-access", key.clone(), format!("volume `{vname}` uses `{source}`, which the restricted Pod Security profile forbids"));
+                }
+            }
+        }
+        let long_running = matches!(o.gvk.kind.as_str(), "Deployment" | "StatefulSet");
+        for field in ["initContainers", "containers"] {
+            for c in containers(spec, field) {
+                let cname = c.get("name").and_then(Value::as_str).unwrap_or("?");
+                let at = format!("{key} container {cname}");
+                let sc = c.get("securityContext");
+                let get = |f: &str| sc.and_then(|s| s.get(f));
+                // resources
+                for p in [
+                    "requests/cpu",
+                    "requests/memory",
+                    "limits/cpu",
+                    "limits/memory",
+                ] {
+                    if c.pointer(&format!("/resources/{p}")).is_none() {
+                        out.add(
+                            "resources",
+                            at.clone(),
+                            format!("no resources.{}", p.replace('/', ".")),
+                        );
+                    }
+                }
+                // security context
+                let non_root = get("runAsNonRoot")
+                    .and_then(Value::as_bool)
+                    .or(pod_bool("runAsNonRoot"));
+                if non_root != Some(true) {
+                    out.add(
+                        "security-context",
+                        at.clone(),
+                        "runAsNonRoot is not true (set it on the pod or the container)",
+                    );
+                }
+                let uid = get("runAsUser")
+                    .or_else(|| psc.and_then(|p| p.get("runAsUser")))
+                    .and_then(Value::as_i64);
+                if uid == Some(0) {
+                    out.add("security-context", at.clone(), "runs as uid 0");
+                }
+                if get("allowPrivilegeEscalation").and_then(Value::as_bool) != Some(false) {
+                    out.add(
+                        "security-context",
+                        at.clone(),
+                        "allowPrivilegeEscalation is not false",
+                    );
+                }
+                let drop: Vec<&str> = sc
+                    .and_then(|s| s.pointer("/capabilities/drop"))
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                if !drop.contains(&"ALL") {
+                    out.add(
+                        "security-context",
+                        at.clone(),
+                        "capabilities.drop does not contain ALL",
+                    );
+                }
+                for add in sc
+                    .and_then(|s| s.pointer("/capabilities/add"))
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                {
+                    if add != "NET_BIND_SERVICE" {
+                        out.add(
+                            "security-context",
+                            at.clone(),
+                            format!("adds capability {add}; only NET_BIND_SERVICE is allowed"),
+                        );
+                    }
+                }
+                let seccomp = get("seccompProfile")
+                    .or_else(|| psc.and_then(|p| p.get("seccompProfile")))
+                    .and_then(|s| s.get("type"))
+                    .and_then(Value::as_str);
+                if !matches!(seccomp, Some("RuntimeDefault" | "Localhost")) {
+                    out.add("security-context", at.clone(), "seccompProfile.type is not RuntimeDefault (set it on the pod or the container)");
+                }
+                let ro = get("readOnlyRootFilesystem").and_then(Value::as_bool) == Some(true);
+                if !ro && !excused(cname, "readOnlyRootFilesystem") {
+                    out.add("security-context", at.clone(), "readOnlyRootFilesystem is not true; mount emptyDirs where the image writes, or declare a pod_security exception with the reason");
+                }
+                if get("privileged").and_then(Value::as_bool) == Some(true) {
+                    out.add("host-access", at.clone(), "is privileged");
+                }
+                if get("procMount").and_then(Value::as_str) == Some("Unmasked") {
+                    out.add("host-access", at.clone(), "uses procMount Unmasked");
+                }
+                for port in c
+                    .get("ports")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if port
+                        .get("hostPort")
+                        .and_then(Value::as_i64)
+                        .is_some_and(|p| p != 0)
+                    {
+                        out.add("host-access", at.clone(), "binds a hostPort");
+                    }
+                }
+                if long_running && field == "containers" {
+                    for probe in ["readinessProbe", "livenessProbe", "startupProbe"] {
+                        if c.get(probe).is_none() {
+                            out.add("probes", at.clone(), format!("has no {probe}"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn check_pod_security(bp: &Blueprint, r: &Rendered, out: &mut Findings) {
+    let level = bp.pod_security().level.as_str();
+    for o in r.objects.iter().filter(|o| o.gvk.kind == "Namespace") {
+        let labels = o.object.metadata.labels.as_ref();
+        for mode in ["enforce", "audit", "warn"] {
+            let key = format!("pod-security.kubernetes.io/{mode}");
+            match labels.and_then(|l| l.get(&key)) {
+                Some(v) if v == level => {}
+                Some(v) => out.add(
+                    "pod-security",
+                    o.key(),
+                    format!("label `{key}` is `{v}` but the blueprint declares `{level}`"),
+                ),
+                None => out.add(
+                    "pod-security",
+                    o.key(),
+                    format!("lacks label `{key}: {level}`"),
+                ),
+            }
+        }
+    }
+}
+
+fn check_network_policy(r: &Rendered, out: &mut Findings) {
+    let default_deny = r.objects.iter().any(|o| {
+        if o.gvk.kind != "NetworkPolicy" {
+            return false;
+        }
+        let spec = o.object.data.get("spec");
+        let selects_all = spec.and_then(|s| s.get("podSelector")).is_some_and(|s| {
+            s.as_object().is_none_or(|m| {
+                m.values().all(|v| {
+                    v.as_object().is_some_and(|x| x.is_empty())
+                        || v.as_array().is_some_and(|x| x.is_empty())
+                })
+            })
+        });
+        let types: Vec<&str> = spec
+            .and_then(|s| s.get("policyTypes"))
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let no_rules = ["ingress", "egress"].iter().all(|k| {
+            spec.and_then(|s| s.get(*k))
+                .and_then(Value::as_array)
+                .is_none_or(|a| a.is_empty())
+        });
+        selects_all && types.contains(&"Ingress") && types.contains(&"Egress") && no_rules
+    });
+    if !default_deny {
+        out.add(
+            "network-policy",
+            "NetworkPolicy",
+            "no default-deny NetworkPolicy (podSelector: {}, policyTypes: [Ingress, Egress], no rules); every store starts closed",
+        );
+    }
+}
+
+fn check_quota(r: &Rendered, plan: Option<&str>, out: &mut Findings) {
+    let plan_txt = plan.map(|p| format!("plan {p}: ")).unwrap_or_default();
+    let quotas: Vec<&RenderedObject> = r
+        .objects
+        .iter()
+        .filter(|o| o.gvk.kind == "ResourceQuota")
+        .collect();
+    let limit_ranges: Vec<&RenderedObject> = r
+        .objects
+        .iter()
+        .filter(|o| o.gvk.kind == "LimitRange")
+        .collect();
+    if plan.is_none() {
+        if quotas.len() != 1 {
+            out.add(
+                "quota",
+                "ResourceQuota",
+                format!("expected exactly one ResourceQuota, found {}", quotas.len()),
+            );
+        }
+        if limit_ranges.is_empty() {
+            out.add(
+                "quota",
+                "LimitRange",
+                "no LimitRange; containers without limits would be unbounded",
+            );
+        }
+    }
+    if let Some(q) = quotas.first() {
+        let hard = q
+            .object
+            .data
+            .pointer("/spec/hard")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let f = resources::footprint(
+            r.objects
+                .iter()
+                .map(|o| (o.gvk.kind.as_str(), &o.object.data)),
+        );
+        for problem in resources::exceeded(&f, &hard, false) {
+            out.add("quota", q.key(), format!("{plan_txt}{problem} (worst case: every replica plus rolling-update surge, every Job and CronJob at once)"));
+        }
+    }
+    // Container limits above the LimitRange maximum are rejected at admission.
+    for lr in &limit_ranges {
+        let limits = lr
+            .object
+            .data
+            .pointer("/spec/limits")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let Some(max) = limits
+            .iter()
+            .find(|l| l.get("type").and_then(Value::as_str) == Some("Container"))
+            .and_then(|l| l.get("max"))
+        else {
+            continue;
+        };
+        for o in &r.objects {
+            let Some((spec, _)) = pod_template(o) else {
+                continue;
+            };
+            for field in ["containers", "initContainers"] {
+                for c in containers(spec, field) {
+                    for res in ["cpu", "memory"] {
+                        let have = c
+                            .pointer(&format!("/resources/limits/{res}"))
+                            .and_then(Value::as_str)
+                            .and_then(resources::parse_quantity);
+                        let cap = max
+                            .get(res)
+                            .and_then(Value::as_str)
+                            .and_then(resources::parse_quantity);
+                        if let (Some(have), Some(cap)) = (have, cap)
+                            && have > cap * (1.0 + 1e-9)
+                        {
+                            let cname = c.get("name").and_then(Value::as_str).unwrap_or("?");
+                            out.add("quota", o.key(), format!("{plan_txt}container {cname} limits {res} above the LimitRange maximum; admission would reject it"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn check_secret_leaks(secrets: &StoreSecrets, r: &Rendered, out: &mut Findings) {
+    for o in r.objects.iter().filter(|o| o.gvk.kind != "Secret") {
+        let text = serde_json::to_string(&o.object).unwrap_or_default();
+        for (name, value) in secrets.iter() {
+            if value.len() >= 8 && text.contains(value) {
+                out.add(
+                    "secret-leak",
+                    o.key(),
+                    format!(
+                        "contains the value of secret `{name}`; reference it from a Secret instead"
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn check_references(bp: &Blueprint, r: &Rendered, out: &mut Findings) {
+    let keys: BTreeSet<String> = r.objects.iter().map(RenderedObject::key).collect();
+    for note in bp.readiness_notes() {
+        if !keys.contains(&note.object) {
+            out.add(
+                "references",
+                "blueprint.yaml",
+                format!(
+                    "readiness note names `{}`, which the blueprint does not render",
+                    note.object
+                ),
+            );
+        }
+    }
+    let mut names = BTreeSet::new();
+    for o in &r.objects {
+        if let Some((spec, _)) = pod_template(o) {
+            for field in ["containers", "initContainers"] {
+                for c in containers(spec, field) {
+                    if let Some(n) = c.get("name").and_then(Value::as_str) {
+                        names.insert(n.to_owned());
+                    }
+                }
+            }
+        }
+    }
+    for e in &bp.pod_security().exceptions {
+        if !names.contains(&e.container) {
+            out.add("references", "blueprint.yaml", format!("pod_security exception names container `{}`, which the blueprint does not render", e.container));
+        }
+    }
+}

@@ -1,0 +1,634 @@
+//! Rendering one store from a blueprint: builds the template context, renders each
+//! template, splits and parses the YAML documents, decodes every object into its typed
+//! form (see `objects`), stamps the standard labels, annotations and namespace, and
+//! evaluates the store's URLs. Same inputs, byte-identical output.
+//!
+//! Pure: no IO, no clock, no randomness (secrets are an input). Never logs a secret value.
+
+use super::catalog::{Blueprint, MANIFEST_FILE};
+use super::engine::URL_TEMPLATE_PREFIX;
+use super::objects::{self, Problem};
+use super::params::ParamErrors;
+use super::resources;
+use super::secrets::StoreSecrets;
+use crate::config::PlatformSettings;
+use crate::domain::{self, Phase, annotations, labels};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{DynamicObject, GroupVersionKind, TypeMeta};
+use minijinja::{Value as JValue, context};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt;
+use uuid::Uuid;
+
+/// The store a render is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreRef {
+    pub id: Uuid,
+    pub name: String,
+    /// Always `crate::domain::store_namespace(name, id)`.
+    pub namespace: String,
+}
+
+impl StoreRef {
+    pub fn new(name: impl Into<String>, id: Uuid) -> StoreRef {
+        let name = name.into();
+        let namespace = domain::store_namespace(&name, &id);
+        StoreRef {
+            id,
+            name,
+            namespace,
+        }
+    }
+
+    /// First 8 hex digits of the id, as used in the namespace.
+    pub fn short_id(&self) -> String {
+        self.id.simple().to_string()[..8].to_owned()
+    }
+
+    /// The labels every object of the store carries.
+    pub fn standard_labels(&self, engine: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (labels::MANAGED_BY.to_owned(), domain::MANAGED_BY.to_owned()),
+            (labels::PART_OF.to_owned(), "storeplane".to_owned()),
+            (labels::INSTANCE.to_owned(), self.namespace.clone()),
+            (labels::STORE_ID.to_owned(), self.id.to_string()),
+            (labels::STORE_NAME.to_owned(), self.name.clone()),
+            (labels::ENGINE.to_owned(), engine.to_owned()),
+        ])
+    }
+}
+
+/// Everything a render takes. Same input, same bytes out.
+#[derive(Debug, Clone, Copy)]
+pub struct RenderInput<'a> {
+    pub store: &'a StoreRef,
+    /// User parameters; validated and completed with defaults by the render.
+    pub params: &'a Value,
+    pub secrets: &'a StoreSecrets,
+    pub platform: &'a PlatformSettings,
+}
+
+/// A URL the store serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreUrl {
+    /// `storefront`, `admin`, …
+    pub name: String,
+    pub url: String,
+}
+
+/// One rendered object. Its `Debug` output hides the data of Secrets.
+#[derive(Clone)]
+pub struct RenderedObject {
+    pub phase: Phase,
+    /// The template file it came from.
+    pub template: String,
+    pub object: DynamicObject,
+    pub gvk: GroupVersionKind,
+    /// Namespace-scoped (true) or cluster-scoped (false).
+    pub namespaced: bool,
+}
+
+impl fmt::Debug for RenderedObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("RenderedObject");
+        d.field("phase", &self.phase)
+            .field("template", &self.template)
+            .field("gvk", &self.gvk)
+            .field("namespaced", &self.namespaced)
+            .field("metadata", &self.object.metadata);
+        if self.gvk.kind == "Secret" {
+            d.field("data", &"<redacted>");
+        } else {
+            d.field("data", &self.object.data);
+        }
+        d.finish()
+    }
+}
+
+impl RenderedObject {
+    /// `Kind/name`, for messages.
+    pub fn key(&self) -> String {
+        format!(
+            "{}/{}",
+            self.gvk.kind,
+            self.object.metadata.name.as_deref().unwrap_or("")
+        )
+    }
+
+    pub fn name(&self) -> &str {
+        self.object.metadata.name.as_deref().unwrap_or("")
+    }
+}
+
+/// A rendered store: its objects sorted by phase (then template order) and its URLs.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub objects: Vec<RenderedObject>,
+    pub urls: Vec<StoreUrl>,
+    /// The parameters the render used, defaults filled in.
+    pub params: Value,
+}
+
+impl Rendered {
+    /// Multi-document YAML, one `---` per object.
+    pub fn to_yaml(&self) -> String {
+        let mut out = String::with_capacity(self.objects.len() * 1024);
+        for o in &self.objects {
+            out.push_str("---\n");
+            out.push_str(&serde_yaml::to_string(&o.object).expect("a decoded object serializes"));
+        }
+        out
+    }
+
+    /// A `v1/List` of the objects, pretty-printed JSON.
+    pub fn to_json(&self) -> String {
+        let list = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "List",
+            "items": self.objects.iter().map(|o| &o.object).collect::<Vec<_>>(),
+        });
+        let mut s = serde_json::to_string_pretty(&list).expect("a decoded object serializes");
+        s.push('\n');
+        s
+    }
+
+    /// The phases that have objects, in apply order, each with its objects.
+    pub fn phases(&self) -> impl Iterator<Item = (Phase, Vec<&RenderedObject>)> {
+        Phase::ALL.into_iter().filter_map(|p| {
+            let objs: Vec<&RenderedObject> = self.objects.iter().filter(|o| o.phase == p).collect();
+            (!objs.is_empty()).then_some((p, objs))
+        })
+    }
+}
+
+/// One problem in one template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateProblem {
+    pub template: String,
+    /// Where: a line of the template source, or of the template's rendered output.
+    pub location: Location,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Unknown,
+    /// 1-based line in the template file (template syntax and evaluation errors).
+    Source(usize),
+    /// 1-based line in the template's rendered output, with that line's text.
+    Rendered {
+        line: usize,
+        text: String,
+    },
+}
+
+impl fmt::Display for TemplateProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.location {
+            Location::Unknown => write!(f, "template `{}`: {}", self.template, self.message),
+            Location::Source(l) => {
+                write!(f, "template `{}` line {l}: {}", self.template, self.message)
+            }
+            Location::Rendered { line, text } => write!(
+                f,
+                "template `{}`, rendered line {line} (`{}`): {}",
+                self.template,
+                text.trim(),
+                self.message
+            ),
+        }
+    }
+}
+
+/// Why a store could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("invalid store: {0}")]
+    InvalidStore(String),
+    #[error("blueprint `{blueprint}`: {errors}")]
+    Params {
+        blueprint: String,
+        errors: ParamErrors,
+    },
+    #[error("blueprint `{blueprint}`: secrets missing: {}; generate them once with complete_secrets and keep them", .names.join(", "))]
+    MissingSecrets {
+        blueprint: String,
+        names: Vec<String>,
+    },
+    #[error("{}", .problems.iter().map(|p| format!("blueprint `{blueprint}`, {p}")).collect::<Vec<_>>().join("\n"))]
+    Template {
+        blueprint: String,
+        problems: Vec<TemplateProblem>,
+    },
+    #[error("{}", .problems.iter().map(|p| format!("blueprint `{blueprint}`: plan `{plan}` is too small: {p}; choose smaller sizes or a larger plan")).collect::<Vec<_>>().join("\n"))]
+    ExceedsPlan {
+        blueprint: String,
+        plan: String,
+        problems: Vec<String>,
+    },
+}
+
+impl RenderError {
+    /// One line per problem, each understandable on its own.
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            RenderError::Params { blueprint, errors } => errors
+                .iter()
+                .map(|e| format!("blueprint `{blueprint}`: {e}"))
+                .collect(),
+            other => other.to_string().lines().map(str::to_owned).collect(),
+        }
+    }
+
+    /// Whether the caller's input (store, parameters, secrets) is at fault, rather than
+    /// the blueprint.
+    pub fn is_bad_input(&self) -> bool {
+        !matches!(self, RenderError::Template { .. })
+    }
+}
+
+/// A document of a template's output: first line number (1-based) and text.
+fn split_documents(text: &str) -> Vec<(usize, &str)> {
+    let mut docs = Vec::new();
+    let mut start = 0usize;
+    let mut start_line = 1usize;
+    let mut pos = 0usize;
+    for (line_no, line) in (1usize..).zip(text.split_inclusive('\n')) {
+        if line.trim_end() == "---" {
+            docs.push((start_line, &text[start..pos]));
+            start = pos + line.len();
+            start_line = line_no + 1;
+        }
+        pos += line.len();
+    }
+    docs.push((start_line, &text[start..]));
+    docs.retain(|(_, d)| {
+        d.lines().any(|l| {
+            let t = l.trim();
+            !t.is_empty() && !t.starts_with('#')
+        })
+    });
+    docs
+}
+
+fn line_text(text: &str, line: usize) -> String {
+    text.lines()
+        .nth(line.saturating_sub(1))
+        .unwrap_or("")
+        .to_owned()
+}
+
+impl Blueprint {
+    /// Renders a store. Validates the store name and parameters, requires every declared
+    /// secret, and returns every object typed, labelled and sorted by phase.
+    pub fn render(&self, input: &RenderInput<'_>) -> Result<Rendered, RenderError> {
+        let span =
+            tracing::debug_span!("render", blueprint = %self.id(), store = %input.store.name);
+        let _enter = span.enter();
+        let store = input.store;
+        if let Err(reason) = domain::validate_store_name(&store.name) {
+            return Err(RenderError::InvalidStore(format!(
+                "store name `{}` {reason}",
+                store.name.escape_debug()
+            )));
+        }
+        let expected_ns = domain::store_namespace(&store.name, &store.id);
+        if store.namespace != expected_ns {
+            return Err(RenderError::InvalidStore(format!(
+                "namespace `{}` does not match the store; it must be `{expected_ns}`",
+                store.namespace
+            )));
+        }
+        let params = self
+            .validate_params(input.params)
+            .map_err(|errors| RenderError::Params {
+                blueprint: self.name.clone(),
+                errors,
+            })?;
+        let missing: Vec<String> = self
+            .manifest
+            .secrets
+            .iter()
+            .filter(|s| !input.secrets.contains(&s.name))
+            .map(|s| s.name.clone())
+            .collect();
+        if !missing.is_empty() {
+            return Err(RenderError::MissingSecrets {
+                blueprint: self.name.clone(),
+                names: missing,
+            });
+        }
+
+        let plan_name = params.get("plan").and_then(Value::as_str).unwrap_or("");
+        let plan = self
+            .manifest
+            .plans
+            .get(plan_name)
+            .cloned()
+            .unwrap_or_else(|| Value::Object(Default::default()));
+        let host = match params.get("domain").and_then(Value::as_str) {
+            Some(d) if !d.is_empty() => d.to_owned(),
+            _ => format!("{}.{}", store.name, input.platform.base_domain),
+        };
+        let scheme = if input.platform.tls_issuer.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let std_labels = store.standard_labels(&self.name);
+        let secrets: BTreeMap<&str, &str> = input.secrets.iter().collect();
+        let ctx = context! {
+            store => context! {
+                id => store.id.to_string(),
+                short_id => store.short_id(),
+                name => &store.name,
+                namespace => &store.namespace,
+            },
+            params => JValue::from_serialize(&params),
+            secrets => JValue::from_serialize(&secrets),
+            platform => context! {
+                base_domain => &input.platform.base_domain,
+                ingress_class => &input.platform.ingress_class,
+                ingress_namespace => &input.platform.ingress_namespace,
+                tls_issuer => &input.platform.tls_issuer,
+                storage_class => &input.platform.storage_class,
+            },
+            plan => JValue::from_serialize(&plan),
+            labels => JValue::from_serialize(&std_labels),
+            blueprint => context! {
+                name => &self.name,
+                version => &self.version,
+                pod_security => self.manifest.pod_security.level.as_str(),
+            },
+            host => &host,
+            scheme => scheme,
+        };
+
+        let stamp = Stamp {
+            labels: &std_labels,
+            blueprint_id: self.id(),
+            namespace: &store.namespace,
+        };
+        let mut objects = Vec::new();
+        let mut problems = Vec::new();
+        for spec in &self.manifest.templates {
+            let text = match self
+                .env
+                .get_template(&spec.file)
+                .and_then(|t| t.render(&ctx))
+            {
+                Ok(t) => t,
+                Err(e) => {
+                    problems.push(minijinja_problem(&spec.file, &e));
+                    continue;
+                }
+            };
+            for (first_line, doc) in split_documents(&text) {
+                let at = |line: Option<usize>| match line {
+                    Some(l) => {
+                        let abs = first_line + l - 1;
+                        Location::Rendered {
+                            line: abs,
+                            text: line_text(&text, abs),
+                        }
+                    }
+                    None => Location::Rendered {
+                        line: first_line,
+                        text: line_text(&text, first_line),
+                    },
+                };
+                let value: Value = match serde_yaml::from_str(doc) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        problems.push(TemplateProblem {
+                            template: spec.file.clone(),
+                            location: at(e.location().map(|l| l.line())),
+                            message: format!("the output is not valid YAML: {e}"),
+                        });
+                        continue;
+                    }
+                };
+                if value.is_null() {
+                    continue;
+                }
+                match objects::decode(&value, doc) {
+                    Ok((normalized, info)) => match stamp.apply(normalized, info, spec.phase) {
+                        Ok(object) => objects.push(RenderedObject {
+                            phase: spec.phase,
+                            template: spec.file.clone(),
+                            object,
+                            gvk: GroupVersionKind::gvk(info.group, info.version, info.kind),
+                            namespaced: info.namespaced,
+                        }),
+                        Err(msgs) => problems.extend(msgs.into_iter().map(|m| TemplateProblem {
+                            template: spec.file.clone(),
+                            location: at(None),
+                            message: m,
+                        })),
+                    },
+                    Err(errs) => {
+                        problems.extend(errs.into_iter().map(|Problem { line, message }| {
+                            TemplateProblem {
+                                template: spec.file.clone(),
+                                location: at(line),
+                                message,
+                            }
+                        }))
+                    }
+                }
+            }
+        }
+
+        let mut urls = Vec::with_capacity(self.manifest.urls.len());
+        for u in &self.manifest.urls {
+            let name = format!("{URL_TEMPLATE_PREFIX}{}", u.name);
+            match self.env.get_template(&name).and_then(|t| t.render(&ctx)) {
+                Ok(url) => urls.push(StoreUrl {
+                    name: u.name.clone(),
+                    url,
+                }),
+                Err(e) => problems.push(TemplateProblem {
+                    template: format!("{MANIFEST_FILE} urls.{}", u.name),
+                    location: Location::Unknown,
+                    message: minijinja_message(&e),
+                }),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(RenderError::Template {
+                blueprint: self.name.clone(),
+                problems,
+            });
+        }
+
+        // Storage is the one quota a user's parameters can overrun; say so before apply.
+        if let Some(quota) = objects.iter().find(|o| o.gvk.kind == "ResourceQuota") {
+            let hard = quota
+                .object
+                .data
+                .pointer("/spec/hard")
+                .cloned()
+                .unwrap_or(Value::Null);
+            let f = resources::footprint(
+                objects
+                    .iter()
+                    .map(|o| (o.gvk.kind.as_str(), &o.object.data)),
+            );
+            let over = resources::exceeded(&f, &hard, true);
+            if !over.is_empty() {
+                return Err(RenderError::ExceedsPlan {
+                    blueprint: self.name.clone(),
+                    plan: plan_name.to_owned(),
+                    problems: over,
+                });
+            }
+        }
+
+        objects.sort_by_key(|o| o.phase);
+        tracing::debug!(objects = objects.len(), "rendered");
+        Ok(Rendered {
+            objects,
+            urls,
+            params,
+        })
+    }
+}
+
+fn minijinja_message(e: &minijinja::Error) -> String {
+    let mut msg = match e.detail() {
+        Some(d) => format!("{}: {d}", e.kind()),
+        None => e.kind().to_string(),
+    };
+    if e.kind() == minijinja::ErrorKind::UndefinedError {
+        msg.push_str(
+            " (a variable or attribute the template uses is not in the context; see docs/blueprints.md)",
+        );
+    }
+    msg
+}
+
+fn minijinja_problem(template: &str, e: &minijinja::Error) -> TemplateProblem {
+    TemplateProblem {
+        template: e.name().unwrap_or(template).to_owned(),
+        location: e.line().map(Location::Source).unwrap_or(Location::Unknown),
+        message: minijinja_message(e),
+    }
+}
+
+/// What the renderer stamps onto every object.
+struct Stamp<'a> {
+    labels: &'a BTreeMap<String, String>,
+    blueprint_id: String,
+    namespace: &'a str,
+}
+
+impl Stamp<'_> {
+    fn apply(
+        &self,
+        mut value: Value,
+        info: &objects::KindInfo,
+        phase: Phase,
+    ) -> Result<DynamicObject, Vec<String>> {
+        let mut problems = Vec::new();
+        let map = value.as_object_mut().expect("decoded objects are mappings");
+        map.remove("apiVersion");
+        map.remove("kind");
+        let meta_value = map.remove("metadata").unwrap_or(Value::Null);
+        let mut metadata = ObjectMeta::deserialize(&meta_value).unwrap_or_default();
+        if info.namespaced && metadata.namespace.is_none() {
+            metadata.namespace = Some(self.namespace.to_owned());
+        }
+        let labels = metadata.labels.get_or_insert_with(BTreeMap::new);
+        merge_into(labels, self.labels, "label", &mut problems);
+        let wanted = BTreeMap::from([
+            (annotations::BLUEPRINT.to_owned(), self.blueprint_id.clone()),
+            (annotations::PHASE.to_owned(), phase.as_str().to_owned()),
+        ]);
+        let ann = metadata.annotations.get_or_insert_with(BTreeMap::new);
+        merge_into(ann, &wanted, "annotation", &mut problems);
+
+        // Pods (and the Jobs a CronJob creates) carry the store's labels too, so that
+        // everything a store runs can be found by them.
+        let pod_template_paths: &[&str] = match info.kind {
+            "Deployment" | "StatefulSet" | "Job" => &["/spec/template/metadata"],
+            "CronJob" => &[
+                "/spec/jobTemplate/metadata",
+                "/spec/jobTemplate/spec/template/metadata",
+            ],
+            _ => &[],
+        };
+        for path in pod_template_paths {
+            ensure_object_at(&mut value, path);
+            if let Some(meta) = value.pointer_mut(path) {
+                let mut current: BTreeMap<String, String> = meta
+                    .get("labels")
+                    .and_then(|l| BTreeMap::deserialize(l).ok())
+                    .unwrap_or_default();
+                merge_into(&mut current, self.labels, "label", &mut problems);
+                meta.as_object_mut().expect("ensured object").insert(
+                    "labels".into(),
+                    serde_json::to_value(current).expect("string map"),
+                );
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(DynamicObject {
+            types: Some(TypeMeta {
+                api_version: info.api_version.to_owned(),
+                kind: info.kind.to_owned(),
+            }),
+            metadata,
+            data: value,
+        })
+    }
+}
+
+fn ensure_object_at(value: &mut Value, pointer: &str) {
+    let mut cur = value;
+    for seg in pointer.split('/').skip(1) {
+        let Some(map) = cur.as_object_mut() else {
+            return;
+        };
+        cur = map
+            .entry(seg.to_owned())
+            .or_insert_with(|| Value::Object(Default::default()));
+    }
+}
+
+fn merge_into(
+    target: &mut BTreeMap<String, String>,
+    wanted: &BTreeMap<String, String>,
+    what: &str,
+    problems: &mut Vec<String>,
+) {
+    for (k, v) in wanted {
+        match target.get(k) {
+            Some(existing) if existing != v => problems.push(format!(
+                "{what} `{k}` is set to `{existing}` but Storeplane sets it to `{v}`; remove it from the template"
+            )),
+            Some(_) => {}
+            None => {
+                target.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_split_on_separator_lines_only() {
+        let text = "a: 1\n---\n# comment only\n---\nb: \"---\"\nc: |\n  ---x\n---\n";
+        let docs = split_documents(text);
+        assert_eq!(docs.len(), 2, "{docs:?}");
+        assert_eq!(docs[0], (1, "a: 1\n"));
+        assert_eq!(docs[1].0, 5);
+        assert!(docs[1].1.starts_with("b: \"---\""));
+    }
+}

@@ -1,0 +1,1032 @@
+//! Tests over whole blueprints: snapshots of the built-ins, hostile input (proptest),
+//! determinism, error reporting from planted defects in temporary blueprint folders,
+//! `--blueprints-dir` overrides, and lint catching a planted violation of each rule.
+
+use super::*;
+use crate::config::{BlueprintSettings, PlatformSettings};
+use crate::domain;
+use proptest::prelude::*;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+
+static CATALOG: LazyLock<Catalog> =
+    LazyLock::new(|| Catalog::builtin().expect("built-in blueprints load"));
+
+fn store() -> StoreRef {
+    StoreRef::new(
+        "shop",
+        uuid::Uuid::from_u128(0x0123_4567_89ab_4def_8123_4567_89ab_cdef),
+    )
+}
+
+/// Deterministic stand-ins for generated secrets, so snapshots are stable.
+fn fixed_secrets(bp: &Blueprint) -> StoreSecrets {
+    bp.secret_specs()
+        .iter()
+        .map(|s| {
+            let mut v = format!("test{}", s.name.replace('_', ""));
+            while v.len() < s.length {
+                v.push('0');
+            }
+            v.truncate(s.length);
+            (s.name.clone(), v)
+        })
+        .collect()
+}
+
+fn render_with(
+    bp: &Blueprint,
+    store: &StoreRef,
+    params: Value,
+    platform: &PlatformSettings,
+) -> Result<Rendered, RenderError> {
+    let secrets = fixed_secrets(bp);
+    bp.render(&RenderInput {
+        store,
+        params: &params,
+        secrets: &secrets,
+        platform,
+    })
+}
+
+fn render(engine: &str, params: Value) -> Result<Rendered, RenderError> {
+    render_with(
+        CATALOG.get(engine).unwrap(),
+        &store(),
+        params,
+        &PlatformSettings::default(),
+    )
+}
+
+fn snapshot_text(r: &Rendered) -> String {
+    let mut out = String::new();
+    for u in &r.urls {
+        out.push_str(&format!("# url {}: {}\n", u.name, u.url));
+    }
+    out.push_str(&r.to_yaml());
+    out
+}
+
+fn kinds(r: &Rendered) -> Vec<(String, String)> {
+    r.objects
+        .iter()
+        .map(|o| (o.phase.to_string(), o.key()))
+        .collect()
+}
+
+// ---------------------------------------------------------------- snapshots
+
+#[test]
+fn snapshots_with_defaults_and_each_plan() {
+    for bp in CATALOG.iter() {
+        let r = render(&bp.name, json!({})).unwrap();
+        insta::assert_snapshot!(format!("{}_defaults", bp.name), snapshot_text(&r));
+        for plan in bp.plans() {
+            let r = render(&bp.name, json!({ "plan": plan })).unwrap();
+            insta::assert_snapshot!(format!("{}_plan_{plan}", bp.name), snapshot_text(&r));
+        }
+    }
+}
+
+#[test]
+fn snapshot_with_tls_storage_class_and_custom_values() {
+    let platform = PlatformSettings {
+        tls_issuer: Some("letsencrypt".into()),
+        storage_class: Some("fast".into()),
+        ..PlatformSettings::default()
+    };
+    let woo = CATALOG.get("woocommerce").unwrap();
+    let r = render_with(
+        woo,
+        &store(),
+        json!({"domain": "shop.example.com", "title": "Ünïcode \"quoted\": shop", "admin_email": "owner@example.com",
+               "storage": {"database": "8Gi"}, "images": {"mysql": "registry.local:5000/mysql:8.0.40"}}),
+        &platform,
+    )
+    .unwrap();
+    insta::assert_snapshot!("woocommerce_custom", snapshot_text(&r));
+    let medusa = CATALOG.get("medusa").unwrap();
+    let r = render_with(
+        medusa,
+        &store(),
+        json!({"domain": "api.shop.example.com", "storefront_origins": "https://shop.example.com,http://localhost:8000"}),
+        &platform,
+    )
+    .unwrap();
+    insta::assert_snapshot!("medusa_custom", snapshot_text(&r));
+}
+
+// ---------------------------------------------------------------- shape
+
+#[test]
+fn builtins_render_what_the_issue_asks_for() {
+    let woo = render("woocommerce", json!({})).unwrap();
+    let keys: Vec<String> = woo.objects.iter().map(RenderedObject::key).collect();
+    for k in [
+        "Namespace/store-shop-01234567",
+        "ResourceQuota/store-quota",
+        "LimitRange/store-limits",
+        "NetworkPolicy/default-deny",
+        "Secret/mysql-credentials",
+        "PersistentVolumeClaim/mysql-data",
+        "PersistentVolumeClaim/wordpress-content",
+        "StatefulSet/mysql",
+        "Service/mysql",
+        "Deployment/wordpress",
+        "Service/wordpress",
+        "Job/wp-install",
+        "Ingress/storefront",
+    ] {
+        assert!(
+            keys.iter().any(|x| x == k),
+            "woocommerce lacks {k}: {keys:?}"
+        );
+    }
+    let medusa = render("medusa", json!({})).unwrap();
+    let by_key: BTreeMap<String, &RenderedObject> =
+        medusa.objects.iter().map(|o| (o.key(), o)).collect();
+    for k in [
+        "StatefulSet/postgres",
+        "Deployment/redis",
+        "Job/medusa-migrate",
+        "Deployment/medusa-server",
+        "Deployment/medusa-worker",
+        "Service/medusa-server",
+        "Job/medusa-admin-user",
+        "Ingress/storefront",
+    ] {
+        assert!(by_key.contains_key(k), "medusa lacks {k}");
+    }
+    assert_eq!(by_key["Job/medusa-migrate"].phase, domain::Phase::Migrate);
+    assert_eq!(by_key["Job/medusa-admin-user"].phase, domain::Phase::Jobs);
+    let env_of = |key: &str| -> BTreeMap<String, String> {
+        by_key[key]
+            .object
+            .data
+            .pointer("/spec/template/spec/containers/0/env")
+            .and_then(Value::as_array)
+            .unwrap()
+            .iter()
+            .filter_map(|e| {
+                Some((
+                    e["name"].as_str()?.to_owned(),
+                    e["value"].as_str()?.to_owned(),
+                ))
+            })
+            .collect()
+    };
+    assert_eq!(
+        env_of("Deployment/medusa-server")["MEDUSA_WORKER_MODE"],
+        "server"
+    );
+    assert_eq!(
+        env_of("Deployment/medusa-worker")["MEDUSA_WORKER_MODE"],
+        "worker"
+    );
+    assert_eq!(
+        medusa.urls,
+        vec![
+            StoreUrl {
+                name: "storefront".into(),
+                url: "http://shop.stores.localtest.me/store".into()
+            },
+            StoreUrl {
+                name: "admin".into(),
+                url: "http://shop.stores.localtest.me/app".into()
+            },
+        ]
+    );
+    // Objects come sorted by phase.
+    let phases: Vec<domain::Phase> = medusa.objects.iter().map(|o| o.phase).collect();
+    let mut sorted = phases.clone();
+    sorted.sort();
+    assert_eq!(phases, sorted);
+    assert_eq!(
+        medusa.phases().map(|(p, _)| p).collect::<Vec<_>>(),
+        domain::Phase::ALL.to_vec()
+    );
+}
+
+#[test]
+fn same_inputs_give_byte_identical_output() {
+    for bp in CATALOG.iter() {
+        let a = render(&bp.name, json!({"plan": "medium"})).unwrap();
+        let other = Catalog::builtin().unwrap();
+        let b = render_with(
+            other.get(&bp.name).unwrap(),
+            &store(),
+            json!({"plan": "medium"}),
+            &PlatformSettings::default(),
+        )
+        .unwrap();
+        assert_eq!(a.to_yaml(), b.to_yaml());
+        assert_eq!(a.to_json(), b.to_json());
+        assert_eq!(a.urls, b.urls);
+    }
+}
+
+#[test]
+fn fresh_secrets_change_only_secret_objects() {
+    let bp = CATALOG.get("medusa").unwrap();
+    let platform = PlatformSettings::default();
+    let render_fresh = || {
+        let secrets = bp.generate_secrets();
+        bp.render(&RenderInput {
+            store: &store(),
+            params: &json!({}),
+            secrets: &secrets,
+            platform: &platform,
+        })
+        .unwrap()
+    };
+    let (a, b) = (render_fresh(), render_fresh());
+    for (x, y) in a.objects.iter().zip(&b.objects) {
+        let same =
+            serde_json::to_string(&x.object).unwrap() == serde_json::to_string(&y.object).unwrap();
+        assert_eq!(same, x.gvk.kind != "Secret", "{}", x.key());
+    }
+}
+
+#[test]
+fn secrets_stay_out_of_debug_output() {
+    let bp = CATALOG.get("woocommerce").unwrap();
+    let secrets = bp.generate_secrets();
+    let password = secrets.get("mysql_password").unwrap().to_owned();
+    let rendered = bp
+        .render(&RenderInput {
+            store: &store(),
+            params: &json!({}),
+            secrets: &secrets,
+            platform: &PlatformSettings::default(),
+        })
+        .unwrap();
+    let encoded = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(&password)
+    };
+    for shown in [
+        format!("{secrets:?}"),
+        format!("{rendered:?}"),
+        format!("{rendered:#?}"),
+    ] {
+        assert!(!shown.contains(&password) && !shown.contains(&encoded));
+    }
+    // …while the manifests themselves carry them, which is their point.
+    assert!(rendered.to_yaml().contains(&encoded));
+    assert_eq!(
+        secrets.names().collect::<Vec<_>>().len(),
+        bp.secret_specs().len()
+    );
+}
+
+#[test]
+fn complete_secrets_keeps_a_stores_values() {
+    let bp = CATALOG.get("woocommerce").unwrap();
+    let mut old = StoreSecrets::new();
+    old.insert("mysql_password", "keep-this-password-please");
+    let all = bp.complete_secrets(old);
+    assert_eq!(all.get("mysql_password"), Some("keep-this-password-please"));
+    assert_eq!(all.len(), bp.secret_specs().len());
+}
+
+#[test]
+fn missing_secrets_are_named() {
+    let bp = CATALOG.get("woocommerce").unwrap();
+    let mut secrets = fixed_secrets(bp);
+    secrets = secrets
+        .iter()
+        .filter(|(k, _)| *k != "nonce_salt")
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let err = bp
+        .render(&RenderInput {
+            store: &store(),
+            params: &json!({}),
+            secrets: &secrets,
+            platform: &PlatformSettings::default(),
+        })
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("secrets missing: nonce_salt"),
+        "{err}"
+    );
+}
+
+#[test]
+fn parameters_are_validated_with_every_violation_listed() {
+    let bp = CATALOG.get("woocommerce").unwrap();
+    let errs = bp
+        .validate_params(&json!({
+            "plan": "huge",
+            "title": 7,
+            "admin_email": "not an email",
+            "storage": {"database": "lots", "disk": "1Gi"},
+            "colour": "red"
+        }))
+        .unwrap_err();
+    let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/admin_email",
+            "/colour",
+            "/plan",
+            "/storage/database",
+            "/storage/disk",
+            "/title"
+        ],
+        "{errs}"
+    );
+    let filled = bp.validate_params(&json!({"plan": "large"})).unwrap();
+    assert_eq!(filled["storage"]["database"], "5Gi");
+    assert_eq!(filled["plan"], "large");
+    assert_eq!(
+        bp.parameters_schema()["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
+    let err = render("woocommerce", json!({"title": ["x"]})).unwrap_err();
+    assert!(err.is_bad_input());
+    assert_eq!(err.problems().len(), 1, "{err}");
+    assert!(err.problems()[0].contains("/title"), "{err}");
+}
+
+#[test]
+fn storage_beyond_the_plan_is_refused() {
+    let err = render("woocommerce", json!({"storage": {"database": "18Gi"}})).unwrap_err();
+    let text = err.to_string();
+    assert!(err.is_bad_input());
+    assert!(
+        text.contains(
+            "plan `small` is too small: requests.storage: needs 23Gi but the quota allows 20Gi"
+        ),
+        "{text}"
+    );
+    assert!(
+        render(
+            "woocommerce",
+            json!({"plan": "medium", "storage": {"database": "18Gi"}})
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn store_identity_is_checked() {
+    let mut s = store();
+    s.namespace = "somewhere-else".into();
+    let bp = CATALOG.get("medusa").unwrap();
+    let err = render_with(bp, &s, json!({}), &PlatformSettings::default()).unwrap_err();
+    assert!(
+        err.to_string().contains("must be `store-shop-01234567`"),
+        "{err}"
+    );
+    let bad = StoreRef::new("Shop!", uuid::Uuid::nil());
+    let err = render_with(bp, &bad, json!({}), &PlatformSettings::default()).unwrap_err();
+    assert!(matches!(err, RenderError::InvalidStore(_)), "{err}");
+}
+
+#[test]
+fn ids_from_names_are_stable_uuids() {
+    let a = id_from_name("shop");
+    assert_eq!(a, id_from_name("shop"));
+    assert_ne!(a, id_from_name("shop2"));
+    assert_eq!(a.get_version_num(), 8);
+}
+
+// ---------------------------------------------------------------- hostile input
+
+fn hostile_string() -> impl Strategy<Value = String> {
+    let pieces = prop::sample::select(vec![
+        "a", "Z", "9", "-", ".", "@", " ", "\n", "\r\n", "\t", ": ", "- ", "---", "...", "#", "\"",
+        "'", "\\", "{{", "}}", "{%", "%}", "{#", "&a", "*a", "!!binary", "|", ">", "[", "]", "{",
+        "}", ",", "ü", "日本", "🚀", "\u{85}", "\u{2028}", "\u{feff}", "\u{7f}", "\u{0}",
+        "$(HOME)", "${X}", "`id`", "null", "true",
+    ]);
+    prop::collection::vec(pieces, 0..40).prop_map(|v| v.concat())
+}
+
+static BASELINE: LazyLock<BTreeMap<String, Vec<(String, String)>>> = LazyLock::new(|| {
+    CATALOG
+        .iter()
+        .map(|bp| {
+            (
+                bp.name.clone(),
+                kinds(&render(&bp.name, json!({})).unwrap()),
+            )
+        })
+        .collect()
+});
+
+fn env_value(r: &Rendered, key: &str, var: &str) -> Option<String> {
+    let o = r.objects.iter().find(|o| o.key() == key)?;
+    o.object
+        .data
+        .pointer("/spec/template/spec/containers/0/env")?
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == var)?["value"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// A hostile value in any string parameter is either refused or renders exactly the
+    /// same objects; where accepted, it arrives byte for byte.
+    #[test]
+    fn hostile_parameters_are_refused_or_inert(s in hostile_string(), which in 0usize..9) {
+        let (engine, params) = match which {
+            0 => ("woocommerce", json!({"title": s})),
+            1 => ("woocommerce", json!({"admin_email": s})),
+            2 => ("woocommerce", json!({"domain": s})),
+            3 => ("woocommerce", json!({"admin_user": s})),
+            4 => ("woocommerce", json!({"images": {"wordpress": s}})),
+            5 => ("woocommerce", json!({"storage": {"content": s}})),
+            6 => ("medusa", json!({"storefront_origins": s})),
+            7 => ("medusa", json!({"admin_email": s})),
+            _ => ("medusa", json!({"plan": s})),
+        };
+        match render(engine, params) {
+            Err(e) => prop_assert!(e.is_bad_input(), "blueprint defect on hostile input: {e}"),
+            Ok(r) => {
+                prop_assert_eq!(&kinds(&r), &BASELINE[engine]);
+                if which == 0 {
+                    prop_assert_eq!(env_value(&r, "Job/wp-install", "WP_TITLE"), Some(s.clone()));
+                }
+            }
+        }
+    }
+
+    /// A hostile store name is refused unless it is a valid name, which renders the same
+    /// kinds of objects.
+    #[test]
+    fn hostile_store_names_are_refused_or_inert(s in hostile_string()) {
+        let bp = CATALOG.get("woocommerce").unwrap();
+        let st = StoreRef::new(s.clone(), uuid::Uuid::from_u128(7));
+        match render_with(bp, &st, json!({}), &PlatformSettings::default()) {
+            Err(e) => {
+                prop_assert!(domain::validate_store_name(&s).is_err(), "{e}");
+                prop_assert!(matches!(e, RenderError::InvalidStore(_)));
+            }
+            Ok(r) => {
+                let k: Vec<String> = kinds(&r).into_iter().map(|(p, k)| format!("{p} {}", k.split('/').next().unwrap())).collect();
+                let base: Vec<String> = BASELINE["woocommerce"].iter().map(|(p, k)| format!("{p} {}", k.split('/').next().unwrap())).collect();
+                prop_assert_eq!(k, base);
+            }
+        }
+    }
+}
+
+#[test]
+fn very_long_values_are_refused_with_a_clear_message() {
+    let long = "x".repeat(100_000);
+    let err = render("woocommerce", json!({ "title": long })).unwrap_err();
+    assert_eq!(err.problems().len(), 1);
+    assert!(err.problems()[0].contains("/title"));
+    let bp = CATALOG.get("woocommerce").unwrap();
+    let st = StoreRef::new("a".repeat(41), uuid::Uuid::nil());
+    let err = render_with(bp, &st, json!({}), &PlatformSettings::default()).unwrap_err();
+    assert!(err.to_string().contains("the limit is 40"), "{err}");
+    // The longest valid name still fits every object name and label.
+    let st = StoreRef::new("a".repeat(domain::MAX_STORE_NAME_LEN), uuid::Uuid::nil());
+    let secrets = fixed_secrets(bp);
+    let r = bp
+        .render(&RenderInput {
+            store: &st,
+            params: &json!({}),
+            secrets: &secrets,
+            platform: &PlatformSettings::default(),
+        })
+        .unwrap();
+    assert!(lint::check_rendered(bp, &st, &secrets, &r).is_empty());
+}
+
+// ---------------------------------------------------------------- planted defects
+
+fn builtin_dir(engine: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("templates")
+        .join(engine)
+}
+
+/// A temporary copy of a built-in blueprint with `edit` applied to `file`.
+fn planted(
+    engine: &str,
+    file: &str,
+    edit: impl FnOnce(String) -> String,
+) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join(engine);
+    std::fs::create_dir(&target).unwrap();
+    for entry in std::fs::read_dir(builtin_dir(engine)).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, target.join(path.file_name().unwrap())).unwrap();
+    }
+    let path = target.join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let edited = edit(text.clone());
+    assert_ne!(text, edited, "the edit to {file} changed nothing");
+    std::fs::write(&path, edited).unwrap();
+    (dir, target)
+}
+
+fn replace_once(from: &str, to: &str) -> impl FnOnce(String) -> String {
+    let (from, to) = (from.to_owned(), to.to_owned());
+    move |text| text.replacen(&from, &to, 1)
+}
+
+fn render_planted(
+    engine: &str,
+    file: &str,
+    edit: impl FnOnce(String) -> String,
+) -> Result<Rendered, RenderError> {
+    let (_dir, path) = planted(engine, file, edit);
+    let bp = Blueprint::from_folder(&path, true).unwrap();
+    render_with(&bp, &store(), json!({}), &PlatformSettings::default())
+}
+
+#[test]
+fn unknown_fields_name_blueprint_template_and_line() {
+    let err = render_planted(
+        "woocommerce",
+        "wordpress.yaml.j2",
+        replace_once(
+            "          imagePullPolicy: IfNotPresent\n",
+            "          imagePullPolice: IfNotPresent\n",
+        ),
+    )
+    .unwrap_err();
+    assert!(!err.is_bad_input());
+    let problems = err.problems();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    let p = &problems[0];
+    assert!(p.starts_with("blueprint `woocommerce`, template `wordpress.yaml.j2`, rendered line 41 (`imagePullPolice: IfNotPresent`)"), "{p}");
+    assert!(
+        p.contains("unknown field /spec/template/spec/containers/0/imagePullPolice"),
+        "{p}"
+    );
+}
+
+#[test]
+fn wrong_types_name_the_field_and_line() {
+    let err = render_planted(
+        "medusa",
+        "postgres.yaml.j2",
+        replace_once("  replicas: 1\n", "  replicas: \"one\"\n"),
+    )
+    .unwrap_err();
+    let p = err.problems().join("\n");
+    assert!(
+        p.contains("template `postgres.yaml.j2`, rendered line"),
+        "{p}"
+    );
+    assert!(
+        p.contains("spec.replicas: invalid type: string \"one\", expected i32"),
+        "{p}"
+    );
+}
+
+#[test]
+fn undefined_variables_name_the_template_line() {
+    let err = render_planted(
+        "woocommerce",
+        "mysql.yaml.j2",
+        replace_once("value: wordpress\n", "value: {{ params.database_name }}\n"),
+    )
+    .unwrap_err();
+    let p = err.problems();
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].starts_with(
+            "blueprint `woocommerce`, template `mysql.yaml.j2` line 51: undefined value"
+        ),
+        "{}",
+        p[0]
+    );
+}
+
+#[test]
+fn unsupported_kinds_and_broken_yaml_are_reported() {
+    let err = render_planted("woocommerce", "config.yaml.j2", |t| {
+        format!("{t}---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n")
+    })
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("kind `Pod` with apiVersion `v1` is not supported"),
+        "{err}"
+    );
+    let err = render_planted("woocommerce", "config.yaml.j2", |t| {
+        format!("{t}---\nkey: [unclosed\n")
+    })
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("the output is not valid YAML"),
+        "{err}"
+    );
+}
+
+#[test]
+fn manifest_defects_are_load_errors() {
+    let (_d, path) = planted(
+        "woocommerce",
+        "blueprint.yaml",
+        replace_once("  - file: cron.yaml.j2\n    phase: jobs\n", ""),
+    );
+    let err = Blueprint::from_folder(&path, true).unwrap_err().to_string();
+    assert!(
+        err.contains("template `cron.yaml.j2` is not listed"),
+        "{err}"
+    );
+    let (_d, path) = planted(
+        "woocommerce",
+        "blueprint.yaml",
+        replace_once(
+            "enum: [small, medium, large]",
+            "enum: [small, medium, large, huge]",
+        ),
+    );
+    let err = Blueprint::from_folder(&path, true).unwrap_err().to_string();
+    assert!(err.contains("must list exactly the plans"), "{err}");
+    let (_d, path) = planted(
+        "woocommerce",
+        "blueprint.yaml",
+        replace_once("default: small", "default: tiny"),
+    );
+    let err = Blueprint::from_folder(&path, true).unwrap_err().to_string();
+    assert!(
+        err.contains("the schema's defaults are not valid parameters"),
+        "{err}"
+    );
+    let (_d, path) = planted(
+        "woocommerce",
+        "ingress.yaml.j2",
+        replace_once("{% endif %}", ""),
+    );
+    let err = Blueprint::from_folder(&path, true).unwrap_err().to_string();
+    assert!(err.contains("template `ingress.yaml.j2`"), "{err}");
+}
+
+#[test]
+fn blueprints_dir_overrides_and_adds_engines_without_rust() {
+    let (dir, _) = planted(
+        "woocommerce",
+        "blueprint.yaml",
+        replace_once("version: 1.0.0", "version: 1.1.0-custom"),
+    );
+    // A new engine: a plain static web server, by folder only.
+    let hello = dir.path().join("hello");
+    std::fs::create_dir(&hello).unwrap();
+    std::fs::write(hello.join("blueprint.yaml"), HELLO_MANIFEST).unwrap();
+    std::fs::write(hello.join("web.yaml.j2"), HELLO_TEMPLATE).unwrap();
+    std::fs::create_dir(dir.path().join(".git")).unwrap();
+
+    let catalog = Catalog::load(&BlueprintSettings {
+        blueprints_dir: Some(dir.path().to_owned()),
+    })
+    .unwrap();
+    assert_eq!(catalog.names(), ["hello", "medusa", "woocommerce"]);
+    let woo = catalog.get("woocommerce").unwrap();
+    assert_eq!(woo.version, "1.1.0-custom");
+    assert!(matches!(
+        woo.source,
+        BlueprintSource::Folder {
+            overrides_builtin: true,
+            ..
+        }
+    ));
+    assert_eq!(
+        catalog.get("medusa").unwrap().source,
+        BlueprintSource::Builtin
+    );
+    let r = render_with(woo, &store(), json!({}), &PlatformSettings::default()).unwrap();
+    assert_eq!(
+        r.objects[0].object.metadata.annotations.as_ref().unwrap()["storeplane.dev/blueprint"],
+        "woocommerce@1.1.0-custom"
+    );
+
+    let hello = catalog.get("hello").unwrap();
+    let r = render_with(
+        hello,
+        &store(),
+        json!({"message": "hi: there\n---"}),
+        &PlatformSettings::default(),
+    )
+    .unwrap();
+    assert_eq!(r.objects.len(), 2);
+    assert_eq!(
+        r.objects[1].object.data["data"]["index.html"],
+        "hi: there\n---"
+    );
+    assert_eq!(r.urls[0].url, "http://shop.stores.localtest.me/");
+
+    let err = catalog.get("joomla").unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "unknown engine `joomla`; known engines: hello, medusa, woocommerce"
+    );
+}
+
+const HELLO_MANIFEST: &str = r#"
+name: hello
+version: "0.1"
+description: A greeting
+templates:
+  - file: web.yaml.j2
+    phase: foundation
+urls:
+  - name: storefront
+    expression: scheme ~ "://" ~ host ~ "/"
+pod_security:
+  level: restricted
+parameters:
+  type: object
+  additionalProperties: false
+  properties:
+    message:
+      title: Message
+      description: What to say.
+      type: string
+      default: hello
+"#;
+
+const HELLO_TEMPLATE: &str = r#"apiVersion: v1
+kind: Namespace
+metadata:
+  name: {{ store.namespace }}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: page
+data:
+  index.html: {{ params.message }}
+"#;
+
+// ---------------------------------------------------------------- lint
+
+#[test]
+fn lint_passes_on_the_builtins() {
+    let findings = lint(&CATALOG);
+    assert!(findings.is_empty(), "{findings:#?}");
+}
+
+fn lint_planted(engine: &str, file: &str, edit: impl FnOnce(String) -> String) -> Vec<LintFinding> {
+    let (_dir, path) = planted(engine, file, edit);
+    let bp = Blueprint::from_folder(&path, true).unwrap();
+    lint_blueprint(&bp)
+}
+
+#[track_caller]
+fn assert_rule(findings: &[LintFinding], rule: &str) {
+    assert!(
+        findings.iter().any(|f| f.rule == rule),
+        "expected a `{rule}` finding, got {findings:#?}"
+    );
+    assert!(
+        lint::RULES.iter().any(|(id, _)| *id == rule),
+        "`{rule}` is not a documented rule"
+    );
+}
+
+/// A text edit planted into a blueprint file.
+type Edit = Box<dyn FnOnce(String) -> String>;
+
+#[test]
+fn lint_catches_a_planted_violation_of_each_rule() {
+    let cases: Vec<(&str, &str, &str, Edit)> = vec![
+        (
+            "render",
+            "woocommerce",
+            "mysql.yaml.j2",
+            Box::new(replace_once(
+                "value: wordpress\n",
+                "value: {{ params.nope }}\n",
+            )),
+        ),
+        (
+            "schema",
+            "woocommerce",
+            "blueprint.yaml",
+            Box::new(replace_once("      title: Store title\n", "")),
+        ),
+        (
+            "schema",
+            "medusa",
+            "blueprint.yaml",
+            Box::new(replace_once(
+                "      type: object\n      additionalProperties: false\n",
+                "      type: object\n",
+            )),
+        ),
+        (
+            "escaping",
+            "woocommerce",
+            "config.yaml.j2",
+            Box::new(|t| format!("{t}{{% autoescape false %}}{{% endautoescape %}}")),
+        ),
+        (
+            "namespace",
+            "woocommerce",
+            "config.yaml.j2",
+            Box::new(replace_once(
+                "  name: wordpress-config\n",
+                "  name: wordpress-config\n  namespace: kube-system\n",
+            )),
+        ),
+        (
+            "cluster-scoped",
+            "medusa",
+            "secrets.yaml.j2",
+            Box::new(|t| {
+                format!(
+                    "{t}---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: store-admin\nrules: []\n"
+                )
+            }),
+        ),
+        (
+            "dns-name",
+            "woocommerce",
+            "config.yaml.j2",
+            Box::new(replace_once(
+                "  name: wordpress-config\n",
+                "  name: Wordpress_Config\n",
+            )),
+        ),
+        (
+            "unique-names",
+            "woocommerce",
+            "config.yaml.j2",
+            Box::new(|t| {
+                format!(
+                    "{t}---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: wordpress-config\n"
+                )
+            }),
+        ),
+        (
+            "phase",
+            "woocommerce",
+            "blueprint.yaml",
+            Box::new(replace_once(
+                "  - file: config.yaml.j2\n    phase: secrets\n",
+                "  - file: config.yaml.j2\n    phase: data\n",
+            )),
+        ),
+        (
+            "resources",
+            "woocommerce",
+            "cron.yaml.j2",
+            Box::new(replace_once(
+                "              resources: {{ plan.resources.cron }}\n",
+                "",
+            )),
+        ),
+        (
+            "security-context",
+            "woocommerce",
+            "mysql.yaml.j2",
+            Box::new(replace_once(
+                "allowPrivilegeEscalation: false",
+                "allowPrivilegeEscalation: true",
+            )),
+        ),
+        (
+            "security-context",
+            "medusa",
+            "redis.yaml.j2",
+            Box::new(replace_once(
+                "readOnlyRootFilesystem: true",
+                "readOnlyRootFilesystem: false",
+            )),
+        ),
+        (
+            "security-context",
+            "medusa",
+            "redis.yaml.j2",
+            Box::new(replace_once(
+                "      automountServiceAccountToken: false\n",
+                "",
+            )),
+        ),
+        (
+            "host-access",
+            "woocommerce",
+            "wordpress.yaml.j2",
+            Box::new(replace_once(
+                "      enableServiceLinks: false\n",
+                "      enableServiceLinks: false\n      hostNetwork: true\n",
+            )),
+        ),
+        (
+            "host-access",
+            "medusa",
+            "redis.yaml.j2",
+            Box::new(replace_once(
+                "          emptyDir:\n            sizeLimit: 256Mi\n",
+                "          hostPath:\n            path: /var/lib/redis\n",
+            )),
+        ),
+        (
+            "probes",
+            "medusa",
+            "redis.yaml.j2",
+            Box::new(|t| {
+                let start = t.find("          livenessProbe:").unwrap();
+                let end = t[start..].find("          volumeMounts:").unwrap() + start;
+                format!("{}{}", &t[..start], &t[end..])
+            }),
+        ),
+        (
+            "pod-security",
+            "woocommerce",
+            "namespace.yaml.j2",
+            Box::new(replace_once(
+                "pod-security.kubernetes.io/warn: {{ blueprint.pod_security }}",
+                "pod-security.kubernetes.io/warn: baseline",
+            )),
+        ),
+        (
+            "network-policy",
+            "medusa",
+            "network-policies.yaml.j2",
+            Box::new(replace_once(
+                "  policyTypes: [Ingress, Egress]\n",
+                "  policyTypes: [Ingress]\n",
+            )),
+        ),
+        (
+            "quota",
+            "woocommerce",
+            "blueprint.yaml",
+            Box::new(replace_once(
+                "      limits.cpu: \"3\"\n",
+                "      limits.cpu: \"2\"\n",
+            )),
+        ),
+        (
+            "quota",
+            "medusa",
+            "blueprint.yaml",
+            Box::new(replace_once(
+                "      max: {cpu: \"2\", memory: 2Gi}\n",
+                "      max: {cpu: \"2\", memory: 1Gi}\n",
+            )),
+        ),
+        (
+            "secret-leak",
+            "woocommerce",
+            "config.yaml.j2",
+            Box::new(|t| format!("{t}  leak: {{{{ secrets.mysql_password }}}}\n")),
+        ),
+        (
+            "references",
+            "medusa",
+            "blueprint.yaml",
+            Box::new(replace_once(
+                "  - object: Deployment/redis\n",
+                "  - object: Deployment/valkey\n",
+            )),
+        ),
+    ];
+    let mut covered = std::collections::BTreeSet::new();
+    for (rule, engine, file, edit) in cases {
+        let findings = lint_planted(engine, file, edit);
+        assert_rule(&findings, rule);
+        covered.insert(rule);
+    }
+    // `labels` cannot be planted through a template (the renderer stamps them), so it is
+    // checked on a rendered store with the labels taken off.
+    let bp = CATALOG.get("woocommerce").unwrap();
+    let secrets = fixed_secrets(bp);
+    let mut r = render("woocommerce", json!({})).unwrap();
+    r.objects[3].object.metadata.labels = None;
+    assert_rule(&lint::check_rendered(bp, &store(), &secrets, &r), "labels");
+    covered.insert("labels");
+    let all: std::collections::BTreeSet<&str> = lint::RULES.iter().map(|(id, _)| *id).collect();
+    assert_eq!(covered, all, "every rule has a planted violation");
+}
+
+#[test]
+fn declared_exceptions_excuse_only_their_rule_and_container() {
+    let (_dir, path) = planted(
+        "medusa",
+        "redis.yaml.j2",
+        replace_once(
+            "readOnlyRootFilesystem: true",
+            "readOnlyRootFilesystem: false",
+        ),
+    );
+    let manifest = path.join("blueprint.yaml");
+    let text = std::fs::read_to_string(&manifest).unwrap().replacen(
+        "  exceptions: []\n",
+        "  exceptions:\n    - container: redis\n      rule: readOnlyRootFilesystem\n      reason: test\n",
+        1,
+    );
+    std::fs::write(&manifest, text).unwrap();
+    let bp = Blueprint::from_folder(&path, true).unwrap();
+    let findings = lint_blueprint(&bp);
+    assert!(findings.is_empty(), "{findings:#?}");
+}
