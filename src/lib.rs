@@ -11,5 +11,7 @@ pub mod blueprint;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod metrics;
+pub mod reconcile;
 pub mod telemetry;
 pub mod vault;

@@ -70,6 +70,7 @@ enum StoreEvents {
     StoreId,
     EventType,
     Message,
+    Actor,
     CreatedAt,
 }
 
@@ -272,6 +273,8 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(StoreEvents::StoreId).uuid().not_null())
                     .col(ColumnDef::new(StoreEvents::EventType).text().not_null())
                     .col(ColumnDef::new(StoreEvents::Message).text().not_null())
+                    // Who wrote the event: an orchestrator instance, or none for the API.
+                    .col(ColumnDef::new(StoreEvents::Actor).text().null())
                     .col(
                         ColumnDef::new(StoreEvents::CreatedAt)
                             .timestamp_with_time_zone()

@@ -294,43 +294,13 @@ impl Applier {
     ) -> Result<Inventory, ApplyError> {
         let selector = format!("{}={store_id}", labels::STORE_ID);
         let lp = ListParams::default().labels(&selector);
-        let listed = stream::iter(
-            PRUNABLE_KINDS
-                .iter()
-                .map(|(g, v, k)| GroupVersionKind::gvk(g, v, k)),
-        )
-        .map(|gvk| {
-            let lp = lp.clone();
-            async move {
-                let (api, _) = self.api_for(&gvk, namespace).await?;
-                let list = api
-                    .list_metadata(&lp)
-                    .await
-                    .map_err(|source| ApplyError::List {
-                        kind: gvk.kind.clone(),
-                        namespace: namespace.to_owned(),
-                        source,
-                    })?;
-                Ok::<_, ApplyError>(
-                    list.items
-                        .into_iter()
-                        .filter(|o| managed_by_us(&o.metadata))
-                        .map(|o| {
-                            (
-                                ObjectKey {
-                                    kind: gvk.kind.clone(),
-                                    name: o.metadata.name.clone().unwrap_or_default(),
-                                },
-                                o.metadata.resource_version.clone().unwrap_or_default(),
-                            )
-                        })
-                        .collect::<Vec<_>>(),
-                )
-            }
-        })
-        .buffer_unordered(self.settings.concurrency)
-        .try_collect::<Vec<_>>()
-        .await?;
+        let mut listed = Vec::new();
+        let mut pending = stream::iter(prunable_kinds())
+            .map(|gvk| self.list_ours(gvk, namespace, lp.clone()))
+            .buffer_unordered(self.settings.concurrency);
+        while let Some(found) = pending.next().await {
+            listed.push(found?);
+        }
         let mut objects: BTreeMap<ObjectKey, String> = listed.into_iter().flatten().collect();
         // The namespace itself, so that re-applying it counts as unchanged, not created.
         let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
@@ -356,6 +326,39 @@ impl Applier {
         Ok(Inventory { objects })
     }
 
+    fn list_ours<'a>(
+        &'a self,
+        gvk: GroupVersionKind,
+        namespace: &'a str,
+        lp: ListParams,
+    ) -> futures::future::BoxFuture<'a, Result<Vec<(ObjectKey, String)>, ApplyError>> {
+        Box::pin(async move {
+            let (api, _) = self.api_for(&gvk, namespace).await?;
+            let list = api
+                .list_metadata(&lp)
+                .await
+                .map_err(|source| ApplyError::List {
+                    kind: gvk.kind.clone(),
+                    namespace: namespace.to_owned(),
+                    source,
+                })?;
+            Ok(list
+                .items
+                .into_iter()
+                .filter(|o| managed_by_us(&o.metadata))
+                .map(|o| {
+                    (
+                        ObjectKey {
+                            kind: gvk.kind.clone(),
+                            name: o.metadata.name.clone().unwrap_or_default(),
+                        },
+                        o.metadata.resource_version.clone().unwrap_or_default(),
+                    )
+                })
+                .collect())
+        })
+    }
+
     /// Server-side applies one phase's objects (cluster-scoped ones first), at most
     /// `concurrency` at a time. `before` tells created, updated and unchanged apart.
     pub async fn apply_objects(
@@ -370,8 +373,12 @@ impl Applier {
             .copied()
             .partition(|d| d.object.metadata.namespace.is_none() && d.gvk.kind == "Namespace");
         for batch in [cluster, namespaced] {
-            let results = stream::iter(batch)
-                .map(|d| self.apply_one(namespace, d, before))
+            let applies: Vec<futures::future::BoxFuture<'_, Result<ApplyCounts, ApplyError>>> =
+                batch
+                    .into_iter()
+                    .map(|d| Box::pin(self.apply_one(namespace, d, before)) as _)
+                    .collect();
+            let results = stream::iter(applies)
                 .buffer_unordered(self.settings.concurrency)
                 .try_collect::<Vec<_>>()
                 .await?;
@@ -589,6 +596,14 @@ fn normalise(desired: &Desired) -> DynamicObject {
         }
     }
     obj
+}
+
+/// The kinds of [`PRUNABLE_KINDS`] as owned values.
+pub fn prunable_kinds() -> Vec<GroupVersionKind> {
+    PRUNABLE_KINDS
+        .iter()
+        .map(|(g, v, k)| GroupVersionKind::gvk(g, v, k))
+        .collect()
 }
 
 fn managed_by_us(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool {

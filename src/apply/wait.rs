@@ -3,7 +3,7 @@
 //! until it is gone. No sleeps: every state change arrives on a watch.
 
 use super::readiness::{Readiness, assess, event_problem, needs_wait, pod_owner, pod_problem};
-use super::{Applier, ApplyError, Desired, ObjectKey, PRUNABLE_KINDS};
+use super::{Applier, ApplyError, Desired, ObjectKey};
 use crate::domain::Phase;
 use crate::telemetry::error_chain;
 use futures::stream::{BoxStream, SelectAll};
@@ -259,31 +259,33 @@ async fn blockers(applier: &Applier, namespace: &str) -> String {
         }
     }
     let mut remaining: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let kinds = PRUNABLE_KINDS
-        .iter()
-        .map(|(g, v, k)| GroupVersionKind::gvk(g, v, k))
-        .chain([GroupVersionKind::gvk("", "v1", "Pod")]);
+    let mut kinds = super::prunable_kinds();
+    kinds.push(GroupVersionKind::gvk("", "v1", "Pod"));
     let found = stream::iter(kinds)
-        .map(|gvk| async move {
-            let (api, _) = applier.api_for(&gvk, namespace).await.ok()?;
-            let list = api.list_metadata(&ListParams::default()).await.ok()?;
-            let items: Vec<String> = list
-                .items
-                .into_iter()
-                .filter_map(|o| {
-                    let finalizers = o.metadata.finalizers.unwrap_or_default();
-                    (!finalizers.is_empty()).then(|| {
-                        format!(
-                            "{}/{} (finalizers: {})",
-                            gvk.kind,
-                            o.metadata.name.unwrap_or_default(),
-                            finalizers.join(", ")
-                        )
-                    })
+        .map(
+            |gvk| -> futures::future::BoxFuture<'_, Option<(String, Vec<String>)>> {
+                Box::pin(async move {
+                    let (api, _) = applier.api_for(&gvk, namespace).await.ok()?;
+                    let list = api.list_metadata(&ListParams::default()).await.ok()?;
+                    let items: Vec<String> = list
+                        .items
+                        .into_iter()
+                        .filter_map(|o| {
+                            let finalizers = o.metadata.finalizers.unwrap_or_default();
+                            (!finalizers.is_empty()).then(|| {
+                                format!(
+                                    "{}/{} (finalizers: {})",
+                                    gvk.kind,
+                                    o.metadata.name.unwrap_or_default(),
+                                    finalizers.join(", ")
+                                )
+                            })
+                        })
+                        .collect();
+                    Some((gvk.kind.clone(), items))
                 })
-                .collect();
-            Some((gvk.kind.clone(), items))
-        })
+            },
+        )
         .buffer_unordered(4)
         .collect::<Vec<_>>()
         .await;

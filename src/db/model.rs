@@ -221,6 +221,9 @@ pub struct StoreUpdate {
 pub struct NewEvent {
     pub event_type: EventType,
     pub message: String,
+    /// Who writes it: an orchestrator's instance id; `None` for requests made through
+    /// the API.
+    pub actor: Option<String>,
 }
 
 impl NewEvent {
@@ -228,7 +231,14 @@ impl NewEvent {
         NewEvent {
             event_type,
             message: message.into(),
+            actor: None,
         }
+    }
+
+    /// The same event, written by `actor`.
+    pub fn by(mut self, actor: &str) -> NewEvent {
+        self.actor = Some(actor.to_owned());
+        self
     }
 }
 
@@ -239,6 +249,8 @@ pub struct StoreEvent {
     pub store_id: Uuid,
     pub event_type: EventType,
     pub message: String,
+    /// The orchestrator instance that wrote it; `None` for API requests.
+    pub actor: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -336,6 +348,7 @@ impl TryFrom<store_events::Model> for StoreEvent {
                 .parse()
                 .map_err(|e| bad_value("event type", e))?,
             message: m.message,
+            actor: m.actor,
             created_at: m.created_at,
         })
     }

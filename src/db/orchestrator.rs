@@ -13,7 +13,8 @@ use super::{Db, DbError, NewEvent, Store, StoreUpdate, at, now, plus};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, SimpleExpr};
 use sea_orm::{
-    ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, Condition, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 use std::time::Duration;
 use uuid::Uuid;
@@ -60,6 +61,18 @@ impl Db {
             }
         }
         Ok(won)
+    }
+
+    /// How many stores are due for work and not leased: the orchestrators' queue.
+    pub async fn count_due(&self, now: DateTime<Utc>) -> Result<u64, DbError> {
+        let now = at(now);
+        let n = stores::Entity::find()
+            .filter(stores::Column::NextReconcileAt.lte(now))
+            .filter(lease_free(now))
+            .count(&self.conn)
+            .await
+            .map_err(self.e())?;
+        Ok(n)
     }
 
     /// Claims one store, due or not, unless someone (this owner included) holds a live

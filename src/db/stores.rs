@@ -360,6 +360,7 @@ pub(super) async fn insert_event(
         store_id: Set(store_id),
         event_type: Set(event.event_type.as_str().to_owned()),
         message: Set(event.message.clone()),
+        actor: Set(event.actor.clone()),
         created_at: Set(at),
         ..Default::default()
     }

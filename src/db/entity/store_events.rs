@@ -11,6 +11,7 @@ pub struct Model {
     pub store_id: Uuid,
     pub event_type: String,
     pub message: String,
+    pub actor: Option<String>,
     pub created_at: DateTimeUtc,
 }
 

@@ -1,0 +1,304 @@
+//! The orchestrator: claims stores that need work through a lease in the database,
+//! drives each one to ready, failed or gone, records an event per step, retries
+//! transient failures with backoff, and re-applies ready stores to repair drift.
+//!
+//! It wakes at once when a store is created or deleted (an in-process signal, and
+//! PostgreSQL LISTEN/NOTIFY across replicas); a periodic sweep is the safety net.
+//! Every step is idempotent, so a replica that dies mid-way loses nothing: its leases
+//! expire and another replica (or itself, restarted) carries on.
+//!
+//! It renders through `blueprint` and writes to the cluster through `apply`; it must
+//! not render or apply by itself, and it must not know about HTTP.
+
+mod backoff;
+mod worker;
+
+use crate::apply::Applier;
+use crate::blueprint::Catalog;
+use crate::config::{OrchestratorSettings, PlatformSettings};
+use crate::db::Db;
+use crate::domain::StoreStatus;
+use crate::metrics::{Metrics, StatusLabel};
+use crate::telemetry::error_chain;
+use crate::vault::Vault;
+use chrono::Utc;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// Wakes orchestrators when a store needs work: the one in this process at once, and
+/// those of other replicas through the database (PostgreSQL NOTIFY).
+#[derive(Clone)]
+pub struct Waker {
+    notify: Arc<Notify>,
+    db: Db,
+}
+
+impl Waker {
+    pub fn new(db: Db) -> Self {
+        Waker {
+            notify: Arc::new(Notify::new()),
+            db,
+        }
+    }
+
+    /// Signals that `store_id` needs work. Never fails: a lost signal only delays the
+    /// work until the next sweep.
+    pub async fn wake(&self, store_id: Uuid) {
+        self.notify.notify_one();
+        if let Err(e) = self.db.notify_work(store_id).await {
+            tracing::warn!(%store_id, error = %error_chain(&e), "could not notify other replicas; the sweep will pick the store up");
+        }
+    }
+}
+
+/// Everything a worker needs, shared.
+pub(crate) struct Context {
+    pub db: Db,
+    pub catalog: Arc<Catalog>,
+    pub applier: Applier,
+    pub vault: Arc<Vault>,
+    pub settings: OrchestratorSettings,
+    pub platform: PlatformSettings,
+    pub instance: String,
+    pub metrics: Metrics,
+}
+
+/// The orchestrator of one replica.
+pub struct Orchestrator {
+    ctx: Arc<Context>,
+    notify: Arc<Notify>,
+}
+
+/// How long running work may finish after shutdown is requested, before it is
+/// interrupted and its leases handed back.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+impl Orchestrator {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        db: Db,
+        catalog: Arc<Catalog>,
+        applier: Applier,
+        vault: Arc<Vault>,
+        settings: OrchestratorSettings,
+        platform: PlatformSettings,
+        waker: &Waker,
+        metrics: Metrics,
+    ) -> Self {
+        let instance = settings.instance_id();
+        Orchestrator {
+            ctx: Arc::new(Context {
+                db,
+                catalog,
+                applier,
+                vault,
+                settings,
+                platform,
+                instance,
+                metrics,
+            }),
+            notify: waker.notify.clone(),
+        }
+    }
+
+    pub fn instance(&self) -> &str {
+        &self.ctx.instance
+    }
+
+    /// Runs until `shutdown` is cancelled, then lets running work finish for a short
+    /// grace period, interrupts what is left and hands its leases back.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let ctx = self.ctx;
+        let workers = ctx.settings.workers;
+        let slots = Arc::new(Semaphore::new(workers));
+        let interrupt = CancellationToken::new();
+        let mut tasks: JoinSet<()> = JoinSet::new();
+        let (due_tx, mut due_rx) = mpsc::unbounded_channel::<Instant>();
+        let mut timers: BinaryHeap<Reverse<Instant>> = BinaryHeap::new();
+        let mut sweep = tokio::time::interval(ctx.settings.sweep_interval);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut listener = Listener::new(ctx.db.clone());
+        let mut db_backoff = 0u32;
+        tracing::info!(instance = %ctx.instance, workers, "orchestrator started");
+
+        loop {
+            // Claim as much due work as there are free slots.
+            let free = slots.available_permits();
+            let mut claim_failed = false;
+            if free > 0 {
+                match ctx
+                    .db
+                    .claim_due(
+                        &ctx.instance,
+                        ctx.settings.lease_duration,
+                        Utc::now(),
+                        free as u64,
+                    )
+                    .await
+                {
+                    Ok(stores) => {
+                        db_backoff = 0;
+                        for store in stores {
+                            let permit = slots
+                                .clone()
+                                .try_acquire_owned()
+                                .expect("claimed no more than the free slots");
+                            let ctx = ctx.clone();
+                            let interrupt = interrupt.child_token();
+                            let due_tx = due_tx.clone();
+                            tasks.spawn(async move {
+                                ctx.metrics.workers_busy.inc();
+                                let next = worker::work(&ctx, store, interrupt).await;
+                                ctx.metrics.workers_busy.dec();
+                                ctx.metrics.reconciles.inc();
+                                if let Some(at) = next {
+                                    let wait = (at - Utc::now()).to_std().unwrap_or_default();
+                                    let _ = due_tx.send(Instant::now() + wait);
+                                }
+                                drop(permit);
+                            });
+                        }
+                    }
+                    Err(e) => {
+                        claim_failed = true;
+                        db_backoff += 1;
+                        tracing::warn!(error = %error_chain(&e), "cannot claim work; the database is unavailable, pausing");
+                    }
+                }
+            }
+            let pause = if claim_failed {
+                Some(Instant::now() + backoff::delay(db_backoff))
+            } else {
+                None
+            };
+            while timers.peek().is_some_and(|Reverse(t)| *t <= Instant::now()) {
+                timers.pop();
+            }
+            let next_timer = pause.or_else(|| timers.peek().map(|Reverse(t)| *t));
+
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.notify.notified(), if !claim_failed => {}
+                id = listener.recv(), if !claim_failed => {
+                    tracing::debug!(store_id = ?id, "woken by another replica");
+                }
+                _ = sweep.tick() => {
+                    refresh_gauges(&ctx).await;
+                }
+                Some(at) = due_rx.recv() => {
+                    timers.push(Reverse(at));
+                    continue;
+                }
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                _ = sleep_until(next_timer) => {}
+            }
+        }
+
+        tracing::info!(instance = %ctx.instance, running = tasks.len(), "orchestrator stopping");
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::info!("interrupting running work and handing its leases back");
+            interrupt.cancel();
+            while tasks.join_next().await.is_some() {}
+        }
+        tracing::info!(instance = %ctx.instance, "orchestrator stopped");
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn refresh_gauges(ctx: &Context) {
+    match ctx.db.count_stores_by_status().await {
+        Ok(counts) => {
+            for status in StoreStatus::ALL {
+                let n = counts
+                    .iter()
+                    .find(|(s, _)| *s == status)
+                    .map(|(_, n)| *n)
+                    .unwrap_or(0);
+                ctx.metrics
+                    .stores
+                    .get_or_create(&StatusLabel {
+                        status: status.as_str().into(),
+                    })
+                    .set(n as i64);
+            }
+        }
+        Err(e) => tracing::debug!(error = %error_chain(&e), "could not count stores"),
+    }
+    match ctx.db.count_due(Utc::now()).await {
+        Ok(n) => {
+            ctx.metrics.queue_depth.set(n as i64);
+        }
+        Err(e) => tracing::debug!(error = %error_chain(&e), "could not count due stores"),
+    }
+}
+
+/// PostgreSQL LISTEN with reconnects; pending forever on SQLite (a single process wakes
+/// through the in-process signal).
+struct Listener {
+    db: Db,
+    inner: Option<crate::db::WorkListener>,
+    retry_at: Option<Instant>,
+    disabled: bool,
+}
+
+impl Listener {
+    fn new(db: Db) -> Self {
+        Listener {
+            db,
+            inner: None,
+            retry_at: None,
+            disabled: false,
+        }
+    }
+
+    async fn recv(&mut self) -> Option<Uuid> {
+        loop {
+            if self.disabled {
+                return std::future::pending().await;
+            }
+            if self.inner.is_none() {
+                if let Some(at) = self.retry_at.take() {
+                    tokio::time::sleep_until(at).await;
+                }
+                match self.db.listen_work().await {
+                    Ok(Some(l)) => self.inner = Some(l),
+                    Ok(None) => {
+                        self.disabled = true;
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %error_chain(&e), "cannot LISTEN for work; retrying in 5s");
+                        self.retry_at = Some(Instant::now() + Duration::from_secs(5));
+                        continue;
+                    }
+                }
+            }
+            let listener = self.inner.as_mut().expect("set above");
+            match listener.recv().await {
+                Ok(id) => return Some(id),
+                Err(e) => {
+                    tracing::warn!(error = %error_chain(&e), "LISTEN connection lost; reconnecting");
+                    self.inner = None;
+                    self.retry_at = Some(Instant::now() + Duration::from_secs(1));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,560 @@
+//! One unit of work on one claimed store: provision it, repair its drift, or delete
+//! it — while renewing its lease — and record the outcome with an event.
+
+use super::{Context, backoff};
+use crate::apply::{ApplyError, Desired, PhaseReport};
+use crate::blueprint::{Blueprint, StoreRef, StoreSecrets};
+use crate::db::{DbError, NewEvent, Store, StoreUpdate, StoreUrlRecord};
+use crate::domain::{EventType, Phase, StoreStatus};
+use crate::metrics::ApplyErrorLabels;
+use crate::telemetry::error_chain;
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
+
+/// Why one attempt did not finish.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum WorkError {
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    #[error("blueprint: {0}")]
+    Blueprint(String),
+    #[error("the store's credentials cannot be read: {0}")]
+    Credentials(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl WorkError {
+    fn is_transient(&self) -> bool {
+        match self {
+            WorkError::Apply(e) => e.is_transient(),
+            WorkError::Db(e) => e.is_unavailable(),
+            WorkError::Blueprint(_) | WorkError::Credentials(_) => false,
+        }
+    }
+}
+
+/// Works on `store` (already leased by this replica) until done, failed or
+/// interrupted. Returns when the store should next be looked at by this replica's
+/// timers (the database holds the same time for every replica).
+pub(crate) async fn work(
+    ctx: &Context,
+    store: Store,
+    interrupt: CancellationToken,
+) -> Option<DateTime<Utc>> {
+    let id = store.id;
+    let generation = store.generation;
+    // Stops the work when the lease is lost, or when a new request (a delete, a retry)
+    // moved the store to a new generation: the work in hand is then stale.
+    let stop = CancellationToken::new();
+    // Aborted when this function returns or is dropped (a crash of the orchestrator
+    // task): a dead worker must not keep its lease alive.
+    let renewer = {
+        let db = ctx.db.clone();
+        let owner = ctx.instance.clone();
+        let lease = ctx.settings.lease_duration;
+        let stop = stop.clone();
+        AbortOnDropHandle::new(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                match db.renew_lease(id, &owner, lease, Utc::now()).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(store_id = %id, "lease lost to another replica; stopping work on the store");
+                        stop.cancel();
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(store_id = %id, error = %error_chain(&e), "could not renew the lease")
+                    }
+                }
+                if let Ok(Some(now)) = db.get_store(id).await
+                    && now.generation != generation
+                {
+                    tracing::info!(store_id = %id, "a new request arrived; stopping the current work");
+                    stop.cancel();
+                    return;
+                }
+            }
+        }))
+    };
+    let span =
+        tracing::info_span!("store", store_id = %id, name = %store.name, status = %store.status);
+    let outcome = tokio::select! {
+        r = tracing::Instrument::instrument(step(ctx, &store), span) => Some(r),
+        _ = interrupt.cancelled() => None,
+        _ = stop.cancelled() => None,
+    };
+    drop(renewer);
+    let now = Utc::now();
+    match outcome {
+        // Finished: `step` recorded the outcome and released the lease in one statement.
+        Some(Ok(next)) => next,
+        Some(Err(WorkError::Db(DbError::LeaseLost { .. }))) => None,
+        Some(Err(WorkError::Db(DbError::GenerationChanged { .. }))) | None => {
+            // Interrupted (shutdown), or stale: hand the store back due now, so this or
+            // another replica starts on its current generation at once. A lost lease
+            // has nothing to hand back.
+            match ctx.db.release(id, &ctx.instance, Some(now)).await {
+                Ok(()) => Some(now),
+                Err(DbError::LeaseLost { .. }) => None,
+                Err(e) => {
+                    tracing::warn!(store_id = %id, error = %error_chain(&e), "could not release the lease; it will expire");
+                    None
+                }
+            }
+        }
+        Some(Err(e)) => fail(ctx, &store, e).await,
+    }
+}
+
+/// One attempt. `Ok(Some(t))`: look again at `t`; `Ok(None)`: nothing more to do (the
+/// store is gone).
+fn step<'a>(
+    ctx: &'a Context,
+    store: &'a Store,
+) -> BoxFuture<'a, Result<Option<DateTime<Utc>>, WorkError>> {
+    Box::pin(async move {
+        match store.status {
+            StoreStatus::Deleting => delete(ctx, store).await,
+            StoreStatus::Provisioning | StoreStatus::Ready => provision(ctx, store).await,
+            // A failed store waits for a retry request; nothing to do.
+            StoreStatus::Failed => Ok(None),
+        }
+    })
+}
+
+async fn delete(ctx: &Context, store: &Store) -> Result<Option<DateTime<Utc>>, WorkError> {
+    ctx.applier.teardown(&store.namespace).await?;
+    ctx.db
+        .delete_store(
+            store.id,
+            &ctx.instance,
+            NewEvent::new(
+                EventType::NamespaceDeleted,
+                format!("namespace {} deleted; store removed", store.namespace),
+            )
+            .by(&ctx.instance),
+        )
+        .await?;
+    tracing::info!(namespace = %store.namespace, "store deleted");
+    Ok(None)
+}
+
+async fn provision(ctx: &Context, store: &Store) -> Result<Option<DateTime<Utc>>, WorkError> {
+    let converging =
+        store.status == StoreStatus::Provisioning || store.observed_generation < store.generation;
+    if converging && store.provision_deadline_at.is_none() {
+        let deadline = Utc::now() + to_chrono(ctx.settings.provision_deadline);
+        ctx.db
+            .record(
+                store.id,
+                &ctx.instance,
+                guarded(
+                    store,
+                    StoreUpdate {
+                        provision_deadline_at: Some(Some(deadline)),
+                        ..Default::default()
+                    },
+                ),
+                None,
+            )
+            .await?;
+    }
+    let blueprint = ctx
+        .catalog
+        .get(&store.engine)
+        .map_err(|e| WorkError::Blueprint(e.to_string()))?;
+    let secrets = credentials(ctx, store, blueprint).await?;
+    let store_ref = StoreRef {
+        id: store.id,
+        name: store.name.clone(),
+        namespace: store.namespace.clone(),
+    };
+    let rendered = blueprint
+        .render(&crate::blueprint::RenderInput {
+            store: &store_ref,
+            params: &store.params,
+            secrets: &secrets,
+            platform: &ctx.platform,
+        })
+        .map_err(|e| WorkError::Blueprint(e.to_string()))?;
+    let urls: Vec<StoreUrlRecord> = rendered
+        .urls
+        .iter()
+        .map(|u| StoreUrlRecord {
+            name: u.name.clone(),
+            url: u.url.clone(),
+        })
+        .collect();
+    let desired: Vec<Desired> = rendered
+        .objects
+        .into_iter()
+        .map(|o| Desired {
+            phase: o.phase,
+            gvk: o.gvk,
+            object: o.object,
+        })
+        .collect();
+
+    // Phase events are written as phases finish, so the dashboard shows progress live.
+    // Only phases that changed something are recorded: resuming after a crash re-walks
+    // the finished phases without repeating their events.
+    let (tx, mut rx) = mpsc::unbounded_channel::<PhaseReport>();
+    let recorder: futures::future::BoxFuture<'_, Result<(), DbError>> = Box::pin(async {
+        while let Some(report) = rx.recv().await {
+            if let Some(event) = phase_event(&report, &store.namespace, converging) {
+                ctx.db
+                    .record(
+                        store.id,
+                        &ctx.instance,
+                        guarded(store, StoreUpdate::default()),
+                        Some(event.by(&ctx.instance)),
+                    )
+                    .await?;
+            }
+        }
+        Ok::<(), DbError>(())
+    });
+    let apply = async {
+        let r = ctx
+            .applier
+            .apply_store(&store.namespace, &store.id.to_string(), &desired, &tx)
+            .await;
+        drop(tx);
+        r
+    };
+    let (applied, recorded) = tokio::join!(apply, recorder);
+    recorded?;
+    let report = applied?;
+
+    let now = Utc::now();
+    let next = now + to_chrono(ctx.settings.resync_period);
+    let total = report.counts.created + report.counts.updated + report.counts.unchanged;
+    if converging {
+        ctx.db
+            .record(
+                store.id,
+                &ctx.instance,
+                guarded(store, StoreUpdate::default()),
+                Some(
+                    NewEvent::new(
+                        EventType::ResourcesApplied,
+                        format!(
+                            "{total} objects applied ({} created, {} updated, {} unchanged){}",
+                            report.counts.created,
+                            report.counts.updated,
+                            report.counts.unchanged,
+                            pruned_text(&report.pruned)
+                        ),
+                    )
+                    .by(&ctx.instance),
+                ),
+            )
+            .await?;
+        let url_text = urls
+            .iter()
+            .map(|u| format!("{}: {}", u.name, u.url))
+            .collect::<Vec<_>>()
+            .join(", ");
+        ctx.db
+            .record(
+                store.id,
+                &ctx.instance,
+                finished(
+                    store,
+                    StoreUpdate {
+                        status: Some(StoreStatus::Ready),
+                        urls: Some(urls),
+                        error_message: Some(None),
+                        observed_generation: Some(store.generation),
+                        attempts: Some(0),
+                        next_reconcile_at: Some(Some(next)),
+                        provision_deadline_at: Some(None),
+                        blueprint_version: Some(blueprint.version.clone()),
+                        ..Default::default()
+                    },
+                ),
+                Some(
+                    NewEvent::new(
+                        EventType::StoreReady,
+                        format!("store is ready at {url_text}"),
+                    )
+                    .by(&ctx.instance),
+                ),
+            )
+            .await?;
+        let took = (now - store.created_at).to_std().unwrap_or_default();
+        if store.observed_generation == 0 {
+            ctx.metrics.provisioning_seconds.observe(took.as_secs_f64());
+        }
+        tracing::info!(took_ms = took.as_millis() as u64, "store ready");
+    } else {
+        let drift = report.counts.changed() > 0 || !report.pruned.is_empty();
+        let event = drift.then(|| {
+            NewEvent::new(
+                EventType::DriftRepaired,
+                format!(
+                    "re-applied the store: {} created, {} updated{}",
+                    report.counts.created,
+                    report.counts.updated,
+                    pruned_text(&report.pruned)
+                ),
+            )
+            .by(&ctx.instance)
+        });
+        if drift {
+            tracing::info!(
+                created = report.counts.created,
+                updated = report.counts.updated,
+                "drift repaired"
+            );
+        }
+        ctx.db
+            .record(
+                store.id,
+                &ctx.instance,
+                finished(
+                    store,
+                    StoreUpdate {
+                        urls: Some(urls),
+                        error_message: Some(None),
+                        attempts: Some(0),
+                        next_reconcile_at: Some(Some(next)),
+                        blueprint_version: Some(blueprint.version.clone()),
+                        ..Default::default()
+                    },
+                ),
+                event,
+            )
+            .await?;
+    }
+    Ok(Some(next))
+}
+
+/// The store's credentials: opened from the database, or generated and sealed into it
+/// before anything is applied, so a crash can never leave a Secret in the cluster whose
+/// values are lost. Later renders reuse them; a blueprint that adds a credential gets
+/// only the new one generated.
+async fn credentials(
+    ctx: &Context,
+    store: &Store,
+    blueprint: &Blueprint,
+) -> Result<StoreSecrets, WorkError> {
+    let existing = match &store.secrets_sealed {
+        Some(sealed) => {
+            let plain = ctx
+                .vault
+                .open(sealed)
+                .map_err(|e| WorkError::Credentials(e.to_string()))?;
+            let secrets: StoreSecrets = serde_json::from_slice(&plain)
+                .map_err(|e| WorkError::Credentials(e.to_string()))?;
+            Some(secrets)
+        }
+        None => None,
+    };
+    let had = existing.as_ref().map(|s| s.names().count()).unwrap_or(0);
+    let secrets = match existing {
+        Some(s) => blueprint.complete_secrets(s),
+        None => blueprint.generate_secrets(),
+    };
+    if secrets.names().count() != had {
+        let plain = zeroize::Zeroizing::new(
+            serde_json::to_vec(&secrets).map_err(|e| WorkError::Credentials(e.to_string()))?,
+        );
+        let sealed = ctx.vault.seal(&plain);
+        ctx.db
+            .record(
+                store.id,
+                &ctx.instance,
+                guarded(
+                    store,
+                    StoreUpdate {
+                        secrets_sealed: Some(Some(sealed)),
+                        ..Default::default()
+                    },
+                ),
+                None,
+            )
+            .await?;
+    }
+    Ok(secrets)
+}
+
+/// Records a failed attempt and hands the lease back: a retry with backoff while the
+/// error is transient (and, while converging, the deadline has not passed), else
+/// `failed` with the reason. Deletion never gives up: a namespace that will not go away
+/// is reported and retried until whatever holds it is resolved.
+fn fail<'a>(
+    ctx: &'a Context,
+    store: &'a Store,
+    err: WorkError,
+) -> BoxFuture<'a, Option<DateTime<Utc>>> {
+    Box::pin(fail_inner(ctx, store, err))
+}
+
+async fn fail_inner(ctx: &Context, store: &Store, err: WorkError) -> Option<DateTime<Utc>> {
+    let transient = err.is_transient();
+    let message = error_chain(&err);
+    ctx.metrics
+        .apply_errors
+        .get_or_create(&ApplyErrorLabels {
+            class: if transient { "transient" } else { "permanent" }.into(),
+        })
+        .inc();
+    let attempts = store.attempts.saturating_add(1);
+    let now = Utc::now();
+    let deleting = store.status == StoreStatus::Deleting;
+    let converging =
+        store.status == StoreStatus::Provisioning || store.observed_generation < store.generation;
+    let past_deadline = converging && store.provision_deadline_at.is_some_and(|d| now >= d);
+    let (update, event, next) = if deleting || (transient && !past_deadline) {
+        let delay = if transient {
+            backoff::delay(attempts)
+        } else {
+            backoff::CAP
+        };
+        let next = now + to_chrono(delay);
+        tracing::warn!(attempts, retry_in_ms = delay.as_millis() as u64, error = %message, "attempt failed; will retry");
+        (
+            StoreUpdate {
+                attempts: Some(attempts),
+                error_message: Some(Some(message.clone())),
+                next_reconcile_at: Some(Some(next)),
+                ..Default::default()
+            },
+            NewEvent::new(
+                EventType::RetryScheduled,
+                format!(
+                    "attempt {attempts} failed: {message}; retrying in {}",
+                    humantime::format_duration(Duration::from_secs(delay.as_secs().max(1)))
+                ),
+            ),
+            Some(next),
+        )
+    } else {
+        let reason = if transient {
+            format!(
+                "gave up after {} ({attempts} attempts): {message}",
+                humantime::format_duration(ctx.settings.provision_deadline)
+            )
+        } else {
+            message
+        };
+        tracing::warn!(error = %reason, "store failed");
+        (
+            StoreUpdate {
+                status: Some(StoreStatus::Failed),
+                attempts: Some(attempts),
+                error_message: Some(Some(reason.clone())),
+                next_reconcile_at: Some(None),
+                provision_deadline_at: Some(None),
+                ..Default::default()
+            },
+            NewEvent::new(EventType::ProvisioningFailed, reason),
+            None,
+        )
+    };
+    match ctx
+        .db
+        .record(
+            store.id,
+            &ctx.instance,
+            finished(store, update),
+            Some(event.by(&ctx.instance)),
+        )
+        .await
+    {
+        Ok(_) => next,
+        Err(DbError::GenerationChanged { .. }) => {
+            // A new request arrived while this attempt failed: it wins.
+            ctx.db
+                .release(store.id, &ctx.instance, Some(now))
+                .await
+                .ok()
+                .map(|_| now)
+        }
+        Err(e) => {
+            tracing::warn!(error = %error_chain(&e), "could not record the failure; the lease will expire and the store be retried");
+            None
+        }
+    }
+}
+
+/// `update`, written only if no new request changed the store since it was claimed.
+fn guarded(store: &Store, update: StoreUpdate) -> StoreUpdate {
+    StoreUpdate {
+        expected_generation: Some(store.generation),
+        ..update
+    }
+}
+
+/// `update` as the last word of an attempt: guarded, and releasing the lease in the
+/// same statement.
+fn finished(store: &Store, update: StoreUpdate) -> StoreUpdate {
+    StoreUpdate {
+        release_lease: true,
+        ..guarded(store, update)
+    }
+}
+
+fn phase_event(report: &PhaseReport, namespace: &str, converging: bool) -> Option<NewEvent> {
+    if report.phase == Phase::Foundation {
+        let created_namespace =
+            report.objects.iter().any(|o| o.kind == "Namespace") && report.counts.created > 0;
+        if created_namespace {
+            return Some(NewEvent::new(
+                EventType::NamespaceCreated,
+                format!(
+                    "namespace {namespace} created with {}",
+                    list_objects(report, |k| k != "Namespace")
+                ),
+            ));
+        }
+    }
+    if report.counts.changed() == 0 || !converging {
+        return None;
+    }
+    Some(NewEvent::new(
+        EventType::PhaseCompleted,
+        format!(
+            "{} ready in {:.1}s: {}",
+            report.phase,
+            report.elapsed.as_secs_f64(),
+            list_objects(report, |_| true)
+        ),
+    ))
+}
+
+fn list_objects(report: &PhaseReport, keep: impl Fn(&str) -> bool) -> String {
+    report
+        .objects
+        .iter()
+        .filter(|o| keep(&o.kind))
+        .map(|o| o.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn pruned_text(pruned: &[crate::apply::ObjectKey]) -> String {
+    if pruned.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; pruned {}",
+            pruned
+                .iter()
+                .map(|o| o.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
+fn to_chrono(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
