@@ -4,5 +4,6 @@
 mod apply;
 mod blueprint_cli;
 mod db;
+mod reconcile;
 mod support;
 mod testenv;

@@ -24,6 +24,8 @@ pub struct TestDb {
     pub backend: Backend,
     /// The URL `db` was opened with (no password on the test server).
     pub url: String,
+    /// The PostgreSQL database's name, dropped by `finish`.
+    pg_name: Option<String>,
     _dir: Option<TempDir>,
 }
 
@@ -35,6 +37,13 @@ impl Deref for TestDb {
 }
 
 impl TestDb {
+    /// Drops the database (PostgreSQL) or its directory (SQLite).
+    pub async fn finish(self) {
+        if let Some(name) = &self.pg_name {
+            drop_database(name).await;
+        }
+    }
+
     /// Runs SQL on a separate connection to the same database (schema sabotage for
     /// rollback tests).
     pub async fn raw(&self, sql: &str) {
@@ -76,51 +85,8 @@ where
     F: Fn(TestDb) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let (test_db, pg_name) = match backend {
-        Backend::Sqlite => {
-            let dir = tempfile::tempdir().expect("temporary directory");
-            let url = format!(
-                "sqlite://{}?mode=rwc",
-                dir.path().join("storeplane.db").display()
-            );
-            let db = Db::connect(&url)
-                .await
-                .unwrap_or_else(|e| panic!("connect to {url}: {}", chain(&e)));
-            (
-                TestDb {
-                    db,
-                    backend,
-                    url,
-                    _dir: Some(dir),
-                },
-                None,
-            )
-        }
-        Backend::Postgres => {
-            let name = format!("it_{}", uuid::Uuid::new_v4().simple());
-            admin_execute(&format!("CREATE DATABASE {name}")).await;
-            let url = database_url(postgres_admin_url(), &name);
-            let db = Db::connect(&url)
-                .await
-                .unwrap_or_else(|e| panic!("connect to {url}: {}", chain(&e)));
-            (
-                TestDb {
-                    db,
-                    backend,
-                    url,
-                    _dir: None,
-                },
-                Some(name),
-            )
-        }
-    };
-    if migrate {
-        test_db
-            .db
-            .migrate()
-            .await
-            .unwrap_or_else(|e| panic!("migrate {backend}: {}", chain(&e)));
-    }
+    let test_db = open_fresh(backend, migrate).await;
+    let pg_name = test_db.pg_name.clone();
     let outcome = AssertUnwindSafe(body(test_db)).catch_unwind().await;
     if let Some(name) = pg_name {
         // Best effort; FORCE ends connections the test left open.
@@ -130,6 +96,57 @@ where
         eprintln!("--- the test failed on {backend}");
         std::panic::resume_unwind(panic);
     }
+}
+
+/// A fresh, migrated database of one backend, for tests that run other components
+/// (an orchestrator) against it. Call [`TestDb::finish`] at the end to drop it.
+pub async fn fresh(backend: Backend) -> TestDb {
+    open_fresh(backend, true).await
+}
+
+async fn open_fresh(backend: Backend, migrate: bool) -> TestDb {
+    let test_db = match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("temporary directory");
+            let url = format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("storeplane.db").display()
+            );
+            let db = Db::connect(&url)
+                .await
+                .unwrap_or_else(|e| panic!("connect to {url}: {}", chain(&e)));
+            TestDb {
+                db,
+                backend,
+                url,
+                pg_name: None,
+                _dir: Some(dir),
+            }
+        }
+        Backend::Postgres => {
+            let name = format!("it_{}", uuid::Uuid::new_v4().simple());
+            admin_execute(&format!("CREATE DATABASE {name}")).await;
+            let url = database_url(postgres_admin_url(), &name);
+            let db = Db::connect(&url)
+                .await
+                .unwrap_or_else(|e| panic!("connect to {url}: {}", chain(&e)));
+            TestDb {
+                db,
+                backend,
+                url,
+                pg_name: Some(name),
+                _dir: None,
+            }
+        }
+    };
+    if migrate {
+        test_db
+            .db
+            .migrate()
+            .await
+            .unwrap_or_else(|e| panic!("migrate {backend}: {}", chain(&e)));
+    }
+    test_db
 }
 
 /// The admin URL of the test PostgreSQL server.

@@ -1,0 +1,730 @@
+//! The orchestrator end to end: real database (SQLite and PostgreSQL), real API server
+//! (testenv), built-in blueprints. Stores go from insert to ready and from delete to
+//! gone; crashes, a second replica, drift and hopeless stores are survived.
+
+use crate::support::cluster::kube_client;
+use crate::support::db::{TestDb, chain, each_backend, fresh};
+use futures::future::join_all;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use storeplane::apply::{Applier, ApplySettings};
+use storeplane::blueprint::Catalog;
+use storeplane::config::{BlueprintSettings, OrchestratorSettings, PlatformSettings};
+use storeplane::db::{Backend, Db, NewStore, NewUser, Role, Store, StoreEvent};
+use storeplane::domain::{EventType, StoreStatus, labels};
+use storeplane::metrics::Metrics;
+use storeplane::reconcile::{Orchestrator, Waker};
+use storeplane::vault::Vault;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// How long a store may take to become ready or disappear in these tests.
+const CONVERGE: Duration = Duration::from_secs(240);
+
+fn settings(instance: &str) -> OrchestratorSettings {
+    OrchestratorSettings {
+        instance_id: Some(instance.into()),
+        workers: 8,
+        apply_concurrency: 8,
+        lease_duration: Duration::from_secs(4),
+        sweep_interval: Duration::from_secs(2),
+        resync_period: Duration::from_secs(3600),
+        phase_timeout: Duration::from_secs(120),
+        provision_deadline: Duration::from_secs(600),
+    }
+}
+
+/// One running orchestrator replica.
+struct Replica {
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Replica {
+    async fn start(
+        db: &Db,
+        catalog: Arc<Catalog>,
+        vault: Arc<Vault>,
+        settings: OrchestratorSettings,
+    ) -> (Replica, Waker) {
+        let client = kube_client().await;
+        let applier = Applier::new(
+            client,
+            ApplySettings {
+                concurrency: settings.apply_concurrency,
+                phase_timeout: settings.phase_timeout,
+                teardown_timeout: Duration::from_secs(180),
+            },
+        );
+        let waker = Waker::new(db.clone());
+        let orchestrator = Orchestrator::new(
+            db.clone(),
+            catalog,
+            applier,
+            vault,
+            settings,
+            PlatformSettings::default(),
+            &waker,
+            Metrics::new(),
+        );
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(orchestrator.run(stop.clone()));
+        (Replica { stop, task }, waker)
+    }
+
+    /// A clean stop, as on SIGTERM.
+    async fn stop(self) {
+        self.stop.cancel();
+        self.task.await.expect("orchestrator task");
+    }
+
+    /// A crash: the task is dropped wherever it is; nothing runs after.
+    async fn crash(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+fn vault() -> Arc<Vault> {
+    let key: String = (0..64)
+        .map(|i| if i % 3 == 0 { 'a' } else { '7' })
+        .collect();
+    Arc::new(Vault::from_key_hex(&key).expect("test key"))
+}
+
+async fn user(db: &Db, limit: u32) -> Uuid {
+    db.create_user(NewUser {
+        email: format!("owner-{}@example.test", Uuid::new_v4().simple()),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$aGFzaA".into(),
+        role: Role::Member,
+        store_limit: Some(limit),
+    })
+    .await
+    .expect("user")
+    .id
+}
+
+async fn create(db: &Db, catalog: &Catalog, owner: Uuid, engine: &str, name: &str) -> Store {
+    let blueprint = catalog.get(engine).expect("engine");
+    db.create_store(NewStore::new(
+        owner,
+        name,
+        engine,
+        &blueprint.version,
+        serde_json::json!({}),
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("create {name}: {}", chain(&e)))
+}
+
+/// Waits until `done` holds for the store (or it is gone, `None`), failing with the
+/// store's state and events on timeout.
+async fn wait_for(
+    db: &Db,
+    id: Uuid,
+    what: &str,
+    done: impl Fn(Option<&Store>) -> bool,
+) -> Option<Store> {
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    loop {
+        let store = db.get_store(id).await.expect("get store");
+        if done(store.as_ref()) {
+            return store;
+        }
+        if let Some(s) = &store
+            && s.status == StoreStatus::Failed
+            && what != "failed"
+        {
+            panic!(
+                "store {} failed: {:?}\nevents:\n{}",
+                s.name,
+                s.error_message,
+                events_text(db, id).await
+            );
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!(
+                "store {id} not {what} after {CONVERGE:?}: {store:#?}\nevents:\n{}",
+                events_text(db, id).await
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn ready(db: &Db, id: Uuid) -> Store {
+    wait_for(db, id, "ready", |s| {
+        s.is_some_and(|s| s.status == StoreStatus::Ready)
+    })
+    .await
+    .expect("ready store")
+}
+
+async fn gone(db: &Db, id: Uuid) {
+    wait_for(db, id, "gone", |s| s.is_none()).await;
+}
+
+async fn events(db: &Db, id: Uuid) -> Vec<StoreEvent> {
+    db.list_events(id, None, 1000).await.expect("events")
+}
+
+async fn events_text(db: &Db, id: Uuid) -> String {
+    events(db, id)
+        .await
+        .iter()
+        .map(|e| {
+            format!(
+                "  {} [{}] {}",
+                e.event_type,
+                e.actor.as_deref().unwrap_or("api"),
+                e.message
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn types(events: &[StoreEvent]) -> Vec<EventType> {
+    events.iter().map(|e| e.event_type).collect()
+}
+
+/// Every object of the store in its namespace (kinds Storeplane applies), with its
+/// resourceVersion.
+async fn objects(namespace: &str, store_id: Uuid) -> BTreeMap<String, String> {
+    let client = kube_client().await;
+    let mut out = BTreeMap::new();
+    for (g, v, k) in storeplane::apply::PRUNABLE_KINDS {
+        let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(g, v, k));
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &ar);
+        let list = api
+            .list(&ListParams::default().labels(&format!("{}={store_id}", labels::STORE_ID)))
+            .await
+            .expect("list");
+        for o in list.items {
+            out.insert(
+                format!("{k}/{}", o.metadata.name.unwrap_or_default()),
+                o.metadata.resource_version.unwrap_or_default(),
+            );
+        }
+    }
+    out
+}
+
+/// The objects a render of the store contains, as `Kind/name` (Namespace excluded).
+fn rendered_keys(catalog: &Catalog, store: &Store) -> Vec<String> {
+    let blueprint = catalog.get(&store.engine).unwrap();
+    let secrets = blueprint.generate_secrets();
+    let rendered = blueprint
+        .render(&storeplane::blueprint::RenderInput {
+            store: &storeplane::blueprint::StoreRef {
+                id: store.id,
+                name: store.name.clone(),
+                namespace: store.namespace.clone(),
+            },
+            params: &store.params,
+            secrets: &secrets,
+            platform: &PlatformSettings::default(),
+        })
+        .unwrap();
+    let mut keys: Vec<String> = rendered
+        .objects
+        .iter()
+        .filter(|o| o.gvk.kind != "Namespace")
+        .map(|o| format!("{}/{}", o.gvk.kind, o.object.metadata.name.clone().unwrap()))
+        .collect();
+    keys.sort();
+    keys
+}
+
+async fn namespace_exists(name: &str) -> bool {
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(kube_client().await);
+    api.get_opt(name).await.expect("get namespace").is_some()
+}
+
+#[tokio::test]
+async fn woocommerce_and_medusa_go_to_ready_and_are_deleted() {
+    each_backend(|t: TestDb| async move {
+        let catalog = Arc::new(Catalog::builtin().unwrap());
+        let tag = &Uuid::new_v4().simple().to_string()[..6];
+        let (replica, waker) =
+            Replica::start(&t.db, catalog.clone(), vault(), settings("solo")).await;
+        let owner = user(&t.db, 10).await;
+        let woo = create(&t.db, &catalog, owner, "woocommerce", &format!("woo-{tag}")).await;
+        let medusa = create(&t.db, &catalog, owner, "medusa", &format!("med-{tag}")).await;
+        waker.wake(woo.id).await;
+
+        for store in [&woo, &medusa] {
+            let done = ready(&t.db, store.id).await;
+            assert_eq!(done.observed_generation, done.generation);
+            assert!(done.lease_owner.is_none(), "the lease is handed back");
+            assert!(
+                done.secrets_sealed
+                    .as_deref()
+                    .is_some_and(|s| s.starts_with("v1:"))
+            );
+            assert!(
+                done.urls
+                    .iter()
+                    .any(|u| u.name == "storefront" && u.url.contains(&store.name)),
+                "{:?}",
+                done.urls
+            );
+            // Every rendered object exists in the namespace, and nothing else of ours.
+            let present: Vec<String> = objects(&store.namespace, store.id)
+                .await
+                .into_keys()
+                .collect();
+            assert_eq!(present, rendered_keys(&catalog, store), "{}", store.engine);
+            // The log tells the story in order.
+            let log = events(&t.db, store.id).await;
+            let kinds = types(&log);
+            assert_eq!(kinds.first(), Some(&EventType::Created), "{kinds:?}");
+            assert_eq!(
+                kinds.get(1),
+                Some(&EventType::NamespaceCreated),
+                "{kinds:?}"
+            );
+            assert_eq!(
+                &kinds[kinds.len() - 2..],
+                &[EventType::ResourcesApplied, EventType::StoreReady],
+                "{kinds:?}"
+            );
+            assert!(
+                kinds[2..kinds.len() - 2]
+                    .iter()
+                    .all(|k| *k == EventType::PhaseCompleted),
+                "{kinds:?}"
+            );
+            let phases: Vec<&str> = log
+                .iter()
+                .filter(|e| e.event_type == EventType::PhaseCompleted)
+                .map(|e| e.message.split_whitespace().next().unwrap())
+                .collect();
+            let expected: &[&str] = if store.engine == "medusa" {
+                &[
+                    "secrets",
+                    "storage",
+                    "data",
+                    "migrate",
+                    "application",
+                    "jobs",
+                    "ingress",
+                ]
+            } else {
+                &[
+                    "secrets",
+                    "storage",
+                    "data",
+                    "application",
+                    "jobs",
+                    "ingress",
+                ]
+            };
+            assert_eq!(phases, expected, "{}", store.engine);
+            let sample = secret_sample(&t, store).await;
+            assert!(
+                log.iter().all(|e| !e.message.contains(&sample)),
+                "no credential in events"
+            );
+        }
+
+        for store in [&woo, &medusa] {
+            t.db.request_delete(store.id).await.unwrap();
+            waker.wake(store.id).await;
+        }
+        for store in [&woo, &medusa] {
+            gone(&t.db, store.id).await;
+            assert!(
+                !namespace_exists(&store.namespace).await,
+                "namespace {} is gone",
+                store.namespace
+            );
+            let kinds = types(&events(&t.db, store.id).await);
+            assert_eq!(
+                &kinds[kinds.len() - 2..],
+                &[EventType::Deleting, EventType::NamespaceDeleted],
+                "{kinds:?}"
+            );
+        }
+        replica.stop().await;
+    })
+    .await;
+}
+
+/// One of the store's generated credentials, to check it never appears in events.
+async fn secret_sample(t: &TestDb, store: &Store) -> String {
+    let sealed =
+        t.db.get_store(store.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .secrets_sealed
+            .unwrap();
+    let plain = vault().open(&sealed).unwrap();
+    let secrets: serde_json::Value = serde_json::from_slice(&plain).unwrap();
+    secrets
+        .as_object()
+        .and_then(|m| m.values().next())
+        .and_then(|v| v.as_str())
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn crashes_at_phase_boundaries_and_mid_phase_still_converge() {
+    let t = fresh(Backend::Sqlite).await;
+    let catalog = Arc::new(Catalog::builtin().unwrap());
+    let owner = user(&t.db, 20).await;
+    // Kill points: after the n-th event of the store's log (1 = `created`, so 2 is right
+    // after the namespace phase), and a mid-phase point by time.
+    for (round, kill_after_events) in [2usize, 3, 4, 5, 6].into_iter().enumerate() {
+        let name = format!(
+            "crash-{round}-{}",
+            &Uuid::new_v4().simple().to_string()[..5]
+        );
+        let store = create(&t.db, &catalog, owner, "woocommerce", &name).await;
+        let (replica, waker) = Replica::start(
+            &t.db,
+            catalog.clone(),
+            vault(),
+            settings(&format!("doomed-{round}")),
+        )
+        .await;
+        waker.wake(store.id).await;
+        let deadline = tokio::time::Instant::now() + CONVERGE;
+        while events(&t.db, store.id).await.len() < kill_after_events {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never reached event {kill_after_events}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        replica.crash().await;
+        // A new replica (a restarted process) takes over once the lease expires.
+        let (replica, _) = Replica::start(
+            &t.db,
+            catalog.clone(),
+            vault(),
+            settings(&format!("heir-{round}")),
+        )
+        .await;
+        let done = ready(&t.db, store.id).await;
+        assert!(done.lease_owner.is_none(), "no lease left behind");
+        let present: Vec<String> = objects(&store.namespace, store.id)
+            .await
+            .into_keys()
+            .collect();
+        assert_eq!(
+            present,
+            rendered_keys(&catalog, &store),
+            "nothing missing, nothing extra"
+        );
+        let kinds = types(&events(&t.db, store.id).await);
+        for once in [
+            EventType::Created,
+            EventType::NamespaceCreated,
+            EventType::StoreReady,
+        ] {
+            assert_eq!(
+                kinds.iter().filter(|k| **k == once).count(),
+                1,
+                "{once} once: {kinds:?}"
+            );
+        }
+        replica.stop().await;
+    }
+    // Mid-phase: crash while the data phase waits for MySQL.
+    let name = format!("crash-mid-{}", &Uuid::new_v4().simple().to_string()[..5]);
+    let store = create(&t.db, &catalog, owner, "woocommerce", &name).await;
+    let (replica, waker) =
+        Replica::start(&t.db, catalog.clone(), vault(), settings("doomed-mid")).await;
+    waker.wake(store.id).await;
+    let client = kube_client().await;
+    let sts: Api<k8s_openapi::api::apps::v1::StatefulSet> =
+        Api::namespaced(client, &store.namespace);
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    while sts.get_opt("mysql").await.ok().flatten().is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never reached the data phase"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    replica.crash().await;
+    let (replica, _) = Replica::start(&t.db, catalog.clone(), vault(), settings("heir-mid")).await;
+    let done = ready(&t.db, store.id).await;
+    assert!(done.lease_owner.is_none());
+    replica.stop().await;
+    t.finish().await;
+}
+
+#[tokio::test]
+async fn two_replicas_on_postgres_never_work_one_store_at_once() {
+    let t = fresh(Backend::Postgres).await;
+    let catalog = Arc::new(Catalog::builtin().unwrap());
+    let owner = user(&t.db, 25).await;
+    let mut a = settings("replica-a");
+    a.workers = 4;
+    let mut b = settings("replica-b");
+    b.workers = 4;
+    let (ra, waker) = Replica::start(&t.db, catalog.clone(), vault(), a).await;
+    let (rb, _) = Replica::start(&t.db, catalog.clone(), vault(), b).await;
+    let tag = &Uuid::new_v4().simple().to_string()[..5];
+    let mut stores = Vec::new();
+    for i in 0..20 {
+        let s = create(
+            &t.db,
+            &catalog,
+            owner,
+            "woocommerce",
+            &format!("pair-{tag}-{i}"),
+        )
+        .await;
+        waker.wake(s.id).await;
+        stores.push(s);
+    }
+    join_all(stores.iter().map(|s| ready(&t.db, s.id))).await;
+    let mut by_replica = BTreeMap::<String, usize>::new();
+    for s in &stores {
+        let log = events(&t.db, s.id).await;
+        // Everything from the first orchestrator event to `store_ready` was written by
+        // one replica: no store was worked by both at once.
+        let actors: std::collections::BTreeSet<&str> =
+            log.iter().filter_map(|e| e.actor.as_deref()).collect();
+        assert_eq!(
+            actors.len(),
+            1,
+            "store {} worked by {actors:?}:\n{}",
+            s.name,
+            events_text(&t.db, s.id).await
+        );
+        *by_replica
+            .entry(actors.into_iter().next().unwrap().to_owned())
+            .or_default() += 1;
+        let kinds = types(&log);
+        assert_eq!(
+            kinds
+                .iter()
+                .filter(|k| **k == EventType::StoreReady)
+                .count(),
+            1
+        );
+        assert_eq!(
+            kinds
+                .iter()
+                .filter(|k| **k == EventType::NamespaceCreated)
+                .count(),
+            1
+        );
+    }
+    eprintln!("stores per replica: {by_replica:?}");
+    ra.stop().await;
+    rb.stop().await;
+    for s in &stores {
+        t.db.request_delete(s.id).await.unwrap();
+    }
+    let (cleaner, waker) =
+        Replica::start(&t.db, catalog.clone(), vault(), settings("cleaner")).await;
+    for s in &stores {
+        waker.wake(s.id).await;
+    }
+    join_all(stores.iter().map(|s| gone(&t.db, s.id))).await;
+    cleaner.stop().await;
+    t.finish().await;
+}
+
+#[tokio::test]
+async fn drift_is_repaired_and_unchanged_stores_are_not_written() {
+    let t = fresh(Backend::Sqlite).await;
+    let catalog = Arc::new(Catalog::builtin().unwrap());
+    let owner = user(&t.db, 20).await;
+    let mut s = settings("drift");
+    s.resync_period = Duration::from_secs(4);
+    let (replica, waker) = Replica::start(&t.db, catalog.clone(), vault(), s).await;
+    let tag = &Uuid::new_v4().simple().to_string()[..5];
+    let mut stores = Vec::new();
+    for i in 0..10 {
+        let store = create(
+            &t.db,
+            &catalog,
+            owner,
+            "woocommerce",
+            &format!("steady-{tag}-{i}"),
+        )
+        .await;
+        waker.wake(store.id).await;
+        stores.push(store);
+    }
+    join_all(stores.iter().map(|s| ready(&t.db, s.id))).await;
+
+    // Re-applying ten ready stores changes no resourceVersion.
+    let before: Vec<_> = join_all(stores.iter().map(|s| objects(&s.namespace, s.id))).await;
+    let resynced_at = chrono::Utc::now();
+    for s in &stores {
+        wait_for(&t.db, s.id, "resynced", |now| {
+            now.is_some_and(|n| n.updated_at > resynced_at && n.lease_owner.is_none())
+        })
+        .await;
+    }
+    let after: Vec<_> = join_all(stores.iter().map(|s| objects(&s.namespace, s.id))).await;
+    assert_eq!(before, after, "a resync of unchanged stores writes nothing");
+    for s in &stores {
+        assert!(!types(&events(&t.db, s.id).await).contains(&EventType::DriftRepaired));
+    }
+
+    // Drift: a Deployment and a NetworkPolicy deleted by hand come back within one
+    // resync period (plus the time to become ready).
+    let victim = &stores[0];
+    let client = kube_client().await;
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), &victim.namespace);
+    let policies: Api<k8s_openapi::api::networking::v1::NetworkPolicy> =
+        Api::namespaced(client.clone(), &victim.namespace);
+    let policy = policies.list(&ListParams::default()).await.unwrap().items[0]
+        .metadata
+        .name
+        .clone()
+        .unwrap();
+    deployments
+        .delete("wordpress", &DeleteParams::default())
+        .await
+        .unwrap();
+    policies
+        .delete(&policy, &DeleteParams::default())
+        .await
+        .unwrap();
+    let deleted_at = tokio::time::Instant::now();
+    let deadline = deleted_at + Duration::from_secs(4) + Duration::from_secs(30);
+    loop {
+        let back = deployments.get_opt("wordpress").await.unwrap().is_some()
+            && policies.get_opt(&policy).await.unwrap().is_some();
+        if back {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "drift not repaired");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "drift repaired {:?} after the deletes",
+        deleted_at.elapsed()
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !types(&events(&t.db, victim.id).await).contains(&EventType::DriftRepaired) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no drift_repaired event"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    replica.stop().await;
+
+    let (cleaner, waker) =
+        Replica::start(&t.db, catalog.clone(), vault(), settings("cleaner-d")).await;
+    for s in &stores {
+        t.db.request_delete(s.id).await.unwrap();
+        waker.wake(s.id).await;
+    }
+    join_all(stores.iter().map(|s| gone(&t.db, s.id))).await;
+    cleaner.stop().await;
+    t.finish().await;
+}
+
+/// A copy of the WooCommerce blueprint whose small plan's memory quota cannot hold
+/// MySQL and WordPress together.
+fn starved_blueprint(dir: &Path) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/woocommerce");
+    let dst = dir.join("starved");
+    std::fs::create_dir_all(&dst).unwrap();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let entry = entry.unwrap();
+        let mut text = std::fs::read_to_string(entry.path()).unwrap();
+        if entry.file_name() == "blueprint.yaml" {
+            text = text
+                .replacen("name: woocommerce", "name: starved", 1)
+                .replacen("limits.memory: 2560Mi", "limits.memory: 1200Mi", 1);
+        }
+        std::fs::write(dst.join(entry.file_name()), text).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_fit_fails_with_the_reason_and_no_retry_storm() {
+    let t = fresh(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    starved_blueprint(dir.path());
+    let catalog = Arc::new(
+        Catalog::load(&BlueprintSettings {
+            blueprints_dir: Some(dir.path().to_path_buf()),
+        })
+        .unwrap(),
+    );
+    let owner = user(&t.db, 5).await;
+    let (replica, waker) =
+        Replica::start(&t.db, catalog.clone(), vault(), settings("starved")).await;
+    let name = format!("starved-{}", &Uuid::new_v4().simple().to_string()[..5]);
+    let store = create(&t.db, &catalog, owner, "starved", &name).await;
+    waker.wake(store.id).await;
+    let failed = wait_for(&t.db, store.id, "failed", |s| {
+        s.is_some_and(|s| s.status == StoreStatus::Failed)
+    })
+    .await
+    .unwrap();
+    let message = failed.error_message.clone().unwrap();
+    assert!(message.contains("Deployment/wordpress"), "{message}");
+    assert!(message.contains("exceeded quota"), "{message}");
+    assert_eq!(
+        failed.next_reconcile_at, None,
+        "a failed store is not retried by itself"
+    );
+    // No retry storm: one failure, no retries, and nothing more happens.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let kinds = types(&events(&t.db, store.id).await);
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == EventType::ProvisioningFailed)
+            .count(),
+        1,
+        "{kinds:?}"
+    );
+    assert!(!kinds.contains(&EventType::RetryScheduled), "{kinds:?}");
+    let log = events(&t.db, store.id).await;
+    assert_eq!(log.last().unwrap().message, message);
+
+    // Deleting a failed store still cleans up.
+    t.db.request_delete(store.id).await.unwrap();
+    waker.wake(store.id).await;
+    gone(&t.db, store.id).await;
+    assert!(!namespace_exists(&store.namespace).await);
+    replica.stop().await;
+    t.finish().await;
+}
+
+#[tokio::test]
+async fn a_delete_during_provisioning_wins() {
+    let t = fresh(Backend::Sqlite).await;
+    let catalog = Arc::new(Catalog::builtin().unwrap());
+    let owner = user(&t.db, 5).await;
+    let (replica, waker) = Replica::start(&t.db, catalog.clone(), vault(), settings("hasty")).await;
+    let name = format!("hasty-{}", &Uuid::new_v4().simple().to_string()[..5]);
+    let store = create(&t.db, &catalog, owner, "medusa", &name).await;
+    waker.wake(store.id).await;
+    // Wait until provisioning is under way, then delete.
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    while !types(&events(&t.db, store.id).await).contains(&EventType::NamespaceCreated) {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    t.db.request_delete(store.id).await.unwrap();
+    waker.wake(store.id).await;
+    gone(&t.db, store.id).await;
+    assert!(!namespace_exists(&store.namespace).await);
+    let kinds = types(&events(&t.db, store.id).await);
+    assert!(!kinds.contains(&EventType::StoreReady), "{kinds:?}");
+    replica.stop().await;
+    t.finish().await;
+}
