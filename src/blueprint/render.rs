@@ -361,7 +361,7 @@ impl Blueprint {
                 if value.is_null() {
                     continue;
                 }
-                match objects::decode(&value, doc) {
+                match objects::decode(value, doc) {
                     Ok((normalized, info)) => match stamp.apply(normalized, info, spec.phase) {
                         Ok(object) => objects.push(RenderedObject {
                             phase: spec.phase,

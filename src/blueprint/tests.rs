@@ -1046,7 +1046,10 @@ fn builtin_templates_stay_on_the_fast_yaml_path() {
         let secrets = fixed_secrets(bp);
         for (params, platform) in [
             (json!({}), PlatformSettings::default()),
-            (json!({"plan": "large", "domain": "a.example.com"}), tls.clone()),
+            (
+                json!({"plan": "large", "domain": "a.example.com"}),
+                tls.clone(),
+            ),
         ] {
             let input = RenderInput {
                 store: &store(),
@@ -1056,7 +1059,12 @@ fn builtin_templates_stay_on_the_fast_yaml_path() {
             };
             let prepared = bp.prepare(&input).unwrap();
             for spec in &bp.manifest().templates {
-                let text = bp.env.get_template(&spec.file).unwrap().render(&prepared.ctx).unwrap();
+                let text = bp
+                    .env
+                    .get_template(&spec.file)
+                    .unwrap()
+                    .render(&prepared.ctx)
+                    .unwrap();
                 for (line, doc) in render::split_documents(&text) {
                     assert!(
                         yaml::parse(doc).is_some(),

@@ -52,7 +52,11 @@ fn clean(doc: &str) -> bool {
         if c.is_ascii() {
             ascii_ok(c as u8)
         } else {
-            !matches!(c, '\u{80}'..='\u{9f}' | '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}')
+            !matches!(
+                c,
+                '\u{80}'
+                    ..='\u{9f}' | '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
+            )
         }
     })
 }
@@ -106,7 +110,9 @@ impl<'a> Parser<'a> {
         let mut map = Map::new();
         loop {
             self.skip_blank();
-            let Some(line) = self.lines.get(self.pos) else { break };
+            let Some(line) = self.lines.get(self.pos) else {
+                break;
+            };
             if line.indent < indent {
                 break;
             }
@@ -128,7 +134,9 @@ impl<'a> Parser<'a> {
         let mut items = Vec::new();
         loop {
             self.skip_blank();
-            let Some(line) = self.lines.get(self.pos) else { break };
+            let Some(line) = self.lines.get(self.pos) else {
+                break;
+            };
             if line.indent < indent || (line.indent == indent && !is_seq_item(line.content)) {
                 break;
             }
@@ -197,7 +205,9 @@ impl<'a> Parser<'a> {
                 }
                 v
             }
-            b'>' | b'&' | b'*' | b'!' | b'%' | b'@' | b'`' | b'?' | b',' | b']' | b'}' => return None,
+            b'>' | b'&' | b'*' | b'!' | b'%' | b'@' | b'`' | b'?' | b',' | b']' | b'}' => {
+                return None;
+            }
             b'-' | b':' if text.len() == 1 || text.as_bytes()[1] == b' ' => return None,
             _ => {
                 let scalar = strip_comment(text);
@@ -226,8 +236,8 @@ impl<'a> Parser<'a> {
         let start = self.pos;
         // The first line with more than spaces sets the content's indentation (a `#`
         // there is content, not a comment).
-        let first = (start..self.lines.len())
-            .find(|&i| !self.lines[i].raw.trim_matches(' ').is_empty())?;
+        let first =
+            (start..self.lines.len()).find(|&i| !self.lines[i].raw.trim_matches(' ').is_empty())?;
         let content_indent = self.lines[first].indent;
         if content_indent <= parent {
             return None;
@@ -431,10 +441,9 @@ fn flow_value(s: &str, i: &mut usize) -> Option<Value> {
         }
         b'&' | b'*' | b'!' | b'|' | b'>' | b'%' | b'@' | b'`' | b'#' | b'?' | b':' => None,
         // `-` may start a plain scalar when a safe character follows (`-h`).
-        b'-'
-            if !b
-                .get(*i + 1)
-                .is_some_and(|n| !matches!(n, b' ' | b',' | b'[' | b']' | b'{' | b'}')) =>
+        b'-' if !b
+            .get(*i + 1)
+            .is_some_and(|n| !matches!(n, b' ' | b',' | b'[' | b']' | b'{' | b'}')) =>
         {
             None
         }
@@ -442,7 +451,8 @@ fn flow_value(s: &str, i: &mut usize) -> Option<Value> {
             let start = *i;
             while let Some(&c) = b.get(*i) {
                 if b",[]{}".contains(&c)
-                    || (c == b':' && matches!(b.get(*i + 1), Some(b' ' | b',' | b']' | b'}') | None))
+                    || (c == b':'
+                        && matches!(b.get(*i + 1), Some(b' ' | b',' | b']' | b'}') | None))
                     || (c == b'#' && *i > start && b[*i - 1] == b' ')
                 {
                     break;
@@ -557,7 +567,9 @@ fn resolve(v: &str) -> Option<Value> {
             Some(u) => u,
             None => v,
         };
-        if matches!(unpositive, ".inf" | ".Inf" | ".INF") || matches!(v, "-.inf" | "-.Inf" | "-.INF" | ".nan" | ".NaN" | ".NAN") {
+        if matches!(unpositive, ".inf" | ".Inf" | ".INF")
+            || matches!(v, "-.inf" | "-.Inf" | "-.INF" | ".nan" | ".NaN" | ".NAN")
+        {
             return None;
         }
         if let Ok(f) = unpositive.parse::<f64>() {
