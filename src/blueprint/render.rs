@@ -518,7 +518,7 @@ impl Blueprint {
                 storage_class => &input.platform.storage_class,
             },
             plan => JValue::from_serialize(&plan),
-            labels => JValue::from_serialize(&std_labels),
+            labels => JValue::from_object(super::engine::Labels(std_labels.clone())),
             blueprint => context! {
                 name => &self.name,
                 version => &self.version,

@@ -99,7 +99,7 @@ impl<'a> Parser<'a> {
         let indent = line.indent;
         if is_seq_item(line.content) {
             self.sequence(indent)
-        } else if split_key(line.content).is_some() {
+        } else if looks_like_entry(line.content) {
             self.mapping(indent)
         } else {
             None
@@ -120,12 +120,14 @@ impl<'a> Parser<'a> {
                 return None;
             }
             let (key, rest) = split_key(line.content)?;
-            if map.contains_key(&key) {
-                return None;
-            }
             self.pos += 1;
             let value = self.value_after_key(rest, indent)?;
-            map.insert(key, value);
+            match map.entry(key) {
+                serde_json::map::Entry::Vacant(slot) => {
+                    slot.insert(value);
+                }
+                serde_json::map::Entry::Occupied(_) => return None,
+            }
         }
         Some(Value::Object(map))
     }
@@ -151,7 +153,7 @@ impl<'a> Parser<'a> {
                 items.push(self.nested_or_null(indent, false)?);
             } else if is_seq_item(item) {
                 return None;
-            } else if split_key(item).is_some() {
+            } else if looks_like_entry(item) {
                 // `- key: value`: a mapping whose first entry shares the dash's line.
                 let l = &mut self.lines[self.pos];
                 l.indent = item_col;
@@ -211,7 +213,7 @@ impl<'a> Parser<'a> {
             b'-' | b':' if text.len() == 1 || text.as_bytes()[1] == b' ' => return None,
             _ => {
                 let scalar = strip_comment(text);
-                if scalar.contains(": ") || scalar.ends_with(':') || scalar.contains('\t') {
+                if colon_at(scalar).is_some() || scalar.contains('\t') {
                     return None;
                 }
                 resolve(scalar)?
@@ -305,6 +307,43 @@ fn is_seq_item(content: &str) -> bool {
     content == "-" || content.starts_with("- ")
 }
 
+/// Whether a line looks like `key: …` (the full check is `split_key`).
+fn looks_like_entry(content: &str) -> bool {
+    match content.as_bytes().first() {
+        Some(b'"') => {
+            // A quoted key is followed by `:`; a quoted scalar is not.
+            let b = content.as_bytes();
+            let mut i = 1;
+            while i < b.len() && b[i] != b'"' {
+                i += if b[i] == b'\\' { 2 } else { 1 };
+            }
+            b.get(i + 1) == Some(&b':')
+        }
+        Some(c) if b"-?:,[]{}#&*!|>'%@`".contains(c) => false,
+        Some(_) => colon_at(content).is_some(),
+        None => false,
+    }
+}
+
+/// The first `:` followed by a space or the end of the line.
+fn colon_at(content: &str) -> Option<usize> {
+    let b = content.as_bytes();
+    let mut from = 0;
+    while let Some(off) = b[from..].iter().position(|&c| c == b':') {
+        let i = from + off;
+        if i + 1 == b.len() || b[i + 1] == b' ' {
+            return Some(i);
+        }
+        from = i + 1;
+    }
+    None
+}
+
+/// Whether `text` holds ` #` (the start of a comment after a value).
+fn has_space_hash(text: &str) -> bool {
+    text.as_bytes().windows(2).any(|w| w == b" #")
+}
+
 /// Splits `key: rest` (or `key:` at the end of the line). The key is a plain scalar
 /// resolving to a string, or a double-quoted string.
 fn split_key(content: &str) -> Option<(String, &str)> {
@@ -321,12 +360,9 @@ fn split_key(content: &str) -> Option<(String, &str)> {
     if b"-?:,[]{}#&*!|>'\"%@`".contains(first) {
         return None;
     }
-    let colon = content
-        .match_indices(':')
-        .map(|(i, _)| i)
-        .find(|&i| i + 1 == content.len() || content.as_bytes()[i + 1] == b' ')?;
+    let colon = colon_at(content)?;
     let key = &content[..colon];
-    if key.ends_with(' ') || key.contains(" #") || key.contains('\t') {
+    if key.ends_with(' ') || has_space_hash(key) || key.contains('\t') {
         return None;
     }
     match resolve(key)? {
@@ -337,7 +373,10 @@ fn split_key(content: &str) -> Option<(String, &str)> {
 
 /// Cuts a trailing ` # comment` and trailing spaces off a plain scalar.
 fn strip_comment(text: &str) -> &str {
-    let cut = text.find(" #").unwrap_or(text.len());
+    let b = text.as_bytes();
+    let cut = (1..b.len())
+        .find(|&i| b[i] == b'#' && b[i - 1] == b' ')
+        .map_or(b.len(), |i| i - 1);
     text[..cut].trim_end_matches(' ')
 }
 
@@ -664,6 +703,7 @@ mod tests {
             "e:\nf: ''\ng: 'it''s'\n",
             "\"quoted key\": 1\n\"k.x/y\": {}\n",
             "ports:\n  - {protocol: UDP, port: 53}\n  - {protocol: TCP, port: 53}\n",
+            "items:\n  - \"quoted \\\" item\"\n  - \"k\": v\n",
             "a: b\n# comment\n\n  # indented comment\nc: d\n",
             "x: [a, [b, c], {d: e}]\n",
             "cmd: [pg_isready, -h, 127.0.0.1, -U, x, a-b, -1, -.5]\n",
