@@ -611,10 +611,10 @@ fn resolve(v: &str) -> Option<Value> {
         {
             return None;
         }
-        if let Ok(f) = unpositive.parse::<f64>() {
-            if f.is_finite() {
-                return Some(Value::Number(Number::from_f64(f)?));
-            }
+        if let Ok(f) = unpositive.parse::<f64>()
+            && f.is_finite()
+        {
+            return Some(Value::Number(Number::from_f64(f)?));
         }
     }
     Some(Value::String(v.to_owned()))
@@ -643,7 +643,7 @@ fn parse_unsigned(v: &str) -> Option<u64> {
     if unpositive.starts_with(['+', '-']) || digits_but_not_number(v) {
         return None;
     }
-    u64::from_str_radix(unpositive, 10).ok()
+    unpositive.parse::<u64>().ok()
 }
 
 fn parse_negative(v: &str) -> Option<i64> {
@@ -657,7 +657,7 @@ fn parse_negative(v: &str) -> Option<i64> {
     if digits_but_not_number(v) {
         return None;
     }
-    i64::from_str_radix(v, 10).ok()
+    v.parse::<i64>().ok()
 }
 
 /// An integer too wide for 64 bits, which serde_yaml reads as 128-bit and serde_json
