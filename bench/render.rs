@@ -29,7 +29,10 @@ fn render_once(bp: &Blueprint, store: &StoreRef, platform: &PlatformSettings, ya
 }
 
 fn store() -> StoreRef {
-    StoreRef::new("bench-shop", uuid::Uuid::from_u128(0xbe9c_0000_0000_4000_8000_0000_0000_0001))
+    StoreRef::new(
+        "bench-shop",
+        uuid::Uuid::from_u128(0xbe9c_0000_0000_4000_8000_0000_0000_0001),
+    )
 }
 
 fn bench_render(c: &mut Criterion) {
