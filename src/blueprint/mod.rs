@@ -18,6 +18,7 @@ mod params;
 mod render;
 pub mod resources;
 mod secrets;
+mod yaml;
 
 pub use catalog::{
     Blueprint, BlueprintError, BlueprintSource, Catalog, EXCEPTION_RULES, MANIFEST_FILE, Manifest,
