@@ -44,7 +44,7 @@ impl StoreRef {
 
     /// First 8 hex digits of the id, as used in the namespace.
     pub fn short_id(&self) -> String {
-        self.id.simple().to_string()[..8].to_owned()
+        crate::domain::store_short_id(&self.id)
     }
 
     /// The labels every object of the store carries.

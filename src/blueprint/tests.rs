@@ -125,7 +125,7 @@ fn builtins_render_what_the_issue_asks_for() {
     let woo = render("woocommerce", json!({})).unwrap();
     let keys: Vec<String> = woo.objects.iter().map(RenderedObject::key).collect();
     for k in [
-        "Namespace/store-shop-01234567",
+        "Namespace/store-shop-89abcdef",
         "ResourceQuota/store-quota",
         "LimitRange/store-limits",
         "NetworkPolicy/default-deny",
@@ -379,7 +379,7 @@ fn store_identity_is_checked() {
     let bp = CATALOG.get("medusa").unwrap();
     let err = render_with(bp, &s, json!({}), &PlatformSettings::default()).unwrap_err();
     assert!(
-        err.to_string().contains("must be `store-shop-01234567`"),
+        err.to_string().contains("must be `store-shop-89abcdef`"),
         "{err}"
     );
     let bad = StoreRef::new("Shop!", uuid::Uuid::nil());
