@@ -2,7 +2,7 @@
 //! the committed renders are current; every object of both environments passes a
 //! server-side dry-run apply (schema, admission) and the local ones apply for real and
 //! become ready; pods of every workload pass the `restricted` Pod Security admission;
-//! and the orchestrator's ClusterRole is enough — a store is provisioned and deleted by
+//! the backup example of docs/deploy.md is valid; and the orchestrator's ClusterRole is enough — a store is provisioned and deleted by
 //! an orchestrator impersonating the ServiceAccount — and no broader than
 //! `deploy::orchestrator_rules()` (SubjectAccessReviews, and a probe showing that
 //! server-side apply needs `create` to create an object).
@@ -96,7 +96,12 @@ async fn apply(
 /// A Pod made from a workload's pod template, to put it through Pod Security
 /// admission (which checks workloads only with warnings, and pods for real).
 fn pod_of(obj: &DynamicObject, namespace: &str) -> Pod {
-    let template = &obj.data["spec"]["template"];
+    let pointer = if obj.data["spec"].get("jobTemplate").is_some() {
+        "/spec/jobTemplate/spec/template"
+    } else {
+        "/spec/template"
+    };
+    let template = obj.data.pointer(pointer).expect("a pod template");
     let mut spec = template["spec"].clone();
     // A StatefulSet's claims become volumes of its pods; stand in for them.
     for claim in obj.data["spec"]["volumeClaimTemplates"]
@@ -118,6 +123,23 @@ fn pod_of(obj: &DynamicObject, namespace: &str) -> Pod {
         "spec": spec,
     }))
     .expect("a pod")
+}
+
+/// The objects of `deploy/examples/backup.yaml`, typed (unknown fields refused) and
+/// moved to `namespace`.
+fn backup_example(namespace: &str) -> Vec<(GroupVersionKind, DynamicObject)> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/examples/backup.yaml");
+    let text = std::fs::read_to_string(&path).expect("deploy/examples/backup.yaml");
+    text.split("\n---\n")
+        .map(|doc| {
+            let value: serde_json::Value = serde_yaml::from_str(doc).expect("YAML");
+            let (mut value, info) = storeplane::blueprint::objects::decode(&value, doc)
+                .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+            value["metadata"]["namespace"] = json!(namespace);
+            let gvk = GroupVersionKind::gvk(info.group, info.version, info.kind);
+            (gvk, serde_json::from_value(value).expect("an object"))
+        })
+        .collect()
 }
 
 async fn dry_run_pod(client: &Client, pod: &Pod) -> Result<Pod, kube::Error> {
@@ -473,6 +495,17 @@ async fn platform_manifests_apply_and_the_orchestrator_role_is_enough_and_no_mor
                 });
         }
     }
+    // The backup example of docs/deploy.md is valid, and its pods pass admission too.
+    for (gvk, obj) in backup_example(&namespace) {
+        apply(&admin, &obj, &gvk, true)
+            .await
+            .unwrap_or_else(|e| panic!("backup example: {gvk:?} refused: {}", chain(&e)));
+        if gvk.kind == "CronJob" {
+            dry_run_pod(&admin, &pod_of(&obj, &namespace))
+                .await
+                .unwrap_or_else(|e| panic!("backup example: pods refused: {}", chain(&e)));
+        }
+    }
     eprintln!("[deploy] applied and dry-run in {:.1?}", started.elapsed());
 
     // What the cluster holds is the rules constant, without a wildcard.
@@ -514,6 +547,19 @@ async fn platform_manifests_apply_and_the_orchestrator_role_is_enough_and_no_mor
             .wait_ready(&namespace, Phase::Application, &refs)
             .await
             .unwrap_or_else(|e| panic!("the platform's workloads never became ready: {e}"));
+        // PostgreSQL's data is on a claim of its own, bound through the StorageClass.
+        let claim = Api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>::namespaced(
+            admin.clone(),
+            &namespace,
+        )
+        .get("data-storeplane-postgres-0")
+        .await
+        .expect("PostgreSQL's claim");
+        assert_eq!(
+            claim.status.and_then(|s| s.phase).as_deref(),
+            Some("Bound"),
+            "PostgreSQL's claim is bound"
+        );
         eprintln!("[deploy] workloads ready at {:.1?}", started.elapsed());
         check_access(&admin, &namespace).await;
         ssa_create_needs_the_create_verb(&admin, &namespace).await;
