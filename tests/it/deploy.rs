@@ -66,6 +66,84 @@ fn committed_renders_are_current() {
     }
 }
 
+fn storeplane(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_storeplane"))
+        .args(args)
+        .env("STOREPLANE_LOG", "warn")
+        .output()
+        .expect("the storeplane binary runs")
+}
+
+#[test]
+fn the_command_prints_manifests_or_only_errors() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = storeplane(&["deploy", "render", "--env", "prod"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let committed = std::fs::read(root.join("deploy/rendered/prod.yaml")).unwrap();
+    assert!(out.stdout == committed, "stdout is the committed render");
+
+    let out = storeplane(&["deploy", "render", "--env", "local", "-o", "json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(list["kind"], "List");
+    assert_eq!(
+        list["items"].as_array().unwrap().len(),
+        render(Env::Local, &[]).objects.len()
+    );
+
+    // Bad values: exit 2, nothing on stdout, one line per problem naming the key.
+    let out = storeplane(&[
+        "deploy",
+        "render",
+        "--env",
+        "local",
+        "--set",
+        "replicas.apii=3",
+        "--set",
+        "tls.enabled=maybe",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(out.stdout.is_empty());
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(lines[0].starts_with("error: ") && lines[0].contains("`replicas.apii`"));
+    assert!(lines[1].contains("`tls.enabled` must be true or false"));
+
+    // First-install Secrets: two, fresh each run, in the values' namespace.
+    let secrets = || -> Vec<serde_json::Value> {
+        let out = storeplane(&[
+            "deploy",
+            "render",
+            "--env",
+            "prod",
+            "--generate-secrets",
+            "--set",
+            "namespace=elsewhere",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        text.split("\n---\n")
+            .skip(1)
+            .map(|d| serde_yaml::from_str(d).unwrap())
+            .collect()
+    };
+    let (a, b) = (secrets(), secrets());
+    assert_eq!(a.len(), 2);
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x["kind"], "Secret");
+        assert_eq!(x["metadata"]["namespace"], "elsewhere");
+        assert_ne!(x["stringData"], y["stringData"], "fresh values every run");
+    }
+}
+
 /// Server-side apply as an operator's `kubectl apply --server-side` does it: field
 /// manager `storeplane`, strict field validation, optionally `dryRun=All`.
 async fn apply(
