@@ -398,43 +398,16 @@ async fn self_allowed(client: &Client, access: Access<'_>) -> bool {
 /// Things the orchestrator must not be able to do, in a store namespace `ns` or
 /// cluster-wide.
 fn outside_the_role(ns: &str) -> Vec<Access<'_>> {
+    const RBAC: &str = "rbac.authorization.k8s.io";
+    const CRD: &str = "apiextensions.k8s.io";
+    const WEBHOOKS: &str = "admissionregistration.k8s.io";
     vec![
-        (
-            "rbac.authorization.k8s.io",
-            "clusterroles",
-            "",
-            "create",
-            None,
-        ),
-        (
-            "rbac.authorization.k8s.io",
-            "clusterroles",
-            "",
-            "bind",
-            None,
-        ),
-        (
-            "rbac.authorization.k8s.io",
-            "clusterroles",
-            "",
-            "escalate",
-            None,
-        ),
-        (
-            "rbac.authorization.k8s.io",
-            "clusterrolebindings",
-            "",
-            "create",
-            None,
-        ),
-        (
-            "rbac.authorization.k8s.io",
-            "rolebindings",
-            "",
-            "create",
-            Some(ns),
-        ),
-        ("rbac.authorization.k8s.io", "roles", "", "patch", Some(ns)),
+        (RBAC, "clusterroles", "", "create", None),
+        (RBAC, "clusterroles", "", "bind", None),
+        (RBAC, "clusterroles", "", "escalate", None),
+        (RBAC, "clusterrolebindings", "", "create", None),
+        (RBAC, "rolebindings", "", "create", Some(ns)),
+        (RBAC, "roles", "", "patch", Some(ns)),
         ("", "pods", "exec", "create", Some(ns)),
         ("", "pods", "", "create", Some(ns)),
         ("", "pods", "", "delete", Some(ns)),
@@ -455,15 +428,9 @@ fn outside_the_role(ns: &str) -> Vec<Access<'_>> {
         ("apps", "deployments", "scale", "patch", Some(ns)),
         ("apps", "daemonsets", "", "create", Some(ns)),
         ("coordination.k8s.io", "leases", "", "create", Some(ns)),
+        (CRD, "customresourcedefinitions", "", "list", None),
         (
-            "apiextensions.k8s.io",
-            "customresourcedefinitions",
-            "",
-            "list",
-            None,
-        ),
-        (
-            "admissionregistration.k8s.io",
+            WEBHOOKS,
             "validatingwebhookconfigurations",
             "",
             "create",
