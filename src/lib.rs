@@ -10,6 +10,7 @@ pub mod auth;
 pub mod blueprint;
 pub mod config;
 pub mod db;
+pub mod deploy;
 pub mod domain;
 pub mod metrics;
 pub mod reconcile;

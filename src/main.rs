@@ -34,6 +34,9 @@ enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// The platform's own Kubernetes manifests (no Helm): render them per environment.
+    #[command(subcommand)]
+    Deploy(storeplane::deploy::cli::DeployCommand),
 }
 
 #[derive(Debug, Args)]
@@ -174,6 +177,7 @@ fn run(command: Command) -> Result<ExitCode> {
         }
         Command::Migrate(args) => block_on(migrate(args)),
         Command::User(UserCommand::Create(args)) => block_on(user_create(args)),
+        Command::Deploy(command) => Ok(storeplane::deploy::cli::run(&command)),
     }
 }
 

@@ -11,7 +11,7 @@
 
 mod catalog;
 pub mod cli;
-mod engine;
+pub mod engine;
 pub mod lint;
 pub mod objects;
 mod params;
