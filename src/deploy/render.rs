@@ -200,7 +200,7 @@ fn render_sources(
                     continue;
                 }
             };
-            match objects::decode(&value, doc) {
+            match objects::decode(value, doc) {
                 Ok((normalized, info)) => match to_object(normalized, info, values) {
                     Ok(object) => objects.push(PlatformObject {
                         template: name.clone(),

@@ -211,7 +211,7 @@ fn backup_example(namespace: &str) -> Vec<(GroupVersionKind, DynamicObject)> {
     text.split("\n---\n")
         .map(|doc| {
             let value: serde_json::Value = serde_yaml::from_str(doc).expect("YAML");
-            let (mut value, info) = storeplane::blueprint::objects::decode(&value, doc)
+            let (mut value, info) = storeplane::blueprint::objects::decode(value, doc)
                 .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
             value["metadata"]["namespace"] = json!(namespace);
             let gvk = GroupVersionKind::gvk(info.group, info.version, info.kind);
