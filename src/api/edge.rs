@@ -10,7 +10,7 @@ use super::limits::{Limits, RATELIMIT, RATELIMIT_POLICY, Verdict};
 use super::problem::{ApiError, to_api_error};
 use super::state::{AppState, BodyLimit};
 use crate::metrics::{HttpLabels, Metrics};
-use poem::http::{HeaderName, HeaderValue, Method, header};
+use poem::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use poem::{Endpoint, IntoResponse, Request, Response};
 use poem_openapi::OperationId;
 use std::collections::HashMap;
@@ -44,6 +44,8 @@ pub struct EdgeConfig {
     pub max_body_bytes: usize,
     /// operationId → route template, for metrics and logs.
     pub routes: HashMap<String, String>,
+    /// Route template → the methods it answers, for `Allow` on 405.
+    pub methods: Vec<(String, String)>,
 }
 
 pub struct Edge<E> {
@@ -117,7 +119,19 @@ impl<E: Endpoint> Endpoint for Edge<E> {
                 }
                 Err(err) => {
                     let op = err.data::<OperationId>().map(|o| o.0);
-                    let api = to_api_error(&err);
+                    let mut api = to_api_error(&err);
+                    if let Some(template) = op.and_then(|o| config.routes.get(o)) {
+                        name_path_params(&mut api, template);
+                    }
+                    if api.status == StatusCode::METHOD_NOT_ALLOWED
+                        && !api.headers.iter().any(|(n, _)| n == header::ALLOW)
+                        && let Some((_, allow)) = config
+                            .methods
+                            .iter()
+                            .find(|(t, _)| super::spec::matches_template(t, &path))
+                    {
+                        api = api.with_header(header::ALLOW, allow);
+                    }
                     if api.status.is_server_error() {
                         tracing::error!(
                             status = api.status.as_u16(),
@@ -220,6 +234,26 @@ impl<E> Edge<E> {
             config.metrics.rate_limited.inc();
         }
         outcome
+    }
+}
+
+/// poem-openapi names path parameters `param0`, `param1`… in its errors; use the
+/// template's names (`id`).
+fn name_path_params(api: &mut ApiError, template: &str) {
+    let names: Vec<&str> = template
+        .split('/')
+        .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .collect();
+    for (i, name) in names.iter().enumerate() {
+        let internal = format!("param{i}");
+        for e in &mut api.errors {
+            if e.field == internal {
+                e.field = (*name).to_owned();
+            }
+        }
+        api.detail = api
+            .detail
+            .replace(&format!("`{internal}`"), &format!("`{name}`"));
     }
 }
 

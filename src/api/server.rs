@@ -137,6 +137,7 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint<Output = Response> + 'static {
     let spec = spec::spec_json();
     let docs = service.swagger_ui_html().replacen(&raw, &spec, 1);
     let routes = spec::route_templates(&spec);
+    let methods = spec::route_methods(&spec);
     let api = service.data(state.clone()).boxed();
     let router = Router {
         api,
@@ -152,6 +153,7 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint<Output = Response> + 'static {
         trust_forwarded_for: state.settings.trust_forwarded_for,
         max_body_bytes: state.settings.max_body_bytes,
         routes: routes.clone(),
+        methods: methods.clone(),
     };
     let origins: Vec<String> = state
         .settings
@@ -474,6 +476,7 @@ pub async fn run_orchestrate(opts: ServeOptions) -> Result<(), ServeError> {
             trust_forwarded_for: false,
             max_body_bytes: opts.api.max_body_bytes,
             routes: Default::default(),
+            methods: Vec::new(),
         },
     );
     let (acceptor, addr) = bind(&opts.api.listen).await?;

@@ -75,12 +75,17 @@ impl SessionApi {
         body: JsonBody<LoginRequest>,
     ) -> Result<LoginResponse, Failure<LoginErrors>> {
         let LoginRequest { email, password } = body.0;
-        let email = crate::auth::normalize_email(&email)
-            .map_err(|e| ApiError::field("email", e.to_string()))?;
-        state.limits.login_account.check(&email).inspect_err(|_| {
+        // An address that is not plausible cannot have an account: it gets the answer
+        // of an unknown account (after the same work), not a hint about the rules.
+        let email = crate::auth::normalize_email(&email).ok();
+        let account_key = email.clone().unwrap_or_else(|| "<invalid>".to_owned());
+        state.limits.login_account.check(&account_key).inspect_err(|_| {
             state.metrics.rate_limited.inc();
         })?;
-        let user = state.db.user_by_email(&email).await?;
+        let user = match &email {
+            Some(email) => state.db.user_by_email(email).await?,
+            None => None,
+        };
         let ok =
             crate::auth::verify_password(user.as_ref().map(|u| u.password_hash.as_str()), &password)
                 .await;

@@ -140,6 +140,9 @@ fn postprocess(raw: &str) -> String {
             }),
         );
     }
+    if let Some(schemas) = spec.pointer_mut("/components/schemas") {
+        plain_refs(schemas);
+    }
     for (schema, field) in NULLABLE {
         if let Some(prop) = spec
             .pointer_mut(&format!("/components/schemas/{schema}/properties/{field}"))
@@ -151,6 +154,37 @@ fn postprocess(raw: &str) -> String {
     let mut out = serde_json::to_string_pretty(&spec).unwrap_or_else(|_| raw.to_owned());
     out.push('\n');
     out
+}
+
+/// poem-openapi documents a field of a named type as `allOf: [{$ref}, {description}]`;
+/// generators (openapi-python-client among them) cannot take `allOf` of an enum. Such a
+/// field becomes `{$ref, description}`.
+fn plain_refs(node: &mut Value) {
+    match node {
+        Value::Object(map) => {
+            let reference = match map.get("allOf").and_then(Value::as_array) {
+                Some(all) if all.len() == 2 => {
+                    let extra_is_description = all[1]
+                        .as_object()
+                        .is_some_and(|o| o.keys().all(|k| k == "description"));
+                    all[0]
+                        .get("$ref")
+                        .filter(|_| extra_is_description)
+                        .cloned()
+                }
+                _ => None,
+            };
+            if let Some(reference) = reference {
+                map.remove("allOf");
+                map.insert("$ref".into(), reference);
+            }
+            for v in map.values_mut() {
+                plain_refs(v);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(plain_refs),
+        _ => {}
+    }
 }
 
 /// operationId → path template (`getStore` → `/api/stores/{id}`), for metrics labels.
@@ -171,8 +205,53 @@ pub fn route_templates(spec: &str) -> HashMap<String, String> {
     routes
 }
 
+/// Path template → its methods (`/api/stores/{id}` → `GET, DELETE`), for the `Allow`
+/// header of 405 responses.
+pub fn route_methods(spec: &str) -> Vec<(String, String)> {
+    let Ok(spec) = serde_json::from_str::<Value>(spec) else {
+        return Vec::new();
+    };
+    let Some(paths) = spec.get("paths").and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    paths
+        .iter()
+        .map(|(path, item)| {
+            let methods: Vec<String> = item
+                .as_object()
+                .map(|m| m.keys().map(|k| k.to_ascii_uppercase()).collect())
+                .unwrap_or_default();
+            (path.clone(), methods.join(", "))
+        })
+        .collect()
+}
+
+/// Whether a concrete path matches a template with `{param}` segments.
+pub fn matches_template(template: &str, path: &str) -> bool {
+    let (mut t, mut p) = (template.split('/'), path.split('/'));
+    loop {
+        match (t.next(), p.next()) {
+            (None, None) => return true,
+            (Some(ts), Some(ps)) if ts.starts_with('{') && ts.ends_with('}') && !ps.is_empty() => {}
+            (Some(ts), Some(ps)) if ts == ps => {}
+            _ => return false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn templates_match_concrete_paths() {
+        assert!(matches_template("/api/stores/{id}", "/api/stores/abc"));
+        assert!(!matches_template("/api/stores/{id}", "/api/stores/abc/events"));
+        assert!(!matches_template("/api/stores/{id}", "/api/stores/"));
+        assert!(matches_template("/api/stores", "/api/stores"));
+        let methods = route_methods(&spec_json());
+        let (_, m) = methods.iter().find(|(p, _)| p == "/api/stores/{id}").unwrap();
+        assert_eq!(m, "GET, DELETE");
+    }
+
     use super::*;
 
     #[test]
