@@ -70,7 +70,11 @@ struct ServeArgs {
 #[derive(Debug, Args)]
 struct OrchestrateArgs {
     /// Address of the probe listener (/health, /ready, /metrics).
-    #[arg(long, env = "STOREPLANE_PROBE_LISTEN", default_value = "127.0.0.1:9090")]
+    #[arg(
+        long,
+        env = "STOREPLANE_PROBE_LISTEN",
+        default_value = "127.0.0.1:9090"
+    )]
     listen: String,
     #[command(flatten)]
     db: DatabaseSettings,

@@ -43,7 +43,11 @@ impl BlueprintsApi {
     ///
     /// Every engine a store can be built from: name, blueprint version, description and
     /// plans.
-    #[oai(path = "/api/blueprints", method = "get", operation_id = "listBlueprints")]
+    #[oai(
+        path = "/api/blueprints",
+        method = "get",
+        operation_id = "listBlueprints"
+    )]
     async fn list(
         &self,
         state: Data<&Arc<AppState>>,
@@ -67,7 +71,11 @@ impl BlueprintsApi {
     /// One engine with the JSON Schema (draft 2020-12) of its parameters: titles,
     /// descriptions, defaults and constraints, to build a form from. `params` of
     /// `POST /api/stores` are validated against it.
-    #[oai(path = "/api/blueprints/:engine", method = "get", operation_id = "getBlueprint")]
+    #[oai(
+        path = "/api/blueprints/:engine",
+        method = "get",
+        operation_id = "getBlueprint"
+    )]
     async fn get(
         &self,
         state: Data<&Arc<AppState>>,

@@ -185,7 +185,11 @@ fn shape_errors<T: Type>(object: &serde_json::Map<String, Value>) -> Vec<FieldEr
         if !ok {
             errors.push(FieldError {
                 field: (*name).to_owned(),
-                message: format!("must be {} {expected}, not {}", article(expected), json_kind(value)),
+                message: format!(
+                    "must be {} {expected}, not {}",
+                    article(expected),
+                    json_kind(value)
+                ),
             });
         }
     }
@@ -242,13 +246,24 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(e.errors[0].field, "params");
-        let e = parse::<LoginRequest>(br#"{"email":"a@b.c"}"#).err().unwrap();
+        let e = parse::<LoginRequest>(br#"{"email":"a@b.c"}"#)
+            .err()
+            .unwrap();
         assert_eq!(e.errors[0].field, "password");
     }
 
     #[test]
     fn hostile_names_are_refused_with_the_field() {
-        for name in ["Shop", "a b", "-a", "a-", "ünï", "a;rm -rf", &"a".repeat(41), ""] {
+        for name in [
+            "Shop",
+            "a b",
+            "-a",
+            "a-",
+            "ünï",
+            "a;rm -rf",
+            &"a".repeat(41),
+            "",
+        ] {
             let body = serde_json::json!({"name": name, "engine": "woocommerce"}).to_string();
             let e = parse::<CreateStoreRequest>(body.as_bytes()).err().unwrap();
             assert_eq!(e.status.as_u16(), 422, "{name}");

@@ -29,9 +29,7 @@ impl Type for JsonObject {
 
     fn schema_ref() -> MetaSchemaRef {
         MetaSchemaRef::Inline(Box::new(MetaSchema {
-            additional_properties: Some(Box::new(MetaSchemaRef::Inline(Box::new(
-                MetaSchema::ANY,
-            )))),
+            additional_properties: Some(Box::new(MetaSchemaRef::Inline(Box::new(MetaSchema::ANY)))),
             ..MetaSchema::new("object")
         }))
     }

@@ -203,7 +203,12 @@ impl<E: Endpoint> Endpoint for Edge<E> {
 
 impl<E> Edge<E> {
     /// Size and rate checks before the request reaches a route.
-    fn guard(&self, req: &Request, ip: IpAddr, verdicts: &mut Vec<Verdict>) -> Result<(), ApiError> {
+    fn guard(
+        &self,
+        req: &Request,
+        ip: IpAddr,
+        verdicts: &mut Vec<Verdict>,
+    ) -> Result<(), ApiError> {
         let config = &self.config;
         if let Some(len) = req
             .header(header::CONTENT_LENGTH)
@@ -271,7 +276,10 @@ fn route_of(path: &str) -> &'static str {
 fn security_headers(headers: &mut poem::http::HeaderMap, path: &str, hsts: bool) {
     let docs = path == "/docs" || path.starts_with("/docs/");
     let set = |headers: &mut poem::http::HeaderMap, name: &'static str, value: &'static str| {
-        headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
     };
     set(
         headers,

@@ -58,8 +58,7 @@ pub struct Problem {
     /// problem; the server's log lines of this request carry it.
     #[oai(skip_serializing_if_is_none)]
     pub request_id: Option<String>,
-    /// For validation problems: every refused field and why.
-    #[oai(skip_serializing_if_is_empty)]
+    /// Every refused field and why (validation problems); empty otherwise.
     pub errors: Vec<FieldError>,
 }
 
@@ -74,8 +73,7 @@ impl poem_openapi::types::Example for Problem {
             request_id: Some("0b5d3c4e-93f1-4d6a-9c57-0f6f5d2a1e01".into()),
             errors: vec![FieldError {
                 field: "name".into(),
-                message: "contains 'S'; use only lowercase letters a-z, digits 0-9 and '-'"
-                    .into(),
+                message: "contains 'S'; use only lowercase letters a-z, digits 0-9 and '-'".into(),
             }],
         }
     }
@@ -430,17 +428,29 @@ impl<S: ErrorSet> IntoResponse for Failure<S> {
 /// What each status means, as the spec describes the response.
 fn describe(status: u16) -> &'static str {
     match status {
-        400 => "The request is malformed: a parameter or the body could not be read (the problem names the field).",
-        401 => "No valid bearer token: it is missing, malformed, unknown, revoked or expired. Sign in with POST /api/auth/login.",
-        403 => "The caller may not do this (the problem says why, e.g. the store limit with its value).",
+        400 => {
+            "The request is malformed: a parameter or the body could not be read (the problem names the field)."
+        }
+        401 => {
+            "No valid bearer token: it is missing, malformed, unknown, revoked or expired. Sign in with POST /api/auth/login."
+        }
+        403 => {
+            "The caller may not do this (the problem says why, e.g. the store limit with its value)."
+        }
         404 => "No such resource, or it belongs to another account (indistinguishable on purpose).",
-        409 => "The request conflicts with the current state (duplicate name, or the store is not in a state that allows it).",
+        409 => {
+            "The request conflicts with the current state (duplicate name, or the store is not in a state that allows it)."
+        }
         413 => "The request body is larger than the server accepts.",
         415 => "The body is not sent as `application/json`.",
         422 => "The request is well-formed but invalid: every refused field is listed in `errors`.",
-        429 => "Too many requests from this client (or for this account): wait `Retry-After` seconds.",
+        429 => {
+            "Too many requests from this client (or for this account): wait `Retry-After` seconds."
+        }
         500 => "The server failed; the problem's `request_id` identifies the log lines.",
-        503 => "A dependency (the database, or the cluster for readiness) is unavailable; retry after `Retry-After` seconds.",
+        503 => {
+            "A dependency (the database, or the cluster for readiness) is unavailable; retry after `Retry-After` seconds."
+        }
         _ => "An error.",
     }
 }
@@ -534,15 +544,9 @@ mod tests {
     fn framework_errors_become_problems() {
         let e = to_api_error(&poem::Error::from(poem::error::NotFoundError));
         assert_eq!(e.status, StatusCode::NOT_FOUND);
-        let e = to_api_error(&poem::Error::from(
-            poem_openapi::error::AuthorizationError,
-        ));
+        let e = to_api_error(&poem::Error::from(poem_openapi::error::AuthorizationError));
         assert_eq!(e.status, StatusCode::UNAUTHORIZED);
-        assert!(
-            e.headers
-                .iter()
-                .any(|(n, _)| n == header::WWW_AUTHENTICATE)
-        );
+        assert!(e.headers.iter().any(|(n, _)| n == header::WWW_AUTHENTICATE));
         let e = to_api_error(&poem::Error::from(poem_openapi::error::ParsePathError {
             name: "id",
             reason: "failed to parse \"uuid\": bad".into(),

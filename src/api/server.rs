@@ -50,7 +50,9 @@ pub enum ServeError {
     Blueprints(#[from] BlueprintError),
     #[error("cannot load the credential encryption key")]
     Vault(#[from] VaultError),
-    #[error("cannot connect to the cluster (the orchestrator needs one; `serve --no-orchestrator` runs without)")]
+    #[error(
+        "cannot connect to the cluster (the orchestrator needs one; `serve --no-orchestrator` runs without)"
+    )]
     Cluster(#[from] apply::ConnectError),
     #[error("cannot listen on {addr}; is another process using it? choose another with --listen")]
     Bind {
@@ -441,7 +443,10 @@ impl Endpoint for Probes {
                 .into_response())
             }
             "/metrics" => Ok(system::metrics_response(&self.db, &self.metrics).await),
-            _ => Err(ApiError::not_found("the probe listener serves /health, /ready and /metrics").into()),
+            _ => Err(
+                ApiError::not_found("the probe listener serves /health, /ready and /metrics")
+                    .into(),
+            ),
         }
     }
 }
@@ -454,14 +459,8 @@ pub async fn run_orchestrate(opts: ServeOptions) -> Result<(), ServeError> {
     let metrics = Metrics::new();
     let waker = Waker::new(db.clone());
     let client = apply::connect().await?;
-    let orchestrator = OrchestratorTask::start(
-        &opts,
-        &db,
-        catalog,
-        client.clone(),
-        &waker,
-        metrics.clone(),
-    )?;
+    let orchestrator =
+        OrchestratorTask::start(&opts, &db, catalog, client.clone(), &waker, metrics.clone())?;
     let probes = Edge::new(
         Probes {
             db: db.clone(),

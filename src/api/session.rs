@@ -79,16 +79,22 @@ impl SessionApi {
         // of an unknown account (after the same work), not a hint about the rules.
         let email = crate::auth::normalize_email(&email).ok();
         let account_key = email.clone().unwrap_or_else(|| "<invalid>".to_owned());
-        state.limits.login_account.check(&account_key).inspect_err(|_| {
-            state.metrics.rate_limited.inc();
-        })?;
+        state
+            .limits
+            .login_account
+            .check(&account_key)
+            .inspect_err(|_| {
+                state.metrics.rate_limited.inc();
+            })?;
         let user = match &email {
             Some(email) => state.db.user_by_email(email).await?,
             None => None,
         };
-        let ok =
-            crate::auth::verify_password(user.as_ref().map(|u| u.password_hash.as_str()), &password)
-                .await;
+        let ok = crate::auth::verify_password(
+            user.as_ref().map(|u| u.password_hash.as_str()),
+            &password,
+        )
+        .await;
         let Some(user) = user.filter(|_| ok) else {
             tracing::info!("login refused: wrong email or password");
             return Err(ApiError::unauthorized("wrong email or password").into());

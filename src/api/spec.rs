@@ -59,10 +59,12 @@ pub fn service() -> OpenApiService<Apis, ()> {
         "On rate-limited routes: `\"<policy>\";r=<remaining>;t=<seconds until the quota is \
          full again>` for each policy that applied.",
     ))
-    .extra_response_header::<Option<String>, _>(ExtraHeader::new("RateLimit-Policy").description(
-        "On rate-limited routes: `\"<policy>\";q=<quota>;w=<window in seconds>` for each \
+    .extra_response_header::<Option<String>, _>(
+        ExtraHeader::new("RateLimit-Policy").description(
+            "On rate-limited routes: `\"<policy>\";q=<quota>;w=<window in seconds>` for each \
          policy that applied.",
-    ))
+        ),
+    )
 }
 
 /// Headers named as they are usually written.
@@ -96,13 +98,11 @@ fn postprocess(raw: &str) -> String {
     if let Some(paths) = spec.get_mut("paths").and_then(Value::as_object_mut) {
         for item in paths.values_mut().filter_map(Value::as_object_mut) {
             for op in item.values_mut().filter_map(Value::as_object_mut) {
-                let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut)
-                else {
+                let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
                     continue;
                 };
                 for resp in responses.values_mut().filter_map(Value::as_object_mut) {
-                    if let Some(headers) = resp.get_mut("headers").and_then(Value::as_object_mut)
-                    {
+                    if let Some(headers) = resp.get_mut("headers").and_then(Value::as_object_mut) {
                         let renamed: Vec<(String, Value)> = std::mem::take(headers)
                             .into_iter()
                             .map(|(k, v)| {
@@ -143,6 +143,50 @@ fn postprocess(raw: &str) -> String {
     if let Some(schemas) = spec.pointer_mut("/components/schemas") {
         plain_refs(schemas);
     }
+    // Describe each server-sent event of the stream (OpenAPI 3.2 reads the schema of a
+    // `text/event-stream` per event; `data` holds JSON of the named schema).
+    if let Some(schema) = spec.pointer_mut(
+        "/paths/~1api~1stores~1{id}~1events~1stream/get/responses/200/content/text~1event-stream/schema",
+    ) {
+        let event = |name: &str, data: &str, with_id: bool| {
+            let mut required = vec!["event", "data"];
+            let mut properties = json!({
+                "event": {"type": "string", "enum": [name]},
+                "data": {
+                    "type": "string",
+                    "description": format!("JSON: a {data}."),
+                    "contentMediaType": "application/json",
+                    "contentSchema": {"$ref": format!("#/components/schemas/{data}")},
+                },
+            });
+            if with_id {
+                required.push("id");
+                properties["id"] = json!({
+                    "type": "string",
+                    "description": "The event's id: send it as `Last-Event-ID` to resume.",
+                });
+            }
+            json!({"type": "object", "required": required, "properties": properties})
+        };
+        *schema = json!({
+            "description": "One server-sent event: `store_event` (an Event, with its id), \
+                `store` (the Store, after a change) or `deleted` (then the stream ends).",
+            "oneOf": [
+                event("store_event", "Event", true),
+                event("store", "Store", false),
+                event("deleted", "StoreDeleted", false),
+            ],
+        });
+    }
+    // Request bodies refuse unknown fields (no mass assignment): say so.
+    for name in request_schemas(&spec) {
+        if let Some(schema) = spec
+            .pointer_mut(&format!("/components/schemas/{name}"))
+            .and_then(Value::as_object_mut)
+        {
+            schema.insert("additionalProperties".into(), Value::Bool(false));
+        }
+    }
     for (schema, field) in NULLABLE {
         if let Some(prop) = spec
             .pointer_mut(&format!("/components/schemas/{schema}/properties/{field}"))
@@ -156,6 +200,30 @@ fn postprocess(raw: &str) -> String {
     out
 }
 
+/// Names of the schemas used as request bodies.
+fn request_schemas(spec: &Value) -> Vec<String> {
+    let mut names = Vec::new();
+    let paths = spec.get("paths").and_then(Value::as_object);
+    for item in paths.into_iter().flat_map(|p| p.values()) {
+        for op in item.as_object().into_iter().flat_map(|m| m.values()) {
+            let content = op
+                .pointer("/requestBody/content")
+                .and_then(Value::as_object);
+            for media in content.into_iter().flat_map(|c| c.values()) {
+                if let Some(name) = media
+                    .pointer("/schema/$ref")
+                    .and_then(Value::as_str)
+                    .and_then(|r| r.strip_prefix("#/components/schemas/"))
+                    && !names.iter().any(|n| n == name)
+                {
+                    names.push(name.to_owned());
+                }
+            }
+        }
+    }
+    names
+}
+
 /// poem-openapi documents a field of a named type as `allOf: [{$ref}, {description}]`;
 /// generators (openapi-python-client among them) cannot take `allOf` of an enum. Such a
 /// field becomes `{$ref, description}`.
@@ -167,10 +235,7 @@ fn plain_refs(node: &mut Value) {
                     let extra_is_description = all[1]
                         .as_object()
                         .is_some_and(|o| o.keys().all(|k| k == "description"));
-                    all[0]
-                        .get("$ref")
-                        .filter(|_| extra_is_description)
-                        .cloned()
+                    all[0].get("$ref").filter(|_| extra_is_description).cloned()
                 }
                 _ => None,
             };
@@ -244,11 +309,17 @@ mod tests {
     #[test]
     fn templates_match_concrete_paths() {
         assert!(matches_template("/api/stores/{id}", "/api/stores/abc"));
-        assert!(!matches_template("/api/stores/{id}", "/api/stores/abc/events"));
+        assert!(!matches_template(
+            "/api/stores/{id}",
+            "/api/stores/abc/events"
+        ));
         assert!(!matches_template("/api/stores/{id}", "/api/stores/"));
         assert!(matches_template("/api/stores", "/api/stores"));
         let methods = route_methods(&spec_json());
-        let (_, m) = methods.iter().find(|(p, _)| p == "/api/stores/{id}").unwrap();
+        let (_, m) = methods
+            .iter()
+            .find(|(p, _)| p == "/api/stores/{id}")
+            .unwrap();
         assert_eq!(m, "GET, DELETE");
     }
 
@@ -287,5 +358,15 @@ mod tests {
             true
         );
         assert!(spec["components"]["securitySchemes"]["BearerAuth"].is_object());
+        for body in ["CreateStoreRequest", "LoginRequest"] {
+            assert_eq!(
+                spec["components"]["schemas"][body]["additionalProperties"],
+                false
+            );
+        }
+        assert!(
+            !spec_json().contains("\"allOf\""),
+            "fields of named types are plain $refs"
+        );
     }
 }

@@ -146,8 +146,6 @@ pub fn to_sse(message: StreamMessage) -> sse::Event {
             .event_type("store_event")
             .id(e.id.to_string()),
         StreamMessage::Store(s) => sse::Event::message(s.to_json_string()).event_type("store"),
-        StreamMessage::Deleted(d) => {
-            sse::Event::message(d.to_json_string()).event_type("deleted")
-        }
+        StreamMessage::Deleted(d) => sse::Event::message(d.to_json_string()).event_type("deleted"),
     }
 }

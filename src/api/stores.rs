@@ -345,7 +345,11 @@ impl StoresApi {
     /// Asks for the store to be deleted: it turns `deleting` at once and disappears
     /// (404) when its namespace is gone. Idempotent: deleting a store that is already
     /// `deleting` answers the same.
-    #[oai(path = "/api/stores/:id", method = "delete", operation_id = "deleteStore")]
+    #[oai(
+        path = "/api/stores/:id",
+        method = "delete",
+        operation_id = "deleteStore"
+    )]
     async fn delete(
         &self,
         auth: BearerAuth,
@@ -371,7 +375,11 @@ impl StoresApi {
     ///
     /// Provisions a `failed` store again from the start (it turns `provisioning`). A
     /// store in any other status is a 409.
-    #[oai(path = "/api/stores/:id/retry", method = "post", operation_id = "retryStore")]
+    #[oai(
+        path = "/api/stores/:id/retry",
+        method = "post",
+        operation_id = "retryStore"
+    )]
     async fn retry(
         &self,
         auth: BearerAuth,

@@ -6,7 +6,7 @@
 //! The readiness probe is the API's only call to the cluster.
 
 use super::dto::{Check, Health, Readiness};
-use super::problem::{ApiError, FieldError, Failure, error_set};
+use super::problem::{ApiError, Failure, FieldError, error_set};
 use super::state::AppState;
 use crate::db::Db;
 use crate::domain::StoreStatus;
@@ -103,8 +103,7 @@ pub async fn readiness(db: &Db, kube: Option<&kube::Client>) -> Result<Readiness
     };
     checks.push(database);
     if let Some(client) = kube {
-        let cluster = match tokio::time::timeout(PROBE_TIMEOUT, client.apiserver_version()).await
-        {
+        let cluster = match tokio::time::timeout(PROBE_TIMEOUT, client.apiserver_version()).await {
             Ok(Ok(info)) => Check {
                 name: "cluster".into(),
                 ok: true,
@@ -168,7 +167,9 @@ pub async fn metrics_response(db: &Db, metrics: &Metrics) -> Response {
                     .set(i64::try_from(n).unwrap_or(i64::MAX));
             }
         }
-        Ok(Err(e)) => tracing::debug!(error = %error_chain(&e), "could not count stores for /metrics"),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %error_chain(&e), "could not count stores for /metrics")
+        }
         Err(_) => tracing::debug!("counting stores for /metrics timed out"),
     }
     Response::builder()

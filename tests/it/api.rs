@@ -85,7 +85,10 @@ async fn probes_spec_docs_metrics_and_security_headers() {
 
         // A client's plain request id is echoed; a hostile one is replaced.
         let r = ts
-            .send(ts.request(Method::GET, "/health", None).header("x-request-id", "abc-123"))
+            .send(
+                ts.request(Method::GET, "/health", None)
+                    .header("x-request-id", "abc-123"),
+            )
             .await;
         assert_eq!(r.header("x-request-id"), Some("abc-123"));
         let r = ts
@@ -101,9 +104,7 @@ async fn probes_spec_docs_metrics_and_security_headers() {
         let problem = p.problem(404);
         assert_eq!(problem["instance"], "/api/nope");
         assert_security_headers(&p);
-        let r = ts
-            .send(ts.request(Method::PUT, "/api/stores", None))
-            .await;
+        let r = ts.send(ts.request(Method::PUT, "/api/stores", None)).await;
         r.problem(405);
 
         // The dashboard (not built in tests): a page saying how to build it, for any
@@ -183,7 +184,12 @@ async fn sign_in_out_and_me() {
         let (a, b) = (wrong.problem(401), unknown.problem(401));
         assert_eq!(a["detail"], b["detail"]);
         assert_eq!(a["detail"], "wrong email or password");
-        assert!(wrong.header("www-authenticate").unwrap().starts_with("Bearer"));
+        assert!(
+            wrong
+                .header("www-authenticate")
+                .unwrap()
+                .starts_with("Bearer")
+        );
 
         // Emails are case-insensitive.
         let r = ts
@@ -235,7 +241,9 @@ async fn sign_in_out_and_me() {
         let r = ts.get("/api/me", None).await;
         r.problem(401);
         assert!(r.header("www-authenticate").is_some());
-        ts.get("/api/me", Some("sp_not-a-real-token")).await.problem(401);
+        ts.get("/api/me", Some("sp_not-a-real-token"))
+            .await
+            .problem(401);
         ts.get("/api/me", Some("garbage")).await.problem(401);
         let r = ts
             .send(ts.request(Method::POST, "/api/auth/logout", Some(&alice.token)))
@@ -279,13 +287,25 @@ async fn store_lifecycle_through_the_api() {
         assert_eq!(r.status, 201, "{}", r.text);
         let store = r.json();
         let id = store["id"].as_str().unwrap().to_owned();
-        assert_eq!(r.header("location"), Some(format!("/api/stores/{id}").as_str()));
+        assert_eq!(
+            r.header("location"),
+            Some(format!("/api/stores/{id}").as_str())
+        );
         assert_eq!(store["status"], "provisioning");
         assert_eq!(store["engine"], "woocommerce");
-        assert_eq!(store["params"], json!({"plan": "medium"}), "params as given");
+        assert_eq!(
+            store["params"],
+            json!({"plan": "medium"}),
+            "params as given"
+        );
         assert_eq!(store["progress"]["type"], "created");
         assert!(store["error_message"].is_null());
-        assert!(store["namespace"].as_str().unwrap().starts_with("store-shop-1-"));
+        assert!(
+            store["namespace"]
+                .as_str()
+                .unwrap()
+                .starts_with("store-shop-1-")
+        );
         for internal in ["secrets_sealed", "lease_owner", "generation", "user_id"] {
             assert!(store.get(internal).is_none(), "{internal} leaked: {store}");
         }
@@ -308,7 +328,9 @@ async fn store_lifecycle_through_the_api() {
             .collect();
         assert_eq!(names, ["shop-3", "shop-2"], "newest first");
         let cursor = page["next_cursor"].as_str().expect("a next page");
-        let r = ts.get(&format!("/api/stores?limit=2&cursor={cursor}"), t).await;
+        let r = ts
+            .get(&format!("/api/stores?limit=2&cursor={cursor}"), t)
+            .await;
         let page = r.json();
         assert_eq!(page["items"][0]["name"], "shop-1");
         assert!(page["next_cursor"].is_null());
@@ -320,7 +342,9 @@ async fn store_lifecycle_through_the_api() {
         r.problem(400);
         assert_eq!(r.fields(), ["limit"]);
         ts.get("/api/stores?status=bogus", t).await.problem(400);
-        ts.get("/api/stores?cursor=not-a-uuid", t).await.problem(400);
+        ts.get("/api/stores?cursor=not-a-uuid", t)
+            .await
+            .problem(400);
 
         // Events.
         let r = ts.get(&format!("/api/stores/{id}/events"), t).await;
@@ -339,14 +363,25 @@ async fn store_lifecycle_through_the_api() {
             .send(ts.request(Method::POST, &format!("/api/stores/{id}/retry"), t))
             .await;
         let p = r.problem(409);
-        assert!(p["detail"].as_str().unwrap().contains("only a failed store"), "{p}");
+        assert!(
+            p["detail"]
+                .as_str()
+                .unwrap()
+                .contains("only a failed store"),
+            "{p}"
+        );
 
         // A failed store can be retried.
         let owner = "test-orchestrator";
         assert!(
-            db.claim(id.parse().unwrap(), owner, Duration::from_secs(30), chrono::Utc::now())
-                .await
-                .unwrap()
+            db.claim(
+                id.parse().unwrap(),
+                owner,
+                Duration::from_secs(30),
+                chrono::Utc::now()
+            )
+            .await
+            .unwrap()
         );
         db.record(
             id.parse().unwrap(),
@@ -390,8 +425,12 @@ async fn store_lifecycle_through_the_api() {
 
         // Unknown ids and bad ids.
         let missing = Uuid::now_v7();
-        ts.get(&format!("/api/stores/{missing}"), t).await.problem(404);
-        ts.delete(&format!("/api/stores/{missing}"), t).await.problem(404);
+        ts.get(&format!("/api/stores/{missing}"), t)
+            .await
+            .problem(404);
+        ts.delete(&format!("/api/stores/{missing}"), t)
+            .await
+            .problem(404);
         ts.get(&format!("/api/stores/{missing}/events"), t)
             .await
             .problem(404);
@@ -446,7 +485,10 @@ async fn request_bodies_are_validated_field_by_field() {
         let p = r.problem(422);
         assert_eq!(r.fields(), ["engine"]);
         let msg = p["errors"][0]["message"].as_str().unwrap();
-        assert!(msg.contains("medusa") && msg.contains("woocommerce"), "{msg}");
+        assert!(
+            msg.contains("medusa") && msg.contains("woocommerce"),
+            "{msg}"
+        );
 
         let r = ts
             .post(
@@ -471,7 +513,11 @@ async fn request_bodies_are_validated_field_by_field() {
             assert_eq!(r.fields(), [field]);
         }
         let r = ts
-            .post("/api/stores", t, json!({"name": 5, "engine": ["x"], "params": "p"}))
+            .post(
+                "/api/stores",
+                t,
+                json!({"name": 5, "engine": ["x"], "params": "p"}),
+            )
             .await;
         r.problem(422);
         let mut fields = r.fields();
@@ -496,9 +542,8 @@ async fn request_bodies_are_validated_field_by_field() {
         // Too large: refused before it is read, and while reading a chunked body.
         let big = json!({"name": "ok", "engine": "woocommerce", "params": {"x": "y".repeat(5000)}});
         ts.post("/api/stores", t, big.clone()).await.problem(413);
-        let chunks = futures::stream::iter(vec![Ok::<_, std::io::Error>(
-            big.to_string().into_bytes(),
-        )]);
+        let chunks =
+            futures::stream::iter(vec![Ok::<_, std::io::Error>(big.to_string().into_bytes())]);
         let r = ts
             .send(
                 ts.request(Method::POST, "/api/stores", t)
@@ -538,7 +583,11 @@ async fn tenants_cannot_see_or_touch_each_others_stores() {
                 .send(ts.request(method.clone(), &format!("/api/stores/{id}{suffix}"), tb))
                 .await;
             let none = ts
-                .send(ts.request(method.clone(), &format!("/api/stores/{missing}{suffix}"), tb))
+                .send(ts.request(
+                    method.clone(),
+                    &format!("/api/stores/{missing}{suffix}"),
+                    tb,
+                ))
                 .await;
             let p = theirs.problem(404);
             none.problem(404);
@@ -601,7 +650,10 @@ async fn duplicate_names_and_the_store_limit() {
         let detail = p["detail"].as_str().unwrap();
         assert!(detail.contains("store limit reached"), "{detail}");
         assert!(detail.contains("2 of 2"), "the limit is stated: {detail}");
-        assert_eq!(ts.get("/api/me", Some(&a.token)).await.json()["store_count"], 2);
+        assert_eq!(
+            ts.get("/api/me", Some(&a.token)).await.json()["store_count"],
+            2
+        );
         ts.stop().await;
     })
     .await;
@@ -663,14 +715,21 @@ async fn rate_limits_per_ip_for_creation_and_for_sign_in() {
         ts.send(from(ip, Method::GET, "/api/stores", t)).await;
         let r = ts.send(from(ip, Method::GET, "/api/stores", t)).await;
         r.problem(429);
-        assert!(r.header("ratelimit").unwrap().starts_with("\"global\";r=0;t="));
+        assert!(
+            r.header("ratelimit")
+                .unwrap()
+                .starts_with("\"global\";r=0;t=")
+        );
         assert!(header_u64(&r, "retry-after") >= 1);
         // Per IP: another client is unaffected; probes and the spec never limited.
         let r = ts
             .send(from("203.0.113.9", Method::GET, "/api/stores", t))
             .await;
         assert_eq!(r.status, 200);
-        assert_eq!(ts.send(from(ip, Method::GET, "/health", None)).await.status, 200);
+        assert_eq!(
+            ts.send(from(ip, Method::GET, "/health", None)).await.status,
+            200
+        );
         assert_eq!(
             ts.send(from(ip, Method::GET, "/api/openapi.json", None))
                 .await
@@ -684,8 +743,13 @@ async fn rate_limits_per_ip_for_creation_and_for_sign_in() {
         for i in 0..4 {
             let r = ts
                 .send(
-                    from(&format!("192.0.2.{}", 100 + i), Method::POST, "/api/auth/login", None)
-                        .json(&login),
+                    from(
+                        &format!("192.0.2.{}", 100 + i),
+                        Method::POST,
+                        "/api/auth/login",
+                        None,
+                    )
+                    .json(&login),
                 )
                 .await;
             statuses.push(r.status);
@@ -701,9 +765,8 @@ async fn rate_limits_per_ip_for_creation_and_for_sign_in() {
         for i in 0..4 {
             let r = ts
                 .send(
-                    from("192.0.2.200", Method::POST, "/api/auth/login", None).json(
-                        &json!({"email": format!("u{i}@example.test"), "password": "x"}),
-                    ),
+                    from("192.0.2.200", Method::POST, "/api/auth/login", None)
+                        .json(&json!({"email": format!("u{i}@example.test"), "password": "x"})),
                 )
                 .await;
             statuses.push(r.status);
@@ -711,8 +774,10 @@ async fn rate_limits_per_ip_for_creation_and_for_sign_in() {
         assert_eq!(statuses, [401, 401, 401, 429], "per IP");
         let metrics = ts.get("/metrics", None).await.text;
         assert!(
-            metrics.lines().any(|l| l.starts_with("storeplane_rate_limited_requests_total")
-                && !l.ends_with(" 0")),
+            metrics
+                .lines()
+                .any(|l| l.starts_with("storeplane_rate_limited_requests_total")
+                    && !l.ends_with(" 0")),
             "{metrics}"
         );
         ts.stop().await;
@@ -730,7 +795,10 @@ async fn cors_follows_the_allow_list() {
                     .header("origin", "https://app.example"),
             )
             .await;
-        assert!(r.header("access-control-allow-origin").is_none(), "no CORS configured");
+        assert!(
+            r.header("access-control-allow-origin").is_none(),
+            "no CORS configured"
+        );
         ts.stop().await;
 
         let ts = TestServer::start(
@@ -745,7 +813,10 @@ async fn cors_follows_the_allow_list() {
             ts.request(Method::OPTIONS, "/api/stores", None)
                 .header("origin", origin)
                 .header("access-control-request-method", "POST")
-                .header("access-control-request-headers", "authorization, content-type")
+                .header(
+                    "access-control-request-headers",
+                    "authorization, content-type",
+                )
         };
         let r = ts.send(preflight("https://app.example")).await;
         assert!(r.status < 300, "{r:?}");
@@ -771,7 +842,10 @@ async fn cors_follows_the_allow_list() {
             .header("access-control-expose-headers")
             .unwrap_or_default()
             .to_ascii_lowercase();
-        assert!(exposed.contains("ratelimit") && exposed.contains("location"), "{exposed}");
+        assert!(
+            exposed.contains("ratelimit") && exposed.contains("location"),
+            "{exposed}"
+        );
         ts.stop().await;
     })
     .await;
@@ -890,10 +964,18 @@ async fn event_stream_sends_past_and_new_events_then_the_end() {
 
         // The store disappears: the last event, `deleted`, and the end.
         let owner = "test-orchestrator";
-        assert!(db.claim(id, owner, Duration::from_secs(30), chrono::Utc::now()).await.unwrap());
-        db.delete_store(id, owner, NewEvent::new(EventType::NamespaceDeleted, "gone"))
-            .await
-            .unwrap();
+        assert!(
+            db.claim(id, owner, Duration::from_secs(30), chrono::Utc::now())
+                .await
+                .unwrap()
+        );
+        db.delete_store(
+            id,
+            owner,
+            NewEvent::new(EventType::NamespaceDeleted, "gone"),
+        )
+        .await
+        .unwrap();
         let e = sse.next_of("store_event").await;
         assert_eq!(e.data["type"], "namespace_deleted");
         let d = sse.next_of("deleted").await;
@@ -982,7 +1064,10 @@ async fn a_store_goes_from_request_to_ready_to_gone_through_the_api() {
             Some("failed") => panic!("store failed: {s}"),
             _ => {}
         }
-        assert!(tokio::time::Instant::now() < deadline, "not ready in time: {s}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not ready in time: {s}"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     assert!(!ready["urls"].as_array().unwrap().is_empty(), "{ready}");
@@ -998,8 +1083,11 @@ async fn a_store_goes_from_request_to_ready_to_gone_through_the_api() {
     assert!(types.contains(&"namespace_created"), "{types:?}");
     assert_eq!(types.last(), Some(&"store_ready"), "{types:?}");
     ts.get("/api/stores", t).await;
-    ts.get("/api/stores?all=true", Some(&ts.admin("e2e-admin").await.token))
-        .await;
+    ts.get(
+        "/api/stores?all=true",
+        Some(&ts.admin("e2e-admin").await.token),
+    )
+    .await;
 
     // The store's generated credentials, from the database through the vault.
     let sealed = db
@@ -1023,7 +1111,11 @@ async fn a_store_goes_from_request_to_ready_to_gone_through_the_api() {
         if r.status == 404 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "not gone in time: {}", r.text);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not gone in time: {}",
+            r.text
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let events = ts.get("/api/stores", t).await.json();

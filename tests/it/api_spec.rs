@@ -20,5 +20,8 @@ fn the_spec_binary_prints_the_same_spec() {
         .output()
         .expect("run storeplane openapi");
     assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout), storeplane::api::spec_json());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        storeplane::api::spec_json()
+    );
 }

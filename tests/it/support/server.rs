@@ -41,7 +41,11 @@ impl Resp {
 
     /// Asserts a problem+json response with this status; returns the problem.
     pub fn problem(&self, status: u16) -> Value {
-        assert_eq!(self.status, status, "unexpected status; body: {}", self.text);
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
         assert_eq!(
             self.header("content-type"),
             Some("application/problem+json"),
@@ -116,14 +120,7 @@ impl TestServer {
         kube: Option<kube::Client>,
     ) -> TestServer {
         let catalog = Arc::new(Catalog::builtin().expect("built-in blueprints"));
-        let state = AppState::new(
-            db.clone(),
-            catalog,
-            waker,
-            Metrics::new(),
-            settings,
-            kube,
-        );
+        let state = AppState::new(db.clone(), catalog, waker, Metrics::new(), settings, kube);
         let server = storeplane::api::start(state.clone(), "127.0.0.1:0")
             .await
             .expect("start the API server");
@@ -164,7 +161,12 @@ impl TestServer {
         }
     }
 
-    pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> reqwest::RequestBuilder {
+    pub fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> reqwest::RequestBuilder {
         let rb = self.http.request(method, self.url(path));
         match token {
             Some(t) => rb.bearer_auth(t),
