@@ -23,6 +23,8 @@ const auth: Middleware = {
 
 export const api = createClient<paths>({
   baseUrl: globalThis.location?.origin ?? "http://localhost",
+  // Looked up at each call, not captured once, so tests can answer for the server.
+  fetch: (request) => globalThis.fetch(request),
 });
 api.use(auth);
 

@@ -9,6 +9,8 @@ export interface FieldShellProps {
   label: ReactNode;
   help?: ReactNode;
   hints?: string[];
+  /** A regular expression the value must match, shown as a hint. */
+  pattern?: string | undefined;
   error?: string | undefined;
   required?: boolean;
   /** Checkboxes put the label after the control. */
@@ -21,8 +23,8 @@ export function describedBy(id: string, parts: { error?: unknown; help?: unknown
   return ids.filter(Boolean).join(" ") || undefined;
 }
 
-export function FieldShell({ id, label, help, hints, error, required, inline, children }: FieldShellProps) {
-  const hasHints = hints !== undefined && hints.length > 0;
+export function FieldShell({ id, label, help, hints, pattern, error, required, inline, children }: FieldShellProps) {
+  const hasHints = (hints !== undefined && hints.length > 0) || Boolean(pattern);
   const control = cloneElement(children, {
     id,
     "aria-invalid": error ? true : undefined,
@@ -61,7 +63,13 @@ export function FieldShell({ id, label, help, hints, error, required, inline, ch
       ) : null}
       {hasHints ? (
         <p id={`${id}-hints`} className="field-hints">
-          {hints.join(" · ")}
+          {(hints ?? []).join(" · ")}
+          {pattern ? (
+            <>
+              {hints?.length ? " · " : ""}
+              Pattern: <code>{pattern}</code>
+            </>
+          ) : null}
         </p>
       ) : null}
     </div>

@@ -91,7 +91,7 @@ function Leaf({ field, id, value, error, disabled, onChange }: LeafProps) {
     case "email":
     case "text":
       return (
-        <FieldShell {...shell} hints={hints(schema)}>
+        <FieldShell {...shell} hints={hints(schema)} pattern={schema.pattern}>
           <input
             type={field.kind === "email" ? "email" : "text"}
             autoComplete={field.kind === "email" ? "email" : "off"}

@@ -188,13 +188,12 @@ export function hints(schema: JsonSchema): string[] {
   else if (maxLength !== undefined) out.push(`At most ${maxLength} characters`);
   else if (minLength !== undefined && minLength > 0) out.push(`At least ${minLength} characters`);
   const t = typeOf(schema);
-  const what = t === "integer" ? "A whole number" : "A number";
-  const lo = minimum ?? exclusiveMinimum;
-  const hi = maximum ?? exclusiveMaximum;
   if (t === "integer" || t === "number") {
-    if (lo !== undefined && hi !== undefined) out.push(`${what} from ${lo} to ${hi}`);
-    else if (lo !== undefined) out.push(`${what}, ${exclusiveMinimum !== undefined ? "above" : "at least"} ${lo}`);
-    else if (hi !== undefined) out.push(`${what}, ${exclusiveMaximum !== undefined ? "below" : "at most"} ${hi}`);
+    const what = t === "integer" ? "A whole number" : "A number";
+    const lower = minimum !== undefined ? `at least ${minimum}` : exclusiveMinimum !== undefined ? `above ${exclusiveMinimum}` : null;
+    const upper = maximum !== undefined ? `at most ${maximum}` : exclusiveMaximum !== undefined ? `below ${exclusiveMaximum}` : null;
+    if (minimum !== undefined && maximum !== undefined) out.push(`${what} from ${minimum} to ${maximum}`);
+    else if (lower || upper) out.push(`${what}, ${[lower, upper].filter(Boolean).join(" and ")}`);
     else out.push(what);
     if (multipleOf !== undefined) out.push(`in steps of ${multipleOf}`);
   }

@@ -25,6 +25,11 @@ export function exact(iso: string): string {
   return new Date(iso).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "medium" });
 }
 
+/** The time of day, to the second: event logs read best with clock times. */
+export function clock(iso: string): string {
+  return new Date(iso).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+}
+
 /** The current time, refreshed every `ms` while mounted. */
 export function useNow(ms = 15_000): number {
   const [now, setNow] = useState(() => Date.now());

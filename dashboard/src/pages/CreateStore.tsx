@@ -36,7 +36,7 @@ interface Refusal {
 /** Every field the form has, by the API's name for it, with its label and control id. */
 function knownFields(schema: JsonSchema | null): Map<string, { label: string; id: string }> {
   const known = new Map<string, { label: string; id: string }>([
-    ["name", { label: "Name", id: "store-name" }],
+    ["name", { label: "Store name", id: "store-name" }],
     ["engine", { label: "Engine", id: "engine-options" }],
   ]);
   if (schema) {
@@ -129,7 +129,9 @@ export function CreateStore() {
         setBlueprints(list);
         setEngine((e) => e || (list.find((b) => b.engine === "woocommerce") ?? list[0])?.engine || "");
       })
-      .catch((e: unknown) => c.signal.aborted || setLoadError(describe(e)));
+      .catch((e: unknown) => {
+        if (!c.signal.aborted) setLoadError(describe(e));
+      });
     return () => c.abort();
   }, []);
 
@@ -142,7 +144,9 @@ export function CreateStore() {
         setBlueprint(bp);
         setValues(initialValues(bp.parameters as JsonSchema));
       })
-      .catch((e: unknown) => c.signal.aborted || setLoadError(describe(e)));
+      .catch((e: unknown) => {
+        if (!c.signal.aborted) setLoadError(describe(e));
+      });
     return () => c.abort();
   }, [engine]);
 
@@ -182,7 +186,7 @@ export function CreateStore() {
       <form className="form" onSubmit={(e) => void submit(e)} noValidate aria-busy={busy}>
         <FieldShell
           id="store-name"
-          label="Name"
+          label="Store name"
           required
           error={refused?.byField.name}
           help="Lowercase letters a-z, digits and '-', starting with a letter (a DNS label). Unique among your stores; it becomes part of the store's address."

@@ -13,7 +13,7 @@ import { StatusBadge } from "../components/StatusBadge";
 import { EVENT_LABELS, engineName, isFailureEvent } from "../lib/labels";
 import { Link, navigate, useLocation } from "../lib/router";
 import { useStoreFeed, type FeedMode } from "../lib/storeFeed";
-import { ago, exact, useNow } from "../lib/time";
+import { ago, clock, exact, useNow } from "../lib/time";
 
 const MODE_TEXT: Record<FeedMode, string> = {
   connecting: "Connecting…",
@@ -81,8 +81,8 @@ function Timeline({ events, now }: { events: StoreEvent[]; now: number }) {
     <ol className="timeline">
       {events.map((e) => (
         <li key={e.id} className={isFailureEvent(e.type) ? "event event-failed" : "event"} data-type={e.type}>
-          <time dateTime={e.created_at} title={exact(e.created_at)}>
-            {ago(e.created_at, now)}
+          <time dateTime={e.created_at} title={`${exact(e.created_at)} (${ago(e.created_at, now)})`}>
+            {clock(e.created_at)}
           </time>
           <span className="event-type">{EVENT_LABELS[e.type]}</span>
           <span className="event-message">{e.message}</span>
