@@ -16,7 +16,7 @@ const REFRESH_MS = 5000;
 const PAGE = 20;
 
 function Urls({ store }: { store: Store }) {
-  if (store.urls.length === 0) return <span className="muted">{store.status === "ready" ? "none" : "not yet"}</span>;
+  if (store.urls.length === 0) return <span className="muted">{store.status === "provisioning" ? "not yet" : "none"}</span>;
   return (
     <ul className="urls">
       {store.urls.map((u) => (
@@ -35,9 +35,15 @@ function StatusCell({ store }: { store: Store }) {
   return (
     <>
       <StatusBadge status={store.status} />
-      {isBusy(store.status) ? <span className="phase">{store.progress.message}</span> : null}
+      {isBusy(store.status) ? (
+        <span className="phase" title={store.progress.message}>
+          {store.progress.message}
+        </span>
+      ) : null}
       {store.status === "failed" && store.error_message ? (
-        <span className="phase phase-failed">{store.error_message}</span>
+        <span className="phase phase-failed" title={store.error_message}>
+          {store.error_message}
+        </span>
       ) : null}
     </>
   );
