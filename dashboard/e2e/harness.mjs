@@ -88,13 +88,14 @@ for (const sig of /** @type {const} */ (["SIGINT", "SIGTERM"])) {
 
 /**
  * Starts `storeplane serve` with the orchestrator on testenv and the dashboard from
- * dist/. Rate limits are raised: the tests make many requests from one address quickly.
- * @param {{ dashboardDir?: string, orchestrator?: boolean, env?: Record<string, string> }} [opts]
+ * dist/ (`dashboardDir: false`: the copy embedded in the binary). Rate limits are
+ * raised: the tests make many requests from one address quickly.
+ * @param {{ dashboardDir?: string | false, orchestrator?: boolean, env?: Record<string, string> }} [opts]
  * @returns {Promise<Server>}
  */
 export async function startServer(opts = {}) {
   const bin = binary();
-  const dashboardDir = opts.dashboardDir ?? join(DASHBOARD, "dist");
+  const dashboardDir = opts.dashboardDir === false ? null : (opts.dashboardDir ?? join(DASHBOARD, "dist"));
   if (dashboardDir && !existsSync(join(dashboardDir, "index.html"))) {
     throw new Error(`${dashboardDir}/index.html is missing: run \`npm run build\` in dashboard/ first`);
   }
@@ -112,6 +113,7 @@ export async function startServer(opts = {}) {
     ...(opts.orchestrator === false ? {} : { KUBECONFIG: kubeconfig() }),
     ...opts.env,
   };
+  if (!dashboardDir) delete env.STOREPLANE_DASHBOARD_DIR;
   const args = ["serve", ...(opts.orchestrator === false ? ["--no-orchestrator"] : [])];
   const out = openSync(log, "a");
   const child = spawn(bin, args, { env, stdio: ["ignore", "pipe", out] });
