@@ -30,5 +30,7 @@ export default defineConfig({
     environment: "jsdom",
     include: ["src/**/*.test.{ts,tsx}"],
     restoreMocks: true,
+    // The machine is shared (2 cores); typing with user-event is slow when it is busy.
+    testTimeout: 30_000,
   },
 });

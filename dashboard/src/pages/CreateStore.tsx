@@ -203,7 +203,15 @@ export function CreateStore() {
           />
         </FieldShell>
         {blueprints ? (
-          <EnginePicker blueprints={blueprints} value={engine} error={refused?.byField.engine} onChange={setEngine} />
+          <EnginePicker
+            blueprints={blueprints}
+            value={engine}
+            error={refused?.byField.engine}
+            onChange={(e) => {
+              setEngine(e);
+              setRefused(null); // its messages were about the other engine's fields
+            }}
+          />
         ) : (
           <p className="muted" role="status">Loading engines…</p>
         )}
