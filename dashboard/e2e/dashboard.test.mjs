@@ -3,7 +3,7 @@
 // `scripts/dashboard e2e` (which builds what it needs) or `npm run e2e` in dashboard/.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { apiCall, launchBrowser, screenshot, startServer, tokenFor } from "./harness.mjs";
+import { apiCall, contrastProblems, launchBrowser, screenshot, startServer, tokenFor } from "./harness.mjs";
 
 /** How long a WooCommerce store may take to become ready or disappear on testenv. */
 const CONVERGE_MS = 180_000;
@@ -58,6 +58,16 @@ describe("the dashboard against storeplane serve on testenv", () => {
   describe("a store's life in the dashboard", () => {
     test("sign in, create a WooCommerce store, watch it become ready, read its events, delete it", { timeout: 600_000 }, async () => {
       const { context, page, errors } = await signIn(alice);
+      // Every text the status region (aria-live) shows from now on (the app navigates
+      // without reloading), to check that provisioning says its current phase.
+      await page.evaluate(() => {
+        const w = /** @type {Window & { statusLog?: string[] }} */ (window);
+        w.statusLog = [];
+        new MutationObserver(() => {
+          const text = document.querySelector(".status-live")?.textContent ?? "";
+          if (text && w.statusLog?.at(-1) !== text) w.statusLog?.push(text);
+        }).observe(document, { childList: true, subtree: true, characterData: true });
+      });
 
       // An empty list says what to do.
       const empty = page.getByRole("region", { name: "You have no stores yet" });
@@ -91,6 +101,11 @@ describe("the dashboard against storeplane serve on testenv", () => {
       assert.equal(await status.getAttribute("aria-live"), "polite");
       await page.locator(".feed-mode[data-mode=live]").waitFor({ timeout: 30_000 });
       await page.locator("h1 .badge[data-status=ready]").waitFor({ timeout: CONVERGE_MS });
+      const log = await page.evaluate(() => /** @type {Window & { statusLog?: string[] }} */ (window).statusLog ?? []);
+      assert.ok(
+        log.some((t) => /^Provisioning — .+: .+/.test(t)),
+        `the status region showed the current phase while provisioning: ${JSON.stringify(log)}`,
+      );
       const storefront = status.getByRole("link", { name: new RegExp(`http://${name}\\.`) }).first();
       assert.match(await storefront.getAttribute("href") ?? "", new RegExp(`^http://${name}\\.[^/]+/$`));
 
@@ -115,6 +130,7 @@ describe("the dashboard against storeplane serve on testenv", () => {
       assert.equal(types.at(-1), "store_ready");
       assert.match(await page.locator(".facts").innerText(), /Demo Shop/);
       await screenshot(page, "detail");
+      assert.deepEqual(await contrastProblems(page), [], "text contrast meets WCAG AA on a ready store");
 
       // Delete asks first; Escape keeps the store.
       await page.getByRole("button", { name: "Delete store" }).click();
@@ -177,6 +193,8 @@ describe("the dashboard against storeplane serve on testenv", () => {
       assert.equal((await dbError.innerText()).replace(/^⚠\s*/, ""), volume.message);
       assert.equal(await db.getAttribute("aria-invalid"), "true");
       assert.equal(await nameInput.getAttribute("aria-invalid"), null, "the fixed name is no longer marked");
+
+      assert.deepEqual(await contrastProblems(page), [], "text contrast meets WCAG AA on the refused form");
 
       // The summary at the top has focus and links to the field.
       const summary = page.locator(".error-summary");
@@ -245,6 +263,7 @@ describe("the dashboard against storeplane serve on testenv", () => {
         assert.match(await badge.innerText(), /Failed/, "the status is said in words, not colour alone");
         await page.locator('.timeline .event[data-type="provisioning_failed"]').waitFor();
         await screenshot(page, "detail-failed");
+      assert.deepEqual(await contrastProblems(page), [], "text contrast meets WCAG AA on a failed store");
 
         const retried = page.waitForResponse((r) => r.url().endsWith(`/api/stores/${failedId}/retry`));
         await failure.getByRole("button", { name: "Retry" }).click();

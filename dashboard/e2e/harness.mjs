@@ -216,3 +216,64 @@ export async function screenshot(page, name) {
   }
   return path;
 }
+
+/**
+ * Text on the page whose contrast with its background is below WCAG AA: 4.5:1, or 3:1
+ * for large text (24 px, or 18.66 px bold). Disabled controls are exempt, as WCAG says;
+ * visually hidden text is skipped.
+ * @param {import("playwright-core").Page} page
+ * @returns {Promise<{ text: string, ratio: number, color: string, background: string }[]>}
+ */
+export function contrastProblems(page) {
+  return page.evaluate(() => {
+    /** @param {string} c */
+    const parse = (c) => {
+      const m = /rgba?\(([^)]+)\)/.exec(c);
+      if (!m?.[1]) return null;
+      const [r = 0, g = 0, b = 0, a = 1] = m[1].split(/[\s,/]+/).filter(Boolean).map(Number);
+      return { r, g, b, a };
+    };
+    /** @param {{ r: number, g: number, b: number }} c */
+    const luminance = ({ r, g, b }) => {
+      const f = (/** @type {number} */ v) => ((v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4);
+      return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+    };
+    /** @param {Element} el */
+    const background = (el) => {
+      for (let e = /** @type {Element | null} */ (el); e; e = e.parentElement) {
+        const c = parse(getComputedStyle(e).backgroundColor);
+        if (c && c.a > 0) return c;
+      }
+      return { r: 255, g: 255, b: 255, a: 1 };
+    };
+    const out = [];
+    const seen = new Set();
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    while (walker.nextNode()) {
+      const node = walker.currentNode;
+      const el = node.parentElement;
+      if (!el || !node.textContent?.trim() || seen.has(el)) continue;
+      seen.add(el);
+      const rect = el.getBoundingClientRect();
+      const cs = getComputedStyle(el);
+      if (rect.width <= 1 || rect.height <= 1 || cs.visibility === "hidden" || el.closest(":disabled, noscript")) continue;
+      const fg = parse(cs.color);
+      if (!fg) continue;
+      const bg = background(el);
+      const mixed = { r: fg.r * fg.a + bg.r * (1 - fg.a), g: fg.g * fg.a + bg.g * (1 - fg.a), b: fg.b * fg.a + bg.b * (1 - fg.a) };
+      const [hi, lo] = [luminance(mixed), luminance(bg)].sort((a, b) => b - a);
+      const ratio = ((hi ?? 0) + 0.05) / ((lo ?? 0) + 0.05);
+      const size = parseFloat(cs.fontSize);
+      const large = size >= 24 || (Number(cs.fontWeight) >= 700 && size >= 18.66);
+      if (ratio < (large ? 3 : 4.5)) {
+        out.push({
+          text: node.textContent.trim().slice(0, 60),
+          ratio: Math.round(ratio * 100) / 100,
+          color: cs.color,
+          background: `rgb(${bg.r}, ${bg.g}, ${bg.b})`,
+        });
+      }
+    }
+    return out;
+  });
+}
