@@ -44,6 +44,8 @@ export async function unwrap<T>(call: Promise<Result<T>>): Promise<T> {
     throw networkProblem(e);
   }
   if (result.error !== undefined || !result.response.ok) throw toProblem(result.error, result.response);
+  // openapi-fetch types `data` as possibly undefined; it is set on every 2xx with a body
+  // (and undefined only for 204 answers, whose T is `never`/unused).
   return result.data as T;
 }
 

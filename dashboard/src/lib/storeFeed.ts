@@ -146,6 +146,8 @@ export class StoreFeed {
     } catch {
       return;
     }
+    // The stream's data is JSON of the spec's Event, Store and StoreDeleted schemas (see
+    // `streamStoreEvents`); the event name says which.
     switch (m.event) {
       case "store_event":
         this.addEvents([body as StoreEvent]);

@@ -142,7 +142,7 @@ export function CreateStore() {
     unwrap(api.GET("/api/blueprints/{engine}", { params: { path: { engine } }, signal: c.signal }))
       .then((bp) => {
         setBlueprint(bp);
-        setValues(initialValues(bp.parameters as JsonSchema));
+        setValues(initialValues(bp.parameters as JsonSchema)); // see `schema` below
       })
       .catch((e: unknown) => {
         if (!c.signal.aborted) setLoadError(describe(e));
@@ -150,6 +150,7 @@ export function CreateStore() {
     return () => c.abort();
   }, [engine]);
 
+  // The spec types `parameters` as an open JSON object; it is a JSON Schema document.
   const schema = useMemo(() => (blueprint ? (blueprint.parameters as JsonSchema) : null), [blueprint]);
 
   const paramErrors = useMemo(() => {
