@@ -378,7 +378,7 @@ pub struct StoreDeleted {
 #[derive(Union, Debug, Clone)]
 pub enum StreamMessage {
     Event(Event),
-    Store(Store),
+    Store(Box<Store>),
     Deleted(StoreDeleted),
 }
 

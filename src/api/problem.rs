@@ -91,9 +91,9 @@ pub struct ApiError {
     pub title: &'static str,
     pub detail: String,
     pub errors: Vec<FieldError>,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub headers: Box<[(HeaderName, HeaderValue)]>,
     /// The cause, for the log line of this request only.
-    pub internal: Option<String>,
+    pub internal: Option<Box<str>>,
 }
 
 impl ApiError {
@@ -109,14 +109,16 @@ impl ApiError {
             title,
             detail: detail.into(),
             errors: Vec::new(),
-            headers: Vec::new(),
+            headers: Box::default(),
             internal: None,
         }
     }
 
     pub fn with_header(mut self, name: HeaderName, value: impl AsRef<str>) -> Self {
         if let Ok(v) = HeaderValue::from_str(value.as_ref()) {
-            self.headers.push((name, v));
+            let mut headers = std::mem::take(&mut self.headers).into_vec();
+            headers.push((name, v));
+            self.headers = headers.into_boxed_slice();
         }
         self
     }
@@ -206,7 +208,7 @@ impl ApiError {
 
     pub fn internal(cause: impl Into<String>) -> Self {
         ApiError {
-            internal: Some(cause.into()),
+            internal: Some(cause.into().into_boxed_str()),
             ..ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -261,7 +263,7 @@ impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         if e.is_unavailable() {
             ApiError {
-                internal: Some(error_chain(&e)),
+                internal: Some(error_chain(&e).into_boxed_str()),
                 ..ApiError::unavailable("the database is unavailable; retry shortly", 5)
             }
         } else if matches!(e, DbError::NotFound) {

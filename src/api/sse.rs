@@ -120,10 +120,10 @@ async fn poll(c: &mut Cursor) -> Vec<StreamMessage> {
             );
             if c.shown != Some(key) {
                 c.shown = Some(key);
-                out.push(StreamMessage::Store(Store::from_db(
+                out.push(StreamMessage::Store(Box::new(Store::from_db(
                     store,
                     c.latest.as_ref(),
-                )));
+                ))));
             }
         }
         Ok(None) => {

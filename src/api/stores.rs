@@ -166,11 +166,11 @@ pub(crate) async fn with_progress(
 }
 
 async fn one(state: &AppState, store: db::Store) -> Result<Store, ApiError> {
-    Ok(with_progress(state, vec![store])
+    with_progress(state, vec![store])
         .await?
         .into_iter()
         .next()
-        .ok_or_else(|| ApiError::internal("a store vanished while it was converted"))?)
+        .ok_or_else(|| ApiError::internal("a store vanished while it was converted"))
 }
 
 pub struct StoresApi;
