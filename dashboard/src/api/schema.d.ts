@@ -389,7 +389,7 @@ export interface components {
              */
             id: number;
             /** @description What kind of event it is. */
-            type: components["schemas"]["EventType"] & unknown;
+            type: components["schemas"]["EventType"];
             /** @description What happened, in words (for failures: which object and why). */
             message: string;
             /**
@@ -481,7 +481,7 @@ export interface components {
             /** @description The email address it signs in with (lower-case). */
             email: string;
             /** @description Its role. */
-            role: components["schemas"]["Role"] & unknown;
+            role: components["schemas"]["Role"];
             /**
              * Format: uint32
              * @description How many stores it may have at once.
@@ -534,7 +534,7 @@ export interface components {
              *     problem; the server's log lines of this request carry it.
              */
             request_id?: string;
-            /** @description For validation problems: every refused field and why. */
+            /** @description Every refused field and why (validation problems); empty otherwise. */
             errors: components["schemas"]["FieldError"][];
         };
         /**
@@ -544,7 +544,7 @@ export interface components {
          */
         Progress: {
             /** @description Kind of the latest event. */
-            type: components["schemas"]["EventType"] & unknown;
+            type: components["schemas"]["EventType"];
             /** @description What happened, in words. */
             message: string;
             /**
@@ -613,7 +613,7 @@ export interface components {
              */
             expires_at: string;
             /** @description The account signed in. */
-            user: components["schemas"]["Me"] & unknown;
+            user: components["schemas"]["Me"];
         };
         /**
          * Store
@@ -657,7 +657,7 @@ export interface components {
             /** @description The version of the blueprint it was last provisioned with. */
             blueprint_version: string;
             /** @description Lifecycle status. */
-            status: components["schemas"]["StoreStatus"] & unknown;
+            status: components["schemas"]["StoreStatus"];
             /** @description The Kubernetes namespace the store lives in. */
             namespace: string;
             /** @description Where the store serves (empty until it is ready). */
@@ -669,7 +669,7 @@ export interface components {
                 [key: string]: unknown;
             };
             /** @description The latest event: the store's current phase. */
-            progress: components["schemas"]["Progress"] & unknown;
+            progress: components["schemas"]["Progress"];
             /**
              * Format: date-time
              * @description When the store was requested.
@@ -1624,7 +1624,24 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "text/event-stream": components["schemas"]["StreamMessage"][];
+                    "text/event-stream": {
+                        /** @enum {string} */
+                        event: "store_event";
+                        /** @description JSON: a Event. */
+                        data: string;
+                        /** @description The event's id: send it as `Last-Event-ID` to resume. */
+                        id: string;
+                    } | {
+                        /** @enum {string} */
+                        event: "store";
+                        /** @description JSON: a Store. */
+                        data: string;
+                    } | {
+                        /** @enum {string} */
+                        event: "deleted";
+                        /** @description JSON: a StoreDeleted. */
+                        data: string;
+                    };
                 };
             };
             /** @description The request is malformed: a parameter or the body could not be read (the problem names the field). */
