@@ -17,6 +17,11 @@ demo:
 test:
     scripts/test
 
+# Fault tests (docs/chaos.md): orchestrator kill -9s, kube-apiserver/etcd and PostgreSQL
+# outages, two replicas of everything; e.g. `just chaos`, `just chaos a c`.
+chaos *scenarios:
+    scripts/chaos {{scenarios}}
+
 # Format the code.
 fmt:
     cargo fmt --all

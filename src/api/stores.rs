@@ -139,6 +139,27 @@ pub(crate) async fn visible_store(
     store.ok_or_else(|| not_found(id))
 }
 
+/// The JSON pointer of the first string or key in `value` holding a NUL character.
+fn nul_at(value: &Value, at: String) -> Option<String> {
+    let escape = |k: &str| k.replace('~', "~0").replace('/', "~1");
+    match value {
+        Value::String(s) if s.contains('\0') => Some(at),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| nul_at(v, format!("{at}/{i}"))),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            let here = format!("{at}/{}", escape(k));
+            if k.contains('\0') {
+                Some(here)
+            } else {
+                nul_at(v, here)
+            }
+        }),
+        _ => None,
+    }
+}
+
 fn not_found(id: Uuid) -> ApiError {
     ApiError::not_found(format!("store {id} not found"))
 }
@@ -290,6 +311,15 @@ impl StoresApi {
                         message: e.message.clone(),
                     })
                     .collect(),
+            )
+            .into());
+        }
+        // Valid JSON and often schema-valid, but PostgreSQL's jsonb cannot hold U+0000:
+        // refused here so both backends give the same clear answer instead of a 500.
+        if let Some(pointer) = nul_at(&params, String::new()) {
+            return Err(ApiError::field(
+                format!("params{pointer}"),
+                "contains a NUL character (U+0000), which cannot be stored; remove it",
             )
             .into());
         }
