@@ -399,7 +399,7 @@ impl Applier {
     ) -> Result<ApplyCounts, ApplyError> {
         let key = desired.key();
         let (api, _) = self.api_for(&desired.gvk, namespace).await?;
-        let body = normalise(desired);
+        let body = apply_body(&normalise(desired));
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let applied = match api.patch(&key.name, &params, &Patch::Apply(&body)).await {
             Ok(obj) => obj,
@@ -571,6 +571,22 @@ impl Applier {
 /// The body sent for an apply: the desired object with `stringData` folded into `data`
 /// (the API server never stores `stringData`, so applying it would look like a change
 /// every time) and no server-owned metadata.
+/// The body of a server-side apply: JSON, which the API server reads as YAML (the
+/// apply content type). YAML treats U+0085, U+2028 and U+2029 as line breaks even
+/// inside quoted strings and folds them away with the spaces around them, so they are
+/// sent escaped (`\u2028`), which JSON and YAML both read back as the character itself.
+fn apply_body(object: &DynamicObject) -> Box<serde_json::value::RawValue> {
+    let json = serde_json::to_string(object).expect("a DynamicObject serializes to JSON");
+    let json = if json.contains(['\u{85}', '\u{2028}', '\u{2029}']) {
+        json.replace('\u{85}', "\\u0085")
+            .replace('\u{2028}', "\\u2028")
+            .replace('\u{2029}', "\\u2029")
+    } else {
+        json
+    };
+    serde_json::value::RawValue::from_string(json).expect("escaping keeps the JSON valid")
+}
+
 fn normalise(desired: &Desired) -> DynamicObject {
     let mut obj = desired.object.clone();
     obj.metadata.resource_version = None;

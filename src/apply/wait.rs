@@ -13,7 +13,7 @@ use kube::api::{
     Api, DeleteParams, DynamicObject, GroupVersionKind, ListParams, PropagationPolicy,
 };
 use kube::runtime::WatchStreamExt;
-use kube::runtime::watcher::{self, watch_object};
+use kube::runtime::watcher;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -52,7 +52,7 @@ pub(super) async fn wait_ready(
         });
         let (api, _) = applier.api_for(&d.gvk, namespace).await?;
         streams.push(
-            watch_object(api, &d.key().name)
+            watch_one(api, &d.key().name)
                 .map(move |r| match r {
                     Ok(obj) => Update::Object(index, Box::new(obj)),
                     Err(e) => Update::WatchError(error_chain(&e)),
@@ -302,6 +302,43 @@ async fn blockers(applier: &Applier, namespace: &str) -> String {
     } else {
         out.join("; ")
     }
+}
+
+/// The object named `name`, as it changes: `Some` when it exists, `None` when it does not
+/// (after every (re)list that did not find it, and on deletion). Like kube's
+/// `watch_object`, but with the default exponential backoff between failed watches, so
+/// an unreachable API server is retried a few times a second at most, not in a loop.
+fn watch_one<K>(
+    api: kube::Api<K>,
+    name: &str,
+) -> impl futures::Stream<Item = Result<Option<K>, watcher::Error>> + Send + 'static
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    watcher::watcher(api, config)
+        .default_backoff()
+        .scan(false, |seen, event| {
+            let out = match event {
+                Ok(watcher::Event::Init) => {
+                    *seen = false;
+                    Some(None)
+                }
+                Ok(watcher::Event::InitApply(obj) | watcher::Event::Apply(obj)) => {
+                    *seen = true;
+                    Some(Some(Ok(Some(obj))))
+                }
+                Ok(watcher::Event::Delete(_)) => {
+                    *seen = false;
+                    Some(Some(Ok(None)))
+                }
+                Ok(watcher::Event::InitDone) if !*seen => Some(Some(Ok(None))),
+                Ok(watcher::Event::InitDone) => Some(None),
+                Err(e) => Some(Some(Err(e))),
+            };
+            std::future::ready(out)
+        })
+        .filter_map(std::future::ready)
 }
 
 #[cfg(test)]

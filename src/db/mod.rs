@@ -110,8 +110,10 @@ impl Db {
         let mut options = ConnectOptions::new(url.to_owned());
         options
             .sqlx_logging(false)
-            .connect_timeout(Duration::from_secs(10))
-            .acquire_timeout(Duration::from_secs(10));
+            .connect_timeout(Duration::from_secs(5))
+            // While the database is away a request waits this long for a connection
+            // before the API answers 503: short, so clients see the outage, not a hang.
+            .acquire_timeout(Duration::from_secs(3));
         match backend {
             Backend::Sqlite => {
                 let memory = match sqlite_path(url) {

@@ -431,14 +431,11 @@ async fn hostile_parameters_through_the_api_are_refused_or_kept_verbatim() {
     .await;
 }
 
-/// Known bug: server-side apply sends serde_json's output as
-/// `application/apply-patch+yaml`, and serde_json leaves U+0085, U+2028 and U+2029
-/// unescaped, so the API server's YAML parser takes them for line breaks: the spaces
-/// around U+2028/U+2029 are folded away and U+0085 becomes a space. A store title
-/// `a <U+2028> b` arrives in the cluster as `a<U+2028>b` (src/apply/mod.rs,
-/// `Patch::Apply(&body)`). Rendering alone keeps them (the blueprint proptest passes).
+/// Server-side apply sends JSON as `application/apply-patch+yaml`, and YAML reads
+/// U+0085, U+2028 and U+2029 as line breaks even inside quoted strings (folding the
+/// spaces around them away). Apply escapes them; this proves values with them arrive in
+/// the cluster byte for byte.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: server-side apply folds whitespace around U+0085/U+2028/U+2029"]
 async fn line_separators_survive_server_side_apply() {
     let client = kube_client().await;
     let applier = Applier::new(
