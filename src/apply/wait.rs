@@ -165,7 +165,13 @@ pub(super) async fn wait_ready(
                 }
             }
             Update::WatchError(e) => {
-                tracing::warn!(namespace, %phase, error = %e, "watch failed; retrying");
+                // Every watch of the phase fails together when the API server is away,
+                // and each retries with backoff: one warning per new error is enough.
+                if last_watch_error.as_deref() == Some(e.as_str()) {
+                    tracing::debug!(namespace, %phase, error = %e, "watch failed again; retrying");
+                } else {
+                    tracing::warn!(namespace, %phase, error = %e, "watch failed; retrying with backoff");
+                }
                 last_watch_error = Some(e);
             }
         }
