@@ -4,6 +4,7 @@
 mod apply;
 mod blueprint_cli;
 mod db;
+mod helm_chart;
 mod reconcile;
 mod support;
 mod testenv;
