@@ -260,8 +260,15 @@ pub const MAX_STORE_NAME_LEN: usize = 40;
 /// creation time in units of about 65 s, so two stores of the same name made within a
 /// minute would share a namespace; the last 32 bits are random.
 pub fn store_namespace(name: &str, id: &uuid::Uuid) -> String {
+    format!("store-{name}-{}", store_short_id(id))
+}
+
+/// The short form of a store id used in its namespace: the *last* 8 hex digits. Store
+/// ids are UUIDv7, whose leading digits are a timestamp (equal for stores created in
+/// the same minute); the trailing ones are random.
+pub fn store_short_id(id: &uuid::Uuid) -> String {
     let simple = id.simple().to_string();
-    format!("store-{name}-{}", &simple[simple.len() - 8..])
+    simple[simple.len() - 8..].to_owned()
 }
 
 /// Why a string is not a valid store name, in words a person can act on.

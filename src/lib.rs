@@ -5,11 +5,13 @@
 //!
 //! The binary in `main.rs` is a thin CLI over these modules.
 
+pub mod api;
 pub mod apply;
 pub mod auth;
 pub mod blueprint;
 pub mod config;
 pub mod db;
+pub mod deploy;
 pub mod domain;
 pub mod metrics;
 pub mod reconcile;

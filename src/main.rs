@@ -8,7 +8,10 @@ use std::io::{BufRead as _, IsTerminal as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use storeplane::blueprint::cli::{self, CommandError, OutputFormat, RenderRequest};
-use storeplane::config::{BlueprintSettings, DatabaseSettings, LogSettings, PlatformSettings};
+use storeplane::config::{
+    ApiSettings, BlueprintSettings, DatabaseSettings, LogSettings, OrchestratorSettings,
+    PlatformSettings, SecretSettings,
+};
 use storeplane::db::{Db, NewUser, Role};
 use zeroize::Zeroizing;
 
@@ -23,6 +26,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve the REST API, its docs and the dashboard, with the orchestrator in the same
+    /// process (unless --no-orchestrator). Prints the URL it listens on.
+    Serve(Box<ServeArgs>),
+    /// Run the orchestrator alone (production split), with /health, /ready and /metrics
+    /// on a small probe listener.
+    Orchestrate(Box<OrchestrateArgs>),
+    /// Print the OpenAPI spec (JSON) that the API serves at /api/openapi.json.
+    Openapi,
     /// Render a store's Kubernetes manifests to stdout, without a cluster or database.
     Render(Box<RenderArgs>),
     /// List and check blueprints.
@@ -34,6 +45,50 @@ enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// The platform's own Kubernetes manifests (no Helm): render them per environment.
+    #[command(subcommand)]
+    Deploy(storeplane::deploy::cli::DeployCommand),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Serve only the API and dashboard; run `storeplane orchestrate` separately. The
+    /// cluster is then optional (checked by /ready when KUBECONFIG is set).
+    #[arg(long)]
+    no_orchestrator: bool,
+    #[command(flatten)]
+    db: DatabaseSettings,
+    #[command(flatten)]
+    secrets: SecretSettings,
+    #[command(flatten)]
+    blueprints: BlueprintSettings,
+    #[command(flatten)]
+    platform: PlatformSettings,
+    #[command(flatten)]
+    orchestrator: OrchestratorSettings,
+    #[command(flatten)]
+    api: ApiSettings,
+}
+
+#[derive(Debug, Args)]
+struct OrchestrateArgs {
+    /// Address of the probe listener (/health, /ready, /metrics).
+    #[arg(
+        long,
+        env = "STOREPLANE_PROBE_LISTEN",
+        default_value = "127.0.0.1:9090"
+    )]
+    listen: String,
+    #[command(flatten)]
+    db: DatabaseSettings,
+    #[command(flatten)]
+    secrets: SecretSettings,
+    #[command(flatten)]
+    blueprints: BlueprintSettings,
+    #[command(flatten)]
+    platform: PlatformSettings,
+    #[command(flatten)]
+    orchestrator: OrchestratorSettings,
 }
 
 #[derive(Debug, Args)]
@@ -172,8 +227,48 @@ fn run(command: Command) -> Result<ExitCode> {
                 Err(e) => Ok(report(&e)),
             }
         }
+        Command::Serve(args) => {
+            let args = *args;
+            block_on(async move {
+                storeplane::api::run_serve(storeplane::api::ServeOptions {
+                    database: args.db,
+                    secrets: args.secrets,
+                    blueprints: args.blueprints,
+                    platform: args.platform,
+                    orchestrator: args.orchestrator,
+                    api: args.api,
+                    run_orchestrator: !args.no_orchestrator,
+                })
+                .await?;
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        Command::Orchestrate(args) => {
+            let args = *args;
+            block_on(async move {
+                storeplane::api::run_orchestrate(storeplane::api::ServeOptions {
+                    database: args.db,
+                    secrets: args.secrets,
+                    blueprints: args.blueprints,
+                    platform: args.platform,
+                    orchestrator: args.orchestrator,
+                    api: ApiSettings {
+                        listen: args.listen,
+                        ..ApiSettings::default()
+                    },
+                    run_orchestrator: true,
+                })
+                .await?;
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        Command::Openapi => {
+            std::io::stdout().write_all(storeplane::api::spec_json().as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Migrate(args) => block_on(migrate(args)),
         Command::User(UserCommand::Create(args)) => block_on(user_create(args)),
+        Command::Deploy(command) => Ok(storeplane::deploy::cli::run(&command)),
     }
 }
 

@@ -184,11 +184,13 @@ fn warn_if_exposed(path: &Path) {
     use std::os::unix::fs::PermissionsExt as _;
     if let Ok(meta) = std::fs::metadata(path) {
         let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
+        // Group access is how Kubernetes hands a Secret to a non-root pod (`fsGroup`
+        // turns 0400 into 0440), so only access for everyone else is a warning.
+        if mode & 0o007 != 0 {
             tracing::warn!(
                 path = %path.display(),
                 mode = format!("{mode:o}"),
-                "the credential encryption key is readable by other users; restrict it with `chmod 600` (on Kubernetes: defaultMode 0400 on the Secret volume)"
+                "the credential encryption key is readable by every user; restrict it with `chmod 600` (on Kubernetes: defaultMode 0400 on the Secret volume)"
             );
         }
     }

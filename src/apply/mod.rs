@@ -292,19 +292,13 @@ impl Applier {
         namespace: &str,
         store_id: &str,
     ) -> Result<Inventory, ApplyError> {
-        let selector = format!("{}={store_id}", labels::STORE_ID);
-        let lp = ListParams::default().labels(&selector);
-        let mut listed = Vec::new();
-        let mut pending = stream::iter(prunable_kinds())
-            .map(|gvk| self.list_ours(gvk, namespace, lp.clone()))
-            .buffer_unordered(self.settings.concurrency);
-        while let Some(found) = pending.next().await {
-            listed.push(found?);
-        }
-        let mut objects: BTreeMap<ObjectKey, String> = listed.into_iter().flatten().collect();
-        // The namespace itself, so that re-applying it counts as unchanged, not created.
+        // The namespace first: when it does not exist (a new store) there is nothing
+        // else to list, and the first apply is not held up by a dozen empty lists.
+        let mut objects = BTreeMap::new();
         let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
         match namespaces.get_metadata_opt(namespace).await {
+            Ok(None) => return Ok(Inventory { objects }),
+            // The namespace itself, so that re-applying it counts as unchanged.
             Ok(Some(ns)) if managed_by_us(&ns.metadata) => {
                 objects.insert(
                     ObjectKey {
@@ -314,7 +308,7 @@ impl Applier {
                     ns.metadata.resource_version.unwrap_or_default(),
                 );
             }
-            Ok(_) => {}
+            Ok(Some(_)) => {}
             Err(source) => {
                 return Err(ApplyError::List {
                     kind: "Namespace".into(),
@@ -322,6 +316,14 @@ impl Applier {
                     source,
                 });
             }
+        }
+        let selector = format!("{}={store_id}", labels::STORE_ID);
+        let lp = ListParams::default().labels(&selector);
+        let mut pending = stream::iter(prunable_kinds())
+            .map(|gvk| self.list_ours(gvk, namespace, lp.clone()))
+            .buffer_unordered(self.settings.concurrency);
+        while let Some(found) = pending.next().await {
+            objects.extend(found?);
         }
         Ok(Inventory { objects })
     }

@@ -51,7 +51,10 @@ impl CommandError {
 
 fn from_blueprint_error(e: BlueprintError) -> CommandError {
     match e {
-        BlueprintError::UnknownEngine { .. } => CommandError::BadInput(e.problems()),
+        // An unknown engine or an unreadable --blueprints-dir is the caller's mistake.
+        BlueprintError::UnknownEngine { .. } | BlueprintError::Io { .. } => {
+            CommandError::BadInput(e.problems())
+        }
         other => CommandError::Blueprint(other.problems()),
     }
 }

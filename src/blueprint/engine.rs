@@ -45,16 +45,33 @@ pub fn environment() -> Environment<'static> {
 
 fn format_value(out: &mut Output, state: &State, value: &Value) -> Result<(), Error> {
     if state.auto_escape() == AutoEscape::Json && !value.is_safe() {
-        let json = serde_json::to_string(value).map_err(|e| {
+        serde_json::to_writer(YamlSafeWriter(out), value).map_err(|e| {
             Error::new(
                 ErrorKind::BadSerialization,
                 "value cannot be written as JSON",
             )
             .with_source(e)
-        })?;
-        write_yaml_safe(out, &json).map_err(Error::from)
+        })
     } else {
         minijinja::escape_formatter(out, state, value)
+    }
+}
+
+/// Streams serde_json's output into the template output through [`write_yaml_safe`].
+/// serde_json writes whole UTF-8 sequences per call (it splits strings only at ASCII
+/// characters it escapes), so each chunk is valid UTF-8; if one ever were not, the
+/// render fails rather than writing it.
+struct YamlSafeWriter<'a, 'b>(&'a mut Output<'b>);
+
+impl std::io::Write for YamlSafeWriter<'_, '_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = std::str::from_utf8(buf).map_err(std::io::Error::other)?;
+        write_yaml_safe(self.0, text).map_err(std::io::Error::other)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -109,6 +126,27 @@ fn merge(a: Value, b: Value) -> Result<Value, Error> {
     Ok(Value::from(map))
 }
 
+/// The store's standard labels as a template value: a read-only map that the label
+/// helpers read without converting it.
+#[derive(Debug)]
+pub struct Labels(pub BTreeMap<String, String>);
+
+impl minijinja::value::Object for Labels {
+    fn repr(self: &std::sync::Arc<Self>) -> minijinja::value::ObjectRepr {
+        minijinja::value::ObjectRepr::Map
+    }
+
+    fn get_value(self: &std::sync::Arc<Self>, key: &Value) -> Option<Value> {
+        self.0.get(key.as_str()?).map(|v| Value::from(v.as_str()))
+    }
+
+    fn enumerate(self: &std::sync::Arc<Self>) -> minijinja::value::Enumerator {
+        minijinja::value::Enumerator::Values(
+            self.0.keys().map(|k| Value::from(k.as_str())).collect(),
+        )
+    }
+}
+
 fn standard_labels(state: &State) -> Result<BTreeMap<String, Value>, Error> {
     let labels = state.lookup("labels").ok_or_else(|| {
         Error::new(
@@ -116,6 +154,13 @@ fn standard_labels(state: &State) -> Result<BTreeMap<String, Value>, Error> {
             "`labels` is not in the context; the label helpers need it",
         )
     })?;
+    if let Some(l) = labels.downcast_object_ref::<Labels>() {
+        return Ok(l
+            .0
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+            .collect());
+    }
     to_map(&labels, "`labels`")
 }
 

@@ -11,13 +11,14 @@
 
 mod catalog;
 pub mod cli;
-mod engine;
+pub mod engine;
 pub mod lint;
 pub mod objects;
 mod params;
 mod render;
 pub mod resources;
 mod secrets;
+mod yaml;
 
 pub use catalog::{
     Blueprint, BlueprintError, BlueprintSource, Catalog, EXCEPTION_RULES, MANIFEST_FILE, Manifest,

@@ -1,13 +1,12 @@
 //! Typed decoding of rendered objects: every document a template produces is matched by
-//! `apiVersion`/`kind` to its `k8s-openapi` type, deserialized, serialized back, and
-//! compared with the input so that an unknown field is an error (k8s-openapi itself
-//! ignores them). Also finds the line of a field in a rendered YAML document, so errors
-//! can point at it.
+//! `apiVersion`/`kind` to its `k8s-openapi` type and deserialized into it, with every
+//! field the type ignores recorded (`serde_ignored`) so that an unknown field is an error
+//! (k8s-openapi itself skips them silently). Also finds the line of a field in a rendered
+//! YAML document, so errors can point at it.
 //!
 //! Pure: works on strings and `serde_json::Value`s, knows nothing of blueprints or stores.
 
 use k8s_openapi::NamespaceResourceScope;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::any::TypeId;
@@ -21,7 +20,7 @@ pub struct KindInfo {
     pub kind: &'static str,
     /// Namespace-scoped (true) or cluster-scoped (false).
     pub namespaced: bool,
-    roundtrip: fn(&Value) -> Result<Value, serde_json::Error>,
+    check: fn(&Value, &mut Vec<Vec<Seg>>) -> Result<(), serde_json::Error>,
     yaml_error: fn(&str) -> Option<serde_yaml::Error>,
 }
 
@@ -31,9 +30,33 @@ impl std::fmt::Debug for KindInfo {
     }
 }
 
-fn roundtrip<K: DeserializeOwned + Serialize>(v: &Value) -> Result<Value, serde_json::Error> {
-    let typed = K::deserialize(v)?;
-    serde_json::to_value(&typed)
+/// Deserializes `v` as `K`, collecting the path of every field `K` does not know.
+fn check<K: DeserializeOwned>(
+    v: &Value,
+    unknown: &mut Vec<Vec<Seg>>,
+) -> Result<(), serde_json::Error> {
+    let _typed: K = serde_ignored::deserialize(v, |path| unknown.push(segments(&path)))?;
+    Ok(())
+}
+
+fn segments(path: &serde_ignored::Path<'_>) -> Vec<Seg> {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => Vec::new(),
+        Path::Seq { parent, index } => {
+            let mut v = segments(parent);
+            v.push(Seg::Index(*index));
+            v
+        }
+        Path::Map { parent, key } => {
+            let mut v = segments(parent);
+            v.push(Seg::Key(key.clone()));
+            v
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => segments(parent),
+    }
 }
 
 fn yaml_error<K: DeserializeOwned>(doc: &str) -> Option<serde_yaml::Error> {
@@ -42,7 +65,7 @@ fn yaml_error<K: DeserializeOwned>(doc: &str) -> Option<serde_yaml::Error> {
 
 fn info<K>() -> KindInfo
 where
-    K: k8s_openapi::Resource + DeserializeOwned + Serialize + 'static,
+    K: k8s_openapi::Resource + DeserializeOwned + 'static,
     K::Scope: 'static,
 {
     KindInfo {
@@ -51,7 +74,7 @@ where
         version: K::VERSION,
         kind: K::KIND,
         namespaced: TypeId::of::<K::Scope>() == TypeId::of::<NamespaceResourceScope>(),
-        roundtrip: roundtrip::<K>,
+        check: check::<K>,
         yaml_error: yaml_error::<K>,
     }
 }
@@ -109,11 +132,10 @@ pub struct Problem {
     pub message: String,
 }
 
-/// Decodes one parsed document (`value`, parsed from `doc`) into its typed form and back.
-/// Returns the normalized object (as the typed struct serializes it) and its kind, or
-/// every problem found.
-pub fn decode(value: &Value, doc: &str) -> Result<(Value, &'static KindInfo), Vec<Problem>> {
-    let Value::Object(map) = value else {
+/// Decodes one parsed document (`value`, parsed from `doc`) into its typed form. Returns
+/// the object, checked, with its kind, or every problem found.
+pub fn decode(value: Value, doc: &str) -> Result<(Value, &'static KindInfo), Vec<Problem>> {
+    let Value::Object(map) = &value else {
         return Err(vec![Problem {
             line: Some(1),
             message: "the document is not a mapping; every document must be one Kubernetes object"
@@ -142,48 +164,72 @@ pub fn decode(value: &Value, doc: &str) -> Result<(Value, &'static KindInfo), Ve
             ),
         }]);
     };
-    let normalized = match (info.roundtrip)(value) {
-        Ok(v) => v,
-        Err(json_err) => {
-            // Decode the YAML text again for an error that carries the field path and line.
-            let problem = match (info.yaml_error)(doc) {
-                Some(e) => Problem {
-                    line: e.location().map(|l| l.line()),
-                    message: format!("{kind}: {}", strip_location(&e.to_string())),
-                },
-                None => Problem {
-                    line: None,
-                    message: format!("{kind}: {json_err}"),
-                },
-            };
-            return Err(vec![problem]);
-        }
-    };
     let mut unknown = Vec::new();
-    diff(value, &normalized, &mut Vec::new(), &mut unknown);
-    if unknown.is_empty() {
-        return Ok((normalized, info));
+    if let Err(json_err) = (info.check)(&value, &mut unknown) {
+        // Decode the YAML text again for an error that carries the field path and line.
+        let problem = match (info.yaml_error)(doc) {
+            Some(e) => Problem {
+                line: e.location().map(|l| l.line()),
+                message: format!("{kind}: {}", strip_location(&e.to_string())),
+            },
+            None => Problem {
+                line: None,
+                message: format!("{kind}: {json_err}"),
+            },
+        };
+        return Err(vec![problem]);
     }
-    Err(unknown
+    // A null is dropped by the typed form but would reach the API server: say so.
+    let mut nulls = Vec::new();
+    find_nulls(&value, &mut Vec::new(), &mut nulls);
+    if unknown.is_empty() && nulls.is_empty() {
+        return Ok((value, info));
+    }
+    let mut problems: Vec<Problem> = unknown
         .into_iter()
-        .map(|(path, was_null)| {
-            let pointer = pointer(&path);
-            let message = if was_null {
-                format!(
-                    "{kind}: field {pointer} is null; remove it or give it a value"
-                )
-            } else {
-                format!(
-                    "{kind}: unknown field {pointer} (not in {}/{}); check its spelling and nesting",
-                    info.api_version, info.kind
-                )
-            };
-            Problem {
-                line: locate(doc, &path),
-                message,
-            }
+        .map(|path| Problem {
+            line: locate(doc, &path),
+            message: format!(
+                "{kind}: unknown field {} (not in {}/{}); check its spelling and nesting",
+                pointer(&path),
+                info.api_version,
+                info.kind
+            ),
         })
-        .collect())
+        .collect();
+    problems.extend(nulls.into_iter().map(|path| Problem {
+        line: locate(doc, &path),
+        message: format!(
+            "{kind}: field {} is null; remove it or give it a value",
+            pointer(&path)
+        ),
+    }));
+    Err(problems)
+}
+
+fn find_nulls(v: &Value, path: &mut Vec<Seg>, found: &mut Vec<Vec<Seg>>) {
+    match v {
+        Value::Null => found.push(path.clone()),
+        Value::Object(m) => {
+            for (k, v) in m {
+                if matches!(v, Value::Object(_) | Value::Array(_) | Value::Null) {
+                    path.push(Seg::Key(k.clone()));
+                    find_nulls(v, path, found);
+                    path.pop();
+                }
+            }
+        }
+        Value::Array(a) => {
+            for (i, v) in a.iter().enumerate() {
+                if matches!(v, Value::Object(_) | Value::Array(_) | Value::Null) {
+                    path.push(Seg::Index(i));
+                    find_nulls(v, path, found);
+                    path.pop();
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 fn strip_location(msg: &str) -> String {
@@ -211,30 +257,6 @@ pub fn pointer(path: &[Seg]) -> String {
         }
     }
     out
-}
-
-/// Collects keys present in `input` but missing from `output` (the typed round trip).
-fn diff(input: &Value, output: &Value, path: &mut Vec<Seg>, found: &mut Vec<(Vec<Seg>, bool)>) {
-    match (input, output) {
-        (Value::Object(i), Value::Object(o)) => {
-            for (key, iv) in i {
-                path.push(Seg::Key(key.clone()));
-                match o.get(key) {
-                    Some(ov) => diff(iv, ov, path, found),
-                    None => found.push((path.clone(), iv.is_null())),
-                }
-                path.pop();
-            }
-        }
-        (Value::Array(i), Value::Array(o)) => {
-            for (idx, (iv, ov)) in i.iter().zip(o).enumerate() {
-                path.push(Seg::Index(idx));
-                diff(iv, ov, path, found);
-                path.pop();
-            }
-        }
-        _ => {}
-    }
 }
 
 /// Best-effort 1-based line of `path` in a block-style YAML document; falls back to the
@@ -368,7 +390,7 @@ spec:
 
     #[test]
     fn unknown_fields_are_found_with_their_line() {
-        let errs = decode(&parse(DEPLOYMENT), DEPLOYMENT).unwrap_err();
+        let errs = decode(parse(DEPLOYMENT), DEPLOYMENT).unwrap_err();
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert_eq!(errs[0].line, Some(17));
         assert!(
@@ -383,7 +405,7 @@ spec:
     #[test]
     fn wrong_types_name_the_field_and_line() {
         let doc = "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\nspec:\n  ports:\n    - port: \"eighty\"\n";
-        let errs = decode(&parse(doc), doc).unwrap_err();
+        let errs = decode(parse(doc), doc).unwrap_err();
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert_eq!(errs[0].line, Some(7), "{errs:?}");
         assert!(
@@ -401,11 +423,11 @@ spec:
     #[test]
     fn unsupported_kinds_list_the_allowed_ones() {
         let doc = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n";
-        let errs = decode(&parse(doc), doc).unwrap_err();
+        let errs = decode(parse(doc), doc).unwrap_err();
         assert!(errs[0].message.contains("`Pod`"));
         assert!(errs[0].message.contains("apps/v1/Deployment"));
         let doc = "apiVersion: extensions/v1beta1\nkind: Ingress\nmetadata:\n  name: p\n";
-        let errs = decode(&parse(doc), doc).unwrap_err();
+        let errs = decode(parse(doc), doc).unwrap_err();
         assert!(
             errs[0]
                 .message
@@ -416,7 +438,7 @@ spec:
     #[test]
     fn valid_objects_round_trip() {
         let doc = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  a: b\n";
-        let (v, info) = decode(&parse(doc), doc).unwrap();
+        let (v, info) = decode(parse(doc), doc).unwrap();
         assert_eq!(info.kind, "ConfigMap");
         assert!(info.namespaced);
         assert_eq!(v["data"]["a"], "b");
@@ -426,7 +448,7 @@ spec:
     #[test]
     fn nulls_are_reported() {
         let doc = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  annotations:\n";
-        let errs = decode(&parse(doc), doc).unwrap_err();
+        let errs = decode(parse(doc), doc).unwrap_err();
         assert!(
             errs[0].message.contains("/metadata/annotations is null"),
             "{errs:?}"

@@ -44,7 +44,7 @@ impl StoreRef {
 
     /// First 8 hex digits of the id, as used in the namespace.
     pub fn short_id(&self) -> String {
-        self.id.simple().to_string()[..8].to_owned()
+        crate::domain::store_short_id(&self.id)
     }
 
     /// The labels every object of the store carries.
@@ -250,7 +250,7 @@ impl RenderError {
 }
 
 /// A document of a template's output: first line number (1-based) and text.
-fn split_documents(text: &str) -> Vec<(usize, &str)> {
+pub(crate) fn split_documents(text: &str) -> Vec<(usize, &str)> {
     let mut docs = Vec::new();
     let mut start = 0usize;
     let mut start_line = 1usize;
@@ -273,6 +273,26 @@ fn split_documents(text: &str) -> Vec<(usize, &str)> {
     docs
 }
 
+/// Parses a document: the fast parser when it answers (checked against serde_yaml in
+/// debug builds), serde_yaml otherwise.
+fn parse_yaml(doc: &str) -> Result<Value, serde_yaml::Error> {
+    match super::yaml::parse(doc) {
+        Some(v) => {
+            #[cfg(debug_assertions)]
+            {
+                let slow: Result<Value, _> = serde_yaml::from_str(doc);
+                debug_assert_eq!(
+                    slow.as_ref().ok(),
+                    Some(&v),
+                    "the fast YAML parser disagrees with serde_yaml on:\n{doc}"
+                );
+            }
+            Ok(v)
+        }
+        None => serde_yaml::from_str(doc),
+    }
+}
+
 fn line_text(text: &str, line: usize) -> String {
     text.lines()
         .nth(line.saturating_sub(1))
@@ -288,84 +308,12 @@ impl Blueprint {
             tracing::debug_span!("render", blueprint = %self.id(), store = %input.store.name);
         let _enter = span.enter();
         let store = input.store;
-        if let Err(reason) = domain::validate_store_name(&store.name) {
-            return Err(RenderError::InvalidStore(format!(
-                "store name `{}` {reason}",
-                store.name.escape_debug()
-            )));
-        }
-        let expected_ns = domain::store_namespace(&store.name, &store.id);
-        if store.namespace != expected_ns {
-            return Err(RenderError::InvalidStore(format!(
-                "namespace `{}` does not match the store; it must be `{expected_ns}`",
-                store.namespace
-            )));
-        }
-        let params = self
-            .validate_params(input.params)
-            .map_err(|errors| RenderError::Params {
-                blueprint: self.name.clone(),
-                errors,
-            })?;
-        let missing: Vec<String> = self
-            .manifest
-            .secrets
-            .iter()
-            .filter(|s| !input.secrets.contains(&s.name))
-            .map(|s| s.name.clone())
-            .collect();
-        if !missing.is_empty() {
-            return Err(RenderError::MissingSecrets {
-                blueprint: self.name.clone(),
-                names: missing,
-            });
-        }
-
-        let plan_name = params.get("plan").and_then(Value::as_str).unwrap_or("");
-        let plan = self
-            .manifest
-            .plans
-            .get(plan_name)
-            .cloned()
-            .unwrap_or_else(|| Value::Object(Default::default()));
-        let host = match params.get("domain").and_then(Value::as_str) {
-            Some(d) if !d.is_empty() => d.to_owned(),
-            _ => format!("{}.{}", store.name, input.platform.base_domain),
-        };
-        let scheme = if input.platform.tls_issuer.is_some() {
-            "https"
-        } else {
-            "http"
-        };
-        let std_labels = store.standard_labels(&self.name);
-        let secrets: BTreeMap<&str, &str> = input.secrets.iter().collect();
-        let ctx = context! {
-            store => context! {
-                id => store.id.to_string(),
-                short_id => store.short_id(),
-                name => &store.name,
-                namespace => &store.namespace,
-            },
-            params => JValue::from_serialize(&params),
-            secrets => JValue::from_serialize(&secrets),
-            platform => context! {
-                base_domain => &input.platform.base_domain,
-                ingress_class => &input.platform.ingress_class,
-                ingress_namespace => &input.platform.ingress_namespace,
-                tls_issuer => &input.platform.tls_issuer,
-                storage_class => &input.platform.storage_class,
-            },
-            plan => JValue::from_serialize(&plan),
-            labels => JValue::from_serialize(&std_labels),
-            blueprint => context! {
-                name => &self.name,
-                version => &self.version,
-                pod_security => self.manifest.pod_security.level.as_str(),
-            },
-            host => &host,
-            scheme => scheme,
-        };
-
+        let Prepared {
+            params,
+            ctx,
+            std_labels,
+            plan_name,
+        } = self.prepare(input)?;
         let stamp = Stamp {
             labels: &std_labels,
             blueprint_id: self.id(),
@@ -399,7 +347,7 @@ impl Blueprint {
                         text: line_text(&text, first_line),
                     },
                 };
-                let value: Value = match serde_yaml::from_str(doc) {
+                let value: Value = match parse_yaml(doc) {
                     Ok(v) => v,
                     Err(e) => {
                         problems.push(TemplateProblem {
@@ -413,7 +361,7 @@ impl Blueprint {
                 if value.is_null() {
                     continue;
                 }
-                match objects::decode(&value, doc) {
+                match objects::decode(value, doc) {
                     Ok((normalized, info)) => match stamp.apply(normalized, info, spec.phase) {
                         Ok(object) => objects.push(RenderedObject {
                             phase: spec.phase,
@@ -480,7 +428,7 @@ impl Blueprint {
             if !over.is_empty() {
                 return Err(RenderError::ExceedsPlan {
                     blueprint: self.name.clone(),
-                    plan: plan_name.to_owned(),
+                    plan: plan_name,
                     problems: over,
                 });
             }
@@ -494,6 +442,107 @@ impl Blueprint {
             params,
         })
     }
+
+    /// Checks the input and builds the template context.
+    pub(crate) fn prepare(&self, input: &RenderInput<'_>) -> Result<Prepared, RenderError> {
+        let store = input.store;
+        if let Err(reason) = domain::validate_store_name(&store.name) {
+            return Err(RenderError::InvalidStore(format!(
+                "store name `{}` {reason}",
+                store.name.escape_debug()
+            )));
+        }
+        let expected_ns = domain::store_namespace(&store.name, &store.id);
+        if store.namespace != expected_ns {
+            return Err(RenderError::InvalidStore(format!(
+                "namespace `{}` does not match the store; it must be `{expected_ns}`",
+                store.namespace
+            )));
+        }
+        let params = self
+            .validate_params(input.params)
+            .map_err(|errors| RenderError::Params {
+                blueprint: self.name.clone(),
+                errors,
+            })?;
+        let missing: Vec<String> = self
+            .manifest
+            .secrets
+            .iter()
+            .filter(|s| !input.secrets.contains(&s.name))
+            .map(|s| s.name.clone())
+            .collect();
+        if !missing.is_empty() {
+            return Err(RenderError::MissingSecrets {
+                blueprint: self.name.clone(),
+                names: missing,
+            });
+        }
+
+        let plan_name = params
+            .get("plan")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let plan = self
+            .manifest
+            .plans
+            .get(&plan_name)
+            .cloned()
+            .unwrap_or_else(|| Value::Object(Default::default()));
+        let host = match params.get("domain").and_then(Value::as_str) {
+            Some(d) if !d.is_empty() => d.to_owned(),
+            _ => format!("{}.{}", store.name, input.platform.base_domain),
+        };
+        let scheme = if input.platform.tls_issuer.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let std_labels = store.standard_labels(&self.name);
+        let secrets: BTreeMap<&str, &str> = input.secrets.iter().collect();
+        let ctx = context! {
+            store => context! {
+                id => store.id.to_string(),
+                short_id => store.short_id(),
+                name => &store.name,
+                namespace => &store.namespace,
+            },
+            params => JValue::from_serialize(&params),
+            secrets => JValue::from_serialize(&secrets),
+            platform => context! {
+                base_domain => &input.platform.base_domain,
+                ingress_class => &input.platform.ingress_class,
+                ingress_namespace => &input.platform.ingress_namespace,
+                tls_issuer => &input.platform.tls_issuer,
+                storage_class => &input.platform.storage_class,
+            },
+            plan => JValue::from_serialize(&plan),
+            labels => JValue::from_object(super::engine::Labels(std_labels.clone())),
+            blueprint => context! {
+                name => &self.name,
+                version => &self.version,
+                pod_security => self.manifest.pod_security.level.as_str(),
+            },
+            host => &host,
+            scheme => scheme,
+        };
+
+        Ok(Prepared {
+            params,
+            ctx,
+            std_labels,
+            plan_name,
+        })
+    }
+}
+
+/// A checked render input: parameters with defaults, and the template context.
+pub(crate) struct Prepared {
+    pub params: Value,
+    pub ctx: JValue,
+    pub std_labels: BTreeMap<String, String>,
+    pub plan_name: String,
 }
 
 fn minijinja_message(e: &minijinja::Error) -> String {

@@ -125,7 +125,7 @@ fn builtins_render_what_the_issue_asks_for() {
     let woo = render("woocommerce", json!({})).unwrap();
     let keys: Vec<String> = woo.objects.iter().map(RenderedObject::key).collect();
     for k in [
-        "Namespace/store-shop-01234567",
+        "Namespace/store-shop-89abcdef",
         "ResourceQuota/store-quota",
         "LimitRange/store-limits",
         "NetworkPolicy/default-deny",
@@ -379,7 +379,7 @@ fn store_identity_is_checked() {
     let bp = CATALOG.get("medusa").unwrap();
     let err = render_with(bp, &s, json!({}), &PlatformSettings::default()).unwrap_err();
     assert!(
-        err.to_string().contains("must be `store-shop-01234567`"),
+        err.to_string().contains("must be `store-shop-89abcdef`"),
         "{err}"
     );
     let bad = StoreRef::new("Shop!", uuid::Uuid::nil());
@@ -404,7 +404,9 @@ fn hostile_string() -> impl Strategy<Value = String> {
         "}", ",", "ü", "日本", "🚀", "\u{85}", "\u{2028}", "\u{feff}", "\u{7f}", "\u{0}",
         "$(HOME)", "${X}", "`id`", "null", "true",
     ]);
-    prop::collection::vec(pieces, 0..40).prop_map(|v| v.concat())
+    // Mostly short; one in four repeated into a very long value (up to ~10 kB).
+    let times = prop::sample::select(vec![1usize, 1, 1, 40]);
+    (prop::collection::vec(pieces, 0..40), times).prop_map(|(v, n)| v.concat().repeat(n))
 }
 
 static BASELINE: LazyLock<BTreeMap<String, Vec<(String, String)>>> = LazyLock::new(|| {
@@ -1029,4 +1031,49 @@ fn declared_exceptions_excuse_only_their_rule_and_container() {
     let bp = Blueprint::from_folder(&path, true).unwrap();
     let findings = lint_blueprint(&bp);
     assert!(findings.is_empty(), "{findings:#?}");
+}
+
+/// The built-ins must stay on the fast YAML path (serde_yaml is the slow fallback);
+/// debug builds also check every fast answer against serde_yaml.
+#[test]
+fn builtin_templates_stay_on_the_fast_yaml_path() {
+    let tls = PlatformSettings {
+        tls_issuer: Some("letsencrypt".into()),
+        storage_class: Some("fast".into()),
+        ..PlatformSettings::default()
+    };
+    for bp in CATALOG.iter() {
+        let secrets = fixed_secrets(bp);
+        for (params, platform) in [
+            (json!({}), PlatformSettings::default()),
+            (
+                json!({"plan": "large", "domain": "a.example.com"}),
+                tls.clone(),
+            ),
+        ] {
+            let input = RenderInput {
+                store: &store(),
+                params: &params,
+                secrets: &secrets,
+                platform: &platform,
+            };
+            let prepared = bp.prepare(&input).unwrap();
+            for spec in &bp.manifest().templates {
+                let text = bp
+                    .env
+                    .get_template(&spec.file)
+                    .unwrap()
+                    .render(&prepared.ctx)
+                    .unwrap();
+                for (line, doc) in render::split_documents(&text) {
+                    assert!(
+                        yaml::parse(doc).is_some(),
+                        "{} {} document at line {line} needs serde_yaml:\n{doc}",
+                        bp.name,
+                        spec.file
+                    );
+                }
+            }
+        }
+    }
 }

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set,
 };
 use uuid::Uuid;
 
@@ -165,6 +165,38 @@ impl Db {
             .map(Store::try_from)
             .collect::<Result<_, _>>()
             .map_err(DbError::Query)
+    }
+
+    /// The latest event of each of these stores, in one query (for a page of stores:
+    /// their current phase). Stores without events are absent from the result.
+    pub async fn latest_events(&self, store_ids: &[Uuid]) -> Result<Vec<StoreEvent>, DbError> {
+        if store_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let latest = store_events::Entity::find()
+            .select_only()
+            .column_as(store_events::Column::Id.max(), "id")
+            .filter(store_events::Column::StoreId.is_in(store_ids.iter().copied()))
+            .group_by(store_events::Column::StoreId)
+            .into_query();
+        store_events::Entity::find()
+            .filter(store_events::Column::Id.in_subquery(latest))
+            .all(&self.conn)
+            .await
+            .map_err(self.e())?
+            .into_iter()
+            .map(StoreEvent::try_from)
+            .collect::<Result<_, _>>()
+            .map_err(DbError::Query)
+    }
+
+    /// How many stores a user has, whatever their status (what the store limit counts).
+    pub async fn count_user_stores(&self, user_id: Uuid) -> Result<u64, DbError> {
+        stores::Entity::find()
+            .filter(stores::Column::UserId.eq(user_id))
+            .count(&self.conn)
+            .await
+            .map_err(self.e())
     }
 
     /// How many stores there are in each status; every status is listed, zeros too.

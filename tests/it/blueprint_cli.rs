@@ -271,3 +271,18 @@ fn blueprint_list_and_lint() {
     let out = storeplane(&["blueprint", "list", "--blueprints-dir", dir_arg]);
     assert!(text(&out.stdout).contains("(overrides built-in)"));
 }
+
+#[test]
+fn a_missing_blueprints_dir_is_bad_input() {
+    assert_bad_input(
+        &storeplane(&[
+            "render",
+            "woocommerce",
+            "--name",
+            "shop",
+            "--blueprints-dir",
+            "/nonexistent/blueprints",
+        ]),
+        &["cannot read /nonexistent/blueprints"],
+    );
+}

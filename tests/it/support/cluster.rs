@@ -171,6 +171,19 @@ async fn config_for(source: &Source) -> Result<Config, String> {
     }
 }
 
+/// The client configuration of the test cluster (see the module docs for which
+/// cluster), for tests that need to change it, e.g. to impersonate a ServiceAccount.
+/// Like [`kube_client`], the first call in a process may start the local testenv.
+pub async fn kube_config() -> Config {
+    let source = tokio::task::spawn_blocking(source)
+        .await
+        .expect("resolving the test cluster panicked")
+        .unwrap_or_else(|e| panic!("no Kubernetes cluster for the integration tests: {e}"));
+    config_for(&source)
+        .await
+        .unwrap_or_else(|e| panic!("no Kubernetes cluster for the integration tests: {e}"))
+}
+
 /// A client for the test cluster (see the module docs for which cluster). The first
 /// call in a process may start the local testenv. Panics, naming the reason and the
 /// component logs, when no cluster is reachable: integration tests never skip.

@@ -3,3 +3,4 @@
 
 pub mod cluster;
 pub mod db;
+pub mod server;

@@ -1,0 +1,77 @@
+// The signed-in session: the bearer token from `login` and the account it belongs to.
+//
+// Kept in sessionStorage: it survives a reload of the tab and is forgotten when the tab
+// closes; other tabs sign in on their own. Any script running on this origin could read
+// it (that is the trade-off against an HttpOnly cookie, which the bearer-only API does
+// not offer); the server's Content-Security-Policy (`script-src 'self'`) is what keeps
+// foreign scripts out. The token is never put in a URL.
+import type { Me, Session } from "./types";
+
+const KEY = "storeplane.session";
+
+export interface SignedIn {
+  token: string;
+  expiresAt: string;
+  user: Me;
+}
+
+/** Why the last session ended, for the sign-in page to say. */
+export type EndReason = "signed-out" | "expired" | null;
+
+interface State {
+  session: SignedIn | null;
+  ended: EndReason;
+}
+
+const listeners = new Set<() => void>();
+let state: State = { session: read(), ended: null };
+
+function read(): SignedIn | null {
+  try {
+    const raw = globalThis.sessionStorage?.getItem(KEY);
+    if (!raw) return null;
+    const parsed = JSON.parse(raw) as Partial<SignedIn>;
+    if (typeof parsed.token !== "string" || typeof parsed.expiresAt !== "string" || !parsed.user) return null;
+    if (Date.parse(parsed.expiresAt) <= Date.now()) return null;
+    return parsed as SignedIn;
+  } catch {
+    return null;
+  }
+}
+
+function set(next: State): void {
+  state = next;
+  try {
+    if (next.session) sessionStorage.setItem(KEY, JSON.stringify(next.session));
+    else sessionStorage.removeItem(KEY);
+  } catch {
+    // Storage may be unavailable (private mode quotas); the session then lasts until reload.
+  }
+  for (const l of listeners) l();
+}
+
+export function subscribe(listener: () => void): () => void {
+  listeners.add(listener);
+  return () => listeners.delete(listener);
+}
+
+export function snapshot(): State {
+  return state;
+}
+
+export function token(): string | null {
+  return state.session?.token ?? null;
+}
+
+export function signedIn(s: Session): void {
+  set({ session: { token: s.token, expiresAt: s.expires_at, user: s.user }, ended: null });
+}
+
+/** The account changed (e.g. `getMe` after a reload): keep the token, refresh the user. */
+export function updateUser(user: Me): void {
+  if (state.session) set({ ...state, session: { ...state.session, user } });
+}
+
+export function end(reason: Exclude<EndReason, null>): void {
+  if (state.session || state.ended !== reason) set({ session: null, ended: reason });
+}

@@ -1,0 +1,199 @@
+// One store kept up to date: its DTO and its event log. Follows the server-sent event
+// stream (`streamStoreEvents`, read with fetch so the token stays in a header),
+// reconnecting with `Last-Event-ID` after a dropped connection; after three failed
+// attempts in a row it falls back to asking `getStore` and `listStoreEvents` every five
+// seconds. Framework-free; `useStoreFeed` binds it to React.
+import { useEffect, useMemo, useSyncExternalStore } from "react";
+import { api, unwrap } from "../api/client";
+import { ApiProblem, toProblem } from "../api/problem";
+import { readEventStream, type SseMessage } from "../api/sse";
+import type { Store, StoreEvent } from "../api/types";
+
+export type FeedMode = "connecting" | "live" | "reconnecting" | "polling" | "ended";
+
+export interface FeedState {
+  store: Store | null;
+  events: StoreEvent[];
+  mode: FeedMode;
+  /** The store is gone (deleted, or never visible to this account). */
+  gone: boolean;
+  /** The last error, when it matters to the person (not found, server unreachable). */
+  error: ApiProblem | null;
+}
+
+export interface FeedOptions {
+  pollMs: number;
+  maxStreamFailures: number;
+  backoffMs: number;
+}
+
+const DEFAULTS: FeedOptions = { pollMs: 5000, maxStreamFailures: 3, backoffMs: 1000 };
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener("abort", () => { clearTimeout(t); resolve(); }, { once: true });
+  });
+}
+
+function isAbort(e: unknown): boolean {
+  return e instanceof DOMException && e.name === "AbortError";
+}
+
+export class StoreFeed {
+  private state: FeedState = { store: null, events: [], mode: "connecting", gone: false, error: null };
+  private readonly listeners = new Set<() => void>();
+  private controller: AbortController | null = null;
+  private readonly opts: FeedOptions;
+
+  constructor(readonly id: string, opts: Partial<FeedOptions> = {}) {
+    this.opts = { ...DEFAULTS, ...opts };
+  }
+
+  subscribe = (listener: () => void): (() => void) => {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  };
+
+  getState = (): FeedState => this.state;
+
+  private update(patch: Partial<FeedState>): void {
+    this.state = { ...this.state, ...patch };
+    for (const l of this.listeners) l();
+  }
+
+  /** A fresher store from an action (retry, delete) on this page. */
+  setStore(store: Store): void {
+    this.update({ store });
+  }
+
+  private get lastId(): number | undefined {
+    return this.state.events.at(-1)?.id;
+  }
+
+  private addEvents(events: StoreEvent[]): void {
+    const last = this.lastId ?? -1;
+    const fresh = events.filter((e) => e.id > last);
+    if (fresh.length) this.update({ events: [...this.state.events, ...fresh] });
+  }
+
+  private goneWith(error: ApiProblem | null): void {
+    this.update({ gone: true, mode: "ended", error });
+  }
+
+  start(): void {
+    this.stop();
+    const controller = new AbortController();
+    this.controller = controller;
+    void this.run(controller.signal);
+  }
+
+  stop(): void {
+    this.controller?.abort();
+    this.controller = null;
+  }
+
+  private async run(signal: AbortSignal): Promise<void> {
+    try {
+      const store = await unwrap(api.GET("/api/stores/{id}", { params: { path: { id: this.id } }, signal }));
+      this.update({ store, error: null });
+    } catch (e) {
+      if (isAbort(e) || signal.aborted) return;
+      if (e instanceof ApiProblem && e.status === 404) return this.goneWith(e);
+      this.update({ error: e instanceof ApiProblem ? e : null });
+    }
+    let failures = 0;
+    while (!signal.aborted && !this.state.gone) {
+      let received = false;
+      try {
+        await this.stream(signal, () => {
+          received = true;
+        });
+      } catch (e) {
+        if (isAbort(e) || signal.aborted) return;
+        if (e instanceof ApiProblem && e.status === 404) return this.goneWith(e);
+        if (e instanceof ApiProblem && e.status === 401) return this.update({ mode: "ended" });
+      }
+      if (this.state.gone || signal.aborted) return;
+      failures = received ? 0 : failures + 1;
+      if (failures >= this.opts.maxStreamFailures) return this.poll(signal);
+      this.update({ mode: "reconnecting" });
+      await sleep(this.opts.backoffMs * 2 ** Math.max(0, failures - 1), signal);
+    }
+  }
+
+  private async stream(signal: AbortSignal, onMessage: () => void): Promise<void> {
+    const last = this.lastId;
+    const { data, error, response } = await api.GET("/api/stores/{id}/events/stream", {
+      params: { path: { id: this.id }, header: last === undefined ? {} : { "Last-Event-ID": last } },
+      parseAs: "stream",
+      signal,
+    });
+    if (!response.ok || !data) {
+      throw toProblem(error ?? "the event stream could not be opened", response);
+    }
+    this.update({ mode: "live", error: null });
+    await readEventStream(data, (m) => {
+      onMessage();
+      this.message(m);
+    });
+  }
+
+  private message(m: SseMessage): void {
+    let body: unknown;
+    try {
+      body = JSON.parse(m.data);
+    } catch {
+      return;
+    }
+    // The stream's data is JSON of the spec's Event, Store and StoreDeleted schemas (see
+    // `streamStoreEvents`); the event name says which.
+    switch (m.event) {
+      case "store_event":
+        this.addEvents([body as StoreEvent]);
+        break;
+      case "store":
+        this.update({ store: body as Store });
+        break;
+      case "deleted":
+        this.goneWith(null);
+        break;
+      default:
+        break;
+    }
+  }
+
+  /** The fallback: the store and new events every `pollMs`. */
+  private async poll(signal: AbortSignal): Promise<void> {
+    this.update({ mode: "polling" });
+    while (!signal.aborted && !this.state.gone) {
+      try {
+        const page = await unwrap(
+          api.GET("/api/stores/{id}/events", {
+            params: { path: { id: this.id }, query: { after: this.lastId, limit: 1000 } },
+            signal,
+          }),
+        );
+        this.addEvents(page.items);
+        const store = await unwrap(api.GET("/api/stores/{id}", { params: { path: { id: this.id } }, signal }));
+        this.update({ store, error: null });
+      } catch (e) {
+        if (isAbort(e) || signal.aborted) return;
+        if (e instanceof ApiProblem && e.status === 404) return this.goneWith(null);
+        if (e instanceof ApiProblem && e.status === 401) return this.update({ mode: "ended" });
+        this.update({ error: e instanceof ApiProblem ? e : null });
+      }
+      await sleep(this.opts.pollMs, signal);
+    }
+  }
+}
+
+/** The live state of one store while the component is mounted. */
+export function useStoreFeed(id: string): [FeedState, StoreFeed] {
+  const feed = useMemo(() => new StoreFeed(id), [id]);
+  useEffect(() => {
+    feed.start();
+    return () => feed.stop();
+  }, [feed]);
+  return [useSyncExternalStore(feed.subscribe, feed.getState), feed];
+}

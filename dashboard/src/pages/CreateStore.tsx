@@ -1,0 +1,246 @@
+// The create-store form: a name, an engine, and the engine's parameters as fields built
+// from its JSON Schema (`getBlueprint`). The API validates; what it refuses is shown at
+// the field it names (`name`, `engine`, `params/storage/database`) and summarised at the
+// top, with anything the form has no field for.
+import { useEffect, useMemo, useState, type FormEvent } from "react";
+import { api, unwrap } from "../api/client";
+import { ApiProblem, describe } from "../api/problem";
+import type { Blueprint, BlueprintSummary } from "../api/types";
+import { ErrorSummary, type SummaryItem } from "../components/ErrorSummary";
+import { FieldShell } from "../components/FieldShell";
+import { ErrorNotice } from "../components/Notice";
+import { Page } from "../components/Page";
+import { SchemaForm, fieldId } from "../components/SchemaForm";
+import {
+  fieldsOf,
+  initialValues,
+  leaves,
+  routeErrors,
+  toParams,
+  type FormValue,
+  type FormValues,
+  type JsonSchema,
+} from "../lib/jsonSchema";
+import { engineName } from "../lib/labels";
+import { Link, navigate } from "../lib/router";
+
+const PREFIX = "param";
+
+interface Refusal {
+  title: string;
+  detail?: string;
+  byField: Record<string, string>;
+  items: SummaryItem[];
+}
+
+/** Every field the form has, by the API's name for it, with its label and control id. */
+function knownFields(schema: JsonSchema | null): Map<string, { label: string; id: string }> {
+  const known = new Map<string, { label: string; id: string }>([
+    ["name", { label: "Store name", id: "store-name" }],
+    ["engine", { label: "Engine", id: "engine-options" }],
+  ]);
+  if (schema) {
+    for (const f of leaves(fieldsOf(schema))) {
+      known.set(`params/${f.pointer}`, { label: f.schema.title ?? f.name, id: fieldId(PREFIX, f.pointer) });
+    }
+  }
+  return known;
+}
+
+function refusal(err: unknown, schema: JsonSchema | null): Refusal {
+  const known = knownFields(schema);
+  if (!(err instanceof ApiProblem)) return { title: "Could not create the store", detail: describe(err), byField: {}, items: [] };
+  const errors = [...err.errors];
+  if (err.slug === "duplicate-name") errors.push({ field: "name", message: err.message });
+  if (errors.length === 0) return { title: "Could not create the store", detail: err.message, byField: {}, items: [] };
+  const { byField, unplaced } = routeErrors(errors, new Set(known.keys()));
+  const items: SummaryItem[] = [
+    ...Object.entries(byField).map(([field, message]) => {
+      const k = known.get(field);
+      return { label: k?.label ?? field, message, target: k?.id };
+    }),
+    ...unplaced.map((e) => ({ label: e.field || "Request", message: e.message })),
+  ];
+  const n = items.length;
+  return { title: n === 1 ? "There is a problem with the store" : `There are ${n} problems with the store`, byField, items };
+}
+
+function EnginePicker({
+  blueprints,
+  value,
+  error,
+  onChange,
+}: {
+  blueprints: BlueprintSummary[];
+  value: string;
+  error: string | undefined;
+  onChange: (engine: string) => void;
+}) {
+  return (
+    <fieldset
+      id="engine-options"
+      className={`group engines${error ? " field-invalid" : ""}`}
+      aria-invalid={error ? true : undefined}
+      aria-describedby={error ? "engine-error" : undefined}
+      tabIndex={-1}
+    >
+      <legend>Engine</legend>
+      {error ? (
+        <p id="engine-error" className="field-error">
+          <span aria-hidden="true">⚠ </span>
+          {error}
+        </p>
+      ) : null}
+      {blueprints.map((b) => (
+        <div className="engine" key={b.engine}>
+          <input
+            type="radio"
+            id={`engine-${b.engine}`}
+            name="engine"
+            value={b.engine}
+            checked={value === b.engine}
+            onChange={() => onChange(b.engine)}
+            aria-describedby={`engine-${b.engine}-help`}
+          />
+          <label htmlFor={`engine-${b.engine}`}>{engineName(b.engine)}</label>
+          <p id={`engine-${b.engine}-help`} className="field-help">
+            {b.description} · blueprint {b.version} · plans: {b.plans.join(", ")}
+          </p>
+        </div>
+      ))}
+    </fieldset>
+  );
+}
+
+export function CreateStore() {
+  const [blueprints, setBlueprints] = useState<BlueprintSummary[] | null>(null);
+  const [engine, setEngine] = useState("");
+  const [blueprint, setBlueprint] = useState<Blueprint | null>(null);
+  const [name, setName] = useState("");
+  const [values, setValues] = useState<FormValues>({});
+  const [loadError, setLoadError] = useState<string | null>(null);
+  const [refused, setRefused] = useState<Refusal | null>(null);
+  const [busy, setBusy] = useState(false);
+
+  useEffect(() => {
+    const c = new AbortController();
+    unwrap(api.GET("/api/blueprints", { signal: c.signal }))
+      .then((list) => {
+        setBlueprints(list);
+        setEngine((e) => e || (list.find((b) => b.engine === "woocommerce") ?? list[0])?.engine || "");
+      })
+      .catch((e: unknown) => {
+        if (!c.signal.aborted) setLoadError(describe(e));
+      });
+    return () => c.abort();
+  }, []);
+
+  useEffect(() => {
+    if (!engine) return;
+    const c = new AbortController();
+    setBlueprint(null);
+    unwrap(api.GET("/api/blueprints/{engine}", { params: { path: { engine } }, signal: c.signal }))
+      .then((bp) => {
+        setBlueprint(bp);
+        setValues(initialValues(bp.parameters as JsonSchema)); // see `schema` below
+      })
+      .catch((e: unknown) => {
+        if (!c.signal.aborted) setLoadError(describe(e));
+      });
+    return () => c.abort();
+  }, [engine]);
+
+  // The spec types `parameters` as an open JSON object; it is a JSON Schema document.
+  const schema = useMemo(() => (blueprint ? (blueprint.parameters as JsonSchema) : null), [blueprint]);
+
+  const paramErrors = useMemo(() => {
+    const out: Record<string, string> = {};
+    for (const [field, message] of Object.entries(refused?.byField ?? {})) {
+      if (field.startsWith("params/")) out[field.slice("params/".length)] = message;
+    }
+    return out;
+  }, [refused]);
+
+  async function submit(e: FormEvent) {
+    e.preventDefault();
+    if (!schema || busy) return;
+    setBusy(true);
+    try {
+      const params = toParams(schema, values);
+      const store = await unwrap(
+        api.POST("/api/stores", {
+          body: { name: name.trim(), engine, ...(Object.keys(params).length ? { params } : {}) },
+        }),
+      );
+      navigate(`/stores/${store.id}`, { notice: `Store “${store.name}” requested; provisioning has started.` });
+    } catch (err) {
+      setRefused(refusal(err, schema));
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  return (
+    <Page title="New store">
+      {loadError ? <ErrorNotice title="Could not load the engines">{loadError}</ErrorNotice> : null}
+      {refused ? <ErrorSummary title={refused.title} detail={refused.detail} items={refused.items} /> : null}
+      <form className="form" onSubmit={(e) => void submit(e)} noValidate aria-busy={busy}>
+        <FieldShell
+          id="store-name"
+          label="Store name"
+          required
+          error={refused?.byField.name}
+          help="Lowercase letters a-z, digits and '-', starting with a letter (a DNS label). Unique among your stores; it becomes part of the store's address."
+          hints={["1 to 40 characters"]}
+        >
+          <input
+            type="text"
+            name="name"
+            autoComplete="off"
+            spellCheck={false}
+            autoCapitalize="none"
+            value={name}
+            onChange={(e) => setName(e.target.value)}
+          />
+        </FieldShell>
+        {blueprints ? (
+          <EnginePicker
+            blueprints={blueprints}
+            value={engine}
+            error={refused?.byField.engine}
+            onChange={(e) => {
+              setEngine(e);
+              setRefused(null); // its messages were about the other engine's fields
+            }}
+          />
+        ) : (
+          <p className="muted" role="status">Loading engines…</p>
+        )}
+        {schema ? (
+          <fieldset className="group params">
+            <legend>{schema.title ?? `${engineName(engine)} settings`}</legend>
+            <p className="group-help">Every setting has a default; change only what you need.</p>
+            <SchemaForm
+              schema={schema}
+              values={values}
+              errors={paramErrors}
+              idPrefix={PREFIX}
+              disabled={busy}
+              onChange={(pointer: string, value: FormValue) => setValues((v) => ({ ...v, [pointer]: value }))}
+            />
+          </fieldset>
+        ) : engine ? (
+          <p className="muted" role="status">Loading {engineName(engine)} settings…</p>
+        ) : null}
+        <div className="actions">
+          <button type="submit" className="button button-primary" disabled={busy || !schema}>
+            {busy ? "Creating…" : "Create store"}
+          </button>
+          <Link href="/" className="button">
+            Cancel
+          </Link>
+        </div>
+      </form>
+    </Page>
+  );
+}

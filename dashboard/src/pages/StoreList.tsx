@@ -1,0 +1,194 @@
+// The signed-in account's stores: name, engine, status (with the current phase while
+// provisioning, the reason when failed), URLs and age. Refreshes every five seconds while
+// any store is provisioning or deleting; explains what to do when there are none.
+import { useCallback, useEffect, useRef, useState } from "react";
+import { api, unwrap } from "../api/client";
+import { describe } from "../api/problem";
+import type { Store } from "../api/types";
+import { ErrorNotice, InfoNotice } from "../components/Notice";
+import { Page } from "../components/Page";
+import { StatusBadge, isBusy } from "../components/StatusBadge";
+import { engineName } from "../lib/labels";
+import { Link, useLocation } from "../lib/router";
+import { ago, exact, useNow } from "../lib/time";
+
+const REFRESH_MS = 5000;
+const PAGE = 20;
+
+function Urls({ store }: { store: Store }) {
+  if (store.urls.length === 0) return <span className="muted">{store.status === "provisioning" ? "not yet" : "none"}</span>;
+  return (
+    <ul className="urls">
+      {store.urls.map((u) => (
+        <li key={u.name}>
+          <a href={u.url} target="_blank" rel="noopener noreferrer">
+            {u.name}
+            <span className="visually-hidden"> of {store.name} (opens in a new tab)</span>
+          </a>
+        </li>
+      ))}
+    </ul>
+  );
+}
+
+function StatusCell({ store }: { store: Store }) {
+  return (
+    <>
+      <StatusBadge status={store.status} />
+      {isBusy(store.status) ? (
+        <span className="phase" title={store.progress.message}>
+          {store.progress.message}
+        </span>
+      ) : null}
+      {store.status === "failed" && store.error_message ? (
+        <span className="phase phase-failed" title={store.error_message}>
+          {store.error_message}
+        </span>
+      ) : null}
+    </>
+  );
+}
+
+function summary(stores: Store[]): string {
+  const busy = stores.filter((s) => s.status === "provisioning").length;
+  const failed = stores.filter((s) => s.status === "failed").length;
+  const parts = [`${stores.length} ${stores.length === 1 ? "store" : "stores"}`];
+  if (busy) parts.push(`${busy} provisioning`);
+  if (failed) parts.push(`${failed} failed`);
+  return parts.join(" · ");
+}
+
+function Empty() {
+  return (
+    <section className="empty" aria-labelledby="empty-title">
+      <h2 id="empty-title">You have no stores yet</h2>
+      <p>
+        A store is an isolated WooCommerce or Medusa shop with a Kubernetes namespace of its own. Choose an engine, give
+        the store a name, and Storeplane provisions it; this page shows its progress and its address when it is ready.
+      </p>
+      <Link href="/stores/new" className="button button-primary">
+        Create your first store
+      </Link>
+    </section>
+  );
+}
+
+export function StoreList() {
+  const { notice } = useLocation();
+  const now = useNow();
+  const [stores, setStores] = useState<Store[] | null>(null);
+  const [next, setNext] = useState<string | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [loadingMore, setLoadingMore] = useState(false);
+  const shown = useRef(PAGE);
+
+  const load = useCallback(async (signal?: AbortSignal) => {
+    try {
+      const page = await unwrap(
+        api.GET("/api/stores", { params: { query: { limit: Math.min(100, shown.current) } }, signal }),
+      );
+      setStores(page.items);
+      setNext(page.next_cursor ?? null);
+      setError(null);
+    } catch (e) {
+      if (signal?.aborted) return;
+      setError(describe(e));
+    }
+  }, []);
+
+  useEffect(() => {
+    const c = new AbortController();
+    void load(c.signal);
+    return () => c.abort();
+  }, [load]);
+
+  const busy = stores?.some((s) => isBusy(s.status)) ?? false;
+  useEffect(() => {
+    if (!busy) return;
+    const c = new AbortController();
+    const t = setInterval(() => void load(c.signal), REFRESH_MS);
+    return () => {
+      clearInterval(t);
+      c.abort();
+    };
+  }, [busy, load]);
+
+  async function more() {
+    if (!next) return;
+    setLoadingMore(true);
+    try {
+      const page = await unwrap(api.GET("/api/stores", { params: { query: { limit: PAGE, cursor: next } } }));
+      setStores((s) => [...(s ?? []), ...page.items]);
+      shown.current += page.items.length;
+      setNext(page.next_cursor ?? null);
+    } catch (e) {
+      setError(describe(e));
+    } finally {
+      setLoadingMore(false);
+    }
+  }
+
+  return (
+    <Page
+      title="Stores"
+      actions={
+        <Link href="/stores/new" className="button button-primary">
+          New store
+        </Link>
+      }
+    >
+      {notice ? <InfoNotice>{notice}</InfoNotice> : null}
+      {error ? <ErrorNotice title="Could not load your stores">{error}</ErrorNotice> : null}
+      {stores === null && !error ? <p className="muted" role="status">Loading your stores…</p> : null}
+      {stores !== null && stores.length === 0 ? <Empty /> : null}
+      {stores !== null && stores.length > 0 ? (
+        <>
+          <p className="muted" aria-live="polite">
+            {summary(stores)}
+            {busy ? " · refreshing every 5 s" : ""}
+          </p>
+          <table className="stores" role="table">
+            <caption className="visually-hidden">Your stores</caption>
+            <thead>
+              <tr role="row">
+                <th scope="col" role="columnheader">Name</th>
+                <th scope="col" role="columnheader">Engine</th>
+                <th scope="col" role="columnheader">Status</th>
+                <th scope="col" role="columnheader">URLs</th>
+                <th scope="col" role="columnheader">Age</th>
+              </tr>
+            </thead>
+            <tbody>
+              {stores.map((s) => (
+                <tr key={s.id} role="row" data-store={s.name}>
+                  <th scope="row" role="rowheader" data-label="Name">
+                    <Link href={`/stores/${s.id}`}>{s.name}</Link>
+                  </th>
+                  <td role="cell" data-label="Engine">{engineName(s.engine)}</td>
+                  <td role="cell" data-label="Status">
+                    <StatusCell store={s} />
+                  </td>
+                  <td role="cell" data-label="URLs">
+                    <Urls store={s} />
+                  </td>
+                  <td role="cell" data-label="Age">
+                    <time dateTime={s.created_at} title={exact(s.created_at)}>
+                      {ago(s.created_at, now)}
+                    </time>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+          {next ? (
+            <div className="actions">
+              <button type="button" className="button" onClick={() => void more()} disabled={loadingMore}>
+                {loadingMore ? "Loading…" : "Show more stores"}
+              </button>
+            </div>
+          ) : null}
+        </>
+      ) : null}
+    </Page>
+  );
+}

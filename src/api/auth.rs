@@ -1,0 +1,121 @@
+//! Bearer-token authentication: the `bearerAuth` security scheme of the spec, and
+//! turning a token into the calling account. Tokens are looked up by their SHA-256
+//! (`crate::auth::hash_token`); a verified token is remembered for a few seconds so
+//! that a burst of requests costs one database lookup.
+//!
+//! Must not log tokens or their hashes.
+
+use super::problem::ApiError;
+use super::state::AppState;
+use crate::db::{Role, User};
+use chrono::{DateTime, Utc};
+use poem_openapi::SecurityScheme;
+use poem_openapi::auth::Bearer;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A bearer token from `POST /api/auth/login`, sent as `Authorization: Bearer <token>`.
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer", bearer_format = "opaque")]
+pub struct BearerAuth(pub Bearer);
+
+/// The account a request is made by.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: User,
+    /// The hash of the token it authenticated with (logout deletes it).
+    pub token_hash: String,
+}
+
+impl Caller {
+    pub fn is_admin(&self) -> bool {
+        self.user.role == Role::Admin
+    }
+}
+
+/// How long a verified token is trusted without asking the database again. A token
+/// revoked on another replica keeps working here for at most this long.
+pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(5);
+/// Most tokens remembered; the cache is emptied when it is full.
+const TOKEN_CACHE_MAX: usize = 10_000;
+
+struct Cached {
+    user: User,
+    expires_at: Option<DateTime<Utc>>,
+    fetched: Instant,
+}
+
+/// Recently verified tokens, by hash.
+#[derive(Default)]
+pub struct TokenCache {
+    entries: Mutex<HashMap<String, Cached>>,
+}
+
+impl TokenCache {
+    fn get(&self, hash: &str, now: DateTime<Utc>) -> Option<User> {
+        let entries = self.entries.lock().ok()?;
+        let c = entries.get(hash)?;
+        let fresh = c.fetched.elapsed() < TOKEN_CACHE_TTL;
+        let valid = c.expires_at.is_none_or(|t| t > now);
+        (fresh && valid).then(|| c.user.clone())
+    }
+
+    fn put(&self, hash: String, user: User, expires_at: Option<DateTime<Utc>>) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= TOKEN_CACHE_MAX {
+                entries.clear();
+            }
+            entries.insert(
+                hash,
+                Cached {
+                    user,
+                    expires_at,
+                    fetched: Instant::now(),
+                },
+            );
+        }
+    }
+
+    /// Forgets a token (logout).
+    pub fn evict(&self, hash: &str) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(hash);
+        }
+    }
+}
+
+fn invalid_token() -> ApiError {
+    ApiError::unauthorized(
+        "the bearer token is unknown, revoked or expired; sign in again with POST \
+         /api/auth/login",
+    )
+}
+
+/// The account behind the request's bearer token, or 401.
+pub async fn authenticate(state: &AppState, auth: &BearerAuth) -> Result<Caller, ApiError> {
+    let token = auth.0.token.trim();
+    if !token.starts_with(crate::auth::TOKEN_PREFIX) || token.len() > 200 {
+        return Err(invalid_token());
+    }
+    let hash = crate::auth::hash_token(token);
+    let now = Utc::now();
+    if let Some(user) = state.tokens.get(&hash, now) {
+        return Ok(Caller {
+            user,
+            token_hash: hash,
+        });
+    }
+    match state.db.user_for_token(&hash, now).await? {
+        Some((user, record)) => {
+            state
+                .tokens
+                .put(hash.clone(), user.clone(), record.expires_at);
+            Ok(Caller {
+                user,
+                token_hash: hash,
+            })
+        }
+        None => Err(invalid_token()),
+    }
+}

@@ -1,0 +1,323 @@
+//! The edge of every request, outermost: a request id (`X-Request-Id`, echoed; an
+//! incoming one is kept when it is short and plain), the client IP (peer address, or
+//! the first `X-Forwarded-For` hop when trusted), the body size limit (413), the rate
+//! limits of `/api` routes, the mapping of every error to a problem+json response,
+//! security headers like helmet's, Prometheus counters by route template, and one
+//! access log line per request (method, route, status, duration, client IP; the
+//! request id comes from the span) — never headers, bodies or tokens.
+
+use super::limits::{Limits, RATELIMIT, RATELIMIT_POLICY, Verdict};
+use super::problem::{ApiError, to_api_error};
+use super::state::{AppState, BodyLimit};
+use crate::metrics::{HttpLabels, Metrics};
+use poem::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use poem::{Endpoint, IntoResponse, Request, Response};
+use poem_openapi::OperationId;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::Instrument as _;
+
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The Content-Security-Policy of every response but Swagger UI's.
+pub const CSP: &str = "default-src 'self'; base-uri 'self'; font-src 'self' data:; \
+    form-action 'self'; frame-ancestors 'none'; img-src 'self' data:; object-src 'none'; \
+    script-src 'self'; style-src 'self' 'unsafe-inline'; upgrade-insecure-requests";
+
+/// Swagger UI's: its page is one HTML document with inline script and style.
+pub const DOCS_CSP: &str = "default-src 'self'; base-uri 'self'; font-src 'self' data:; \
+    form-action 'self'; frame-ancestors 'none'; img-src 'self' data:; object-src 'none'; \
+    script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; \
+    upgrade-insecure-requests";
+
+const HSTS: &str = "max-age=31536000; includeSubDomains";
+
+/// What the edge needs to know.
+pub struct EdgeConfig {
+    pub metrics: Metrics,
+    /// `None`: nothing is rate limited (the orchestrator's probe listener).
+    pub state: Option<Arc<AppState>>,
+    pub hsts: bool,
+    pub trust_forwarded_for: bool,
+    pub max_body_bytes: usize,
+    /// operationId → route template, for metrics and logs.
+    pub routes: HashMap<String, String>,
+    /// Route template → the methods it answers, for `Allow` on 405.
+    pub methods: Vec<(String, String)>,
+}
+
+pub struct Edge<E> {
+    inner: E,
+    config: Arc<EdgeConfig>,
+}
+
+impl<E> Edge<E> {
+    pub fn new(inner: E, config: EdgeConfig) -> Self {
+        Edge {
+            inner,
+            config: Arc::new(config),
+        }
+    }
+}
+
+fn usable_request_id(v: &str) -> bool {
+    (1..=128).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+fn client_ip(req: &Request, trust_forwarded_for: bool) -> IpAddr {
+    if trust_forwarded_for
+        && let Some(first) = req
+            .header("x-forwarded-for")
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse::<IpAddr>().ok())
+    {
+        return first;
+    }
+    req.remote_addr()
+        .as_socket_addr()
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
+
+/// Whether the path is rate limited: the API, except its spec.
+fn is_limited(path: &str) -> bool {
+    (path == "/api" || path.starts_with("/api/")) && path != "/api/openapi.json"
+}
+
+impl<E: Endpoint> Endpoint for Edge<E> {
+    type Output = Response;
+
+    async fn call(&self, mut req: Request) -> poem::Result<Response> {
+        let started = Instant::now();
+        let config = self.config.clone();
+        let request_id = req
+            .header(X_REQUEST_ID)
+            .filter(|v| usable_request_id(v))
+            .map(str::to_owned)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let ip = client_ip(&req, config.trust_forwarded_for);
+        req.set_data(BodyLimit(config.max_body_bytes));
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let span = tracing::info_span!("request", request_id = %request_id);
+
+        async move {
+            let mut verdicts: Vec<Verdict> = Vec::new();
+            let result = self.guard(&req, ip, &mut verdicts);
+            let result = match result {
+                Ok(()) => self.inner.call(req).await.map(IntoResponse::into_response),
+                Err(e) => Err(poem::Error::from(e)),
+            };
+            let (mut resp, operation) = match result {
+                Ok(resp) => {
+                    let op = resp.data::<OperationId>().map(|o| o.0);
+                    (resp, op)
+                }
+                Err(err) => {
+                    let op = err.data::<OperationId>().map(|o| o.0);
+                    let mut api = to_api_error(&err);
+                    if let Some(template) = op.and_then(|o| config.routes.get(o)) {
+                        name_path_params(&mut api, template);
+                    }
+                    if api.status == StatusCode::METHOD_NOT_ALLOWED
+                        && !api.headers.iter().any(|(n, _)| n == header::ALLOW)
+                        && let Some((_, allow)) = config
+                            .methods
+                            .iter()
+                            .find(|(t, _)| super::spec::matches_template(t, &path))
+                    {
+                        api = api.with_header(header::ALLOW, allow);
+                    }
+                    if api.status.is_server_error() {
+                        tracing::error!(
+                            status = api.status.as_u16(),
+                            cause = api.internal.as_deref().unwrap_or("unknown"),
+                            "request failed"
+                        );
+                    } else if let Some(cause) = &api.internal {
+                        tracing::warn!(status = api.status.as_u16(), cause = %cause, "request refused");
+                    }
+                    (api.render(Some(&path), Some(&request_id)), op)
+                }
+            };
+            let route = match operation {
+                Some(op) => config
+                    .routes
+                    .get(op)
+                    .cloned()
+                    .unwrap_or_else(|| op.to_owned()),
+                None => route_of(&path).to_owned(),
+            };
+            let headers = resp.headers_mut();
+            if !verdicts.is_empty() && !headers.contains_key(RATELIMIT) {
+                let policy: Vec<String> = verdicts.iter().map(Verdict::policy_item).collect();
+                let state: Vec<String> = verdicts.iter().map(Verdict::state_item).collect();
+                if let (Ok(p), Ok(s)) = (
+                    HeaderValue::from_str(&policy.join(", ")),
+                    HeaderValue::from_str(&state.join(", ")),
+                ) {
+                    headers.insert(RATELIMIT_POLICY, p);
+                    headers.insert(RATELIMIT, s);
+                }
+            }
+            security_headers(headers, &path, config.hsts);
+            if let Ok(v) = HeaderValue::from_str(&request_id) {
+                headers.insert(X_REQUEST_ID, v);
+            }
+            headers.remove(header::SERVER);
+            headers.remove("x-powered-by");
+
+            let status = resp.status().as_u16();
+            let elapsed = started.elapsed();
+            config
+                .metrics
+                .http_requests
+                .get_or_create(&HttpLabels {
+                    method: method.as_str().to_owned(),
+                    route: route.clone(),
+                    status,
+                })
+                .inc();
+            config
+                .metrics
+                .http_request_seconds
+                .observe(elapsed.as_secs_f64());
+            tracing::info!(
+                method = %method,
+                route = %route,
+                status,
+                duration_ms = format_args!("{:.2}", elapsed.as_secs_f64() * 1000.0),
+                client_ip = %ip,
+                "request"
+            );
+            Ok(resp)
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+impl<E> Edge<E> {
+    /// Size and rate checks before the request reaches a route.
+    fn guard(
+        &self,
+        req: &Request,
+        ip: IpAddr,
+        verdicts: &mut Vec<Verdict>,
+    ) -> Result<(), ApiError> {
+        let config = &self.config;
+        if let Some(len) = req
+            .header(header::CONTENT_LENGTH)
+            .and_then(|v| v.parse::<u64>().ok())
+            && len > config.max_body_bytes as u64
+        {
+            return Err(ApiError::payload_too_large(config.max_body_bytes));
+        }
+        let path = req.uri().path();
+        let Some(state) = &config.state else {
+            return Ok(());
+        };
+        if !is_limited(path) || req.method() == Method::OPTIONS {
+            return Ok(());
+        }
+        let limits: &Limits = &state.limits;
+        let outcome = (|| {
+            verdicts.push(limits.global.check(&ip)?);
+            if req.method() == Method::POST && path == "/api/stores" {
+                verdicts.push(limits.create.check(&ip)?);
+            }
+            if req.method() == Method::POST && path == "/api/auth/login" {
+                verdicts.push(limits.login_ip.check(&ip)?);
+            }
+            Ok(())
+        })();
+        if outcome.is_err() {
+            config.metrics.rate_limited.inc();
+        }
+        outcome
+    }
+}
+
+/// poem-openapi names path parameters `param0`, `param1`… in its errors; use the
+/// template's names (`id`).
+fn name_path_params(api: &mut ApiError, template: &str) {
+    let names: Vec<&str> = template
+        .split('/')
+        .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .collect();
+    for (i, name) in names.iter().enumerate() {
+        let internal = format!("param{i}");
+        for e in &mut api.errors {
+            if e.field == internal {
+                e.field = (*name).to_owned();
+            }
+        }
+        api.detail = api
+            .detail
+            .replace(&format!("`{internal}`"), &format!("`{name}`"));
+    }
+}
+
+/// The route label of requests no operation answered.
+fn route_of(path: &str) -> &'static str {
+    match path {
+        "/metrics" => "/metrics",
+        "/api/openapi.json" => "/api/openapi.json",
+        p if p == "/docs" || p.starts_with("/docs/") => "/docs",
+        p if p == "/api" || p.starts_with("/api/") => "unmatched",
+        _ => "dashboard",
+    }
+}
+
+fn security_headers(headers: &mut poem::http::HeaderMap, path: &str, hsts: bool) {
+    let docs = path == "/docs" || path.starts_with("/docs/");
+    let set = |headers: &mut poem::http::HeaderMap, name: &'static str, value: &'static str| {
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+    };
+    set(
+        headers,
+        "content-security-policy",
+        if docs { DOCS_CSP } else { CSP },
+    );
+    set(headers, "x-content-type-options", "nosniff");
+    set(headers, "x-frame-options", "DENY");
+    set(headers, "referrer-policy", "no-referrer");
+    set(headers, "cross-origin-opener-policy", "same-origin");
+    set(headers, "cross-origin-resource-policy", "same-origin");
+    set(headers, "x-dns-prefetch-control", "off");
+    set(headers, "x-permitted-cross-domain-policies", "none");
+    set(headers, "origin-agent-cluster", "?1");
+    if hsts {
+        set(headers, "strict-transport-security", HSTS);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_from_clients_are_kept_only_when_plain() {
+        assert!(usable_request_id("abc-123_x.y:z"));
+        assert!(!usable_request_id(""));
+        assert!(!usable_request_id("a b"));
+        assert!(!usable_request_id("a\nforged log line"));
+        assert!(!usable_request_id(&"a".repeat(129)));
+    }
+
+    #[test]
+    fn only_the_api_is_limited() {
+        assert!(is_limited("/api/stores"));
+        assert!(!is_limited("/api/openapi.json"));
+        assert!(!is_limited("/health"));
+        assert!(!is_limited("/metrics"));
+        assert!(!is_limited("/assets/app.js"));
+    }
+}

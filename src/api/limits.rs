@@ -1,0 +1,193 @@
+//! Rate limits (GCRA, with `governor`): every API request per client IP, store
+//! creations per client IP, login attempts per client IP and per account. Quotas come
+//! from `ApiSettings` (`<count>/<period>`: a burst of `count`, refilled evenly over
+//! `period`).
+//!
+//! Each limited response carries the IETF headers of
+//! draft-ietf-httpapi-ratelimit-headers-09 (structured fields):
+//! `RateLimit-Policy: "<name>";q=<count>;w=<window s>` and
+//! `RateLimit: "<name>";r=<remaining>;t=<seconds until the quota is full again>`;
+//! a refusal is a 429 problem with `Retry-After`.
+//!
+//! Owns the limiter state (bounded: [`Limits::retain_recent`] drops idle keys); it must
+//! not decide which requests are limited (the edge and the login handler do).
+
+use super::problem::ApiError;
+use crate::config::{ApiSettings, RateSpec};
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+use poem::http::{HeaderName, StatusCode, header};
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::time::Duration;
+
+type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
+
+pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+
+/// One named quota, per key.
+pub struct Limiter<K: Hash + Eq + Clone> {
+    pub name: &'static str,
+    spec: RateSpec,
+    inner: Keyed<K>,
+}
+
+/// The state of one quota after a request was let through (for the headers).
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub name: &'static str,
+    pub quota: u32,
+    pub window_secs: u64,
+    pub remaining: u32,
+    pub reset_secs: u64,
+}
+
+impl Verdict {
+    pub fn policy_item(&self) -> String {
+        format!("\"{}\";q={};w={}", self.name, self.quota, self.window_secs)
+    }
+
+    pub fn state_item(&self) -> String {
+        format!(
+            "\"{}\";r={};t={}",
+            self.name, self.remaining, self.reset_secs
+        )
+    }
+}
+
+fn ceil_secs(d: Duration) -> u64 {
+    let s = d.as_secs();
+    if d.subsec_nanos() > 0 { s + 1 } else { s }
+}
+
+impl<K: Hash + Eq + Clone> Limiter<K> {
+    pub fn new(name: &'static str, spec: RateSpec) -> Self {
+        let per_cell = spec.period / spec.count.get();
+        let quota = Quota::with_period(per_cell)
+            .unwrap_or_else(|| Quota::per_second(spec.count))
+            .allow_burst(spec.count);
+        Limiter {
+            name,
+            spec,
+            inner: RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>(),
+        }
+    }
+
+    fn interval(&self) -> Duration {
+        self.spec.period / self.spec.count.get()
+    }
+
+    /// Lets one request of `key` through, or refuses it with a 429 problem.
+    pub fn check(&self, key: &K) -> Result<Verdict, ApiError> {
+        let quota = self.spec.count.get();
+        let window_secs = ceil_secs(self.spec.period);
+        match self.inner.check_key(key) {
+            Ok(snapshot) => {
+                let remaining = snapshot.remaining_burst_capacity();
+                let used = quota.saturating_sub(remaining);
+                Ok(Verdict {
+                    name: self.name,
+                    quota,
+                    window_secs,
+                    remaining,
+                    reset_secs: ceil_secs(self.interval() * used),
+                })
+            }
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(self.inner.clock().now());
+                let retry = ceil_secs(wait).max(1);
+                let verdict = Verdict {
+                    name: self.name,
+                    quota,
+                    window_secs,
+                    remaining: 0,
+                    reset_secs: retry,
+                };
+                Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate-limited",
+                    "Too many requests",
+                    format!(
+                        "rate limit `{}` exceeded: at most {} requests per {}; retry in {retry} s",
+                        self.name,
+                        quota,
+                        humantime::format_duration(self.spec.period)
+                    ),
+                )
+                .with_header(header::RETRY_AFTER, retry.to_string())
+                .with_header(RATELIMIT_POLICY, verdict.policy_item())
+                .with_header(RATELIMIT, verdict.state_item()))
+            }
+        }
+    }
+
+    pub fn retain_recent(&self) {
+        self.inner.retain_recent();
+        self.inner.shrink_to_fit();
+    }
+}
+
+/// Every limiter of the API.
+pub struct Limits {
+    /// Every `/api` request, per client IP.
+    pub global: Limiter<IpAddr>,
+    /// `POST /api/stores`, per client IP.
+    pub create: Limiter<IpAddr>,
+    /// `POST /api/auth/login`, per client IP.
+    pub login_ip: Limiter<IpAddr>,
+    /// `POST /api/auth/login`, per normalised email address.
+    pub login_account: Limiter<String>,
+}
+
+impl Limits {
+    pub fn new(settings: &ApiSettings) -> Self {
+        Limits {
+            global: Limiter::new("global", settings.rate_limit),
+            create: Limiter::new("create", settings.create_rate_limit),
+            login_ip: Limiter::new("login", settings.login_rate_limit),
+            login_account: Limiter::new("login-account", settings.login_rate_limit),
+        }
+    }
+
+    /// Forgets keys whose quota is full again, so memory stays bounded by the clients
+    /// seen in one window.
+    pub fn retain_recent(&self) {
+        self.global.retain_recent();
+        self.create.retain_recent();
+        self.login_ip.retain_recent();
+        self.login_account.retain_recent();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn refuses_after_the_burst_with_headers() {
+        let l = Limiter::<IpAddr>::new("global", "3/1m".parse().unwrap());
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let v = l.check(&ip).unwrap();
+        assert_eq!((v.quota, v.window_secs, v.remaining), (3, 60, 2));
+        assert_eq!(v.reset_secs, 20);
+        assert_eq!(v.policy_item(), "\"global\";q=3;w=60");
+        l.check(&ip).unwrap();
+        let v = l.check(&ip).unwrap();
+        assert_eq!(v.remaining, 0);
+        let e = l.check(&ip).unwrap_err();
+        assert_eq!(e.status, StatusCode::TOO_MANY_REQUESTS);
+        let retry = e
+            .headers
+            .iter()
+            .find(|(n, _)| n == header::RETRY_AFTER)
+            .map(|(_, v)| v.to_str().unwrap().parse::<u64>().unwrap())
+            .unwrap();
+        assert!((1..=20).contains(&retry), "{retry}");
+        // Another key has its own quota.
+        assert!(l.check(&IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))).is_ok());
+    }
+}

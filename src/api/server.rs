@@ -1,0 +1,508 @@
+//! Wiring: the application endpoint (routes under the edge middleware and CORS), the
+//! HTTP server on a listener (port 0 picks a free one; [`start`] says which), graceful
+//! shutdown, and the two commands built on it: `storeplane serve` ([`run_serve`]: API,
+//! dashboard and, unless told otherwise, the orchestrator in one process) and
+//! `storeplane orchestrate` ([`run_orchestrate`]: the orchestrator with a small probe
+//! listener).
+//!
+//! Starts and stops things; request handling lives in the other modules.
+
+use super::edge::{Edge, EdgeConfig};
+use super::problem::ApiError;
+use super::spec;
+use super::state::AppState;
+use super::static_files::Dashboard;
+use super::system;
+use crate::apply::{self, Applier, ApplySettings};
+use crate::blueprint::{BlueprintError, Catalog};
+use crate::config::{
+    ApiSettings, BlueprintSettings, DatabaseSettings, OrchestratorSettings, PlatformSettings,
+    SecretSettings, SettingsError,
+};
+use crate::db::{Db, DbError};
+use crate::metrics::Metrics;
+use crate::reconcile::{Orchestrator, Waker};
+use crate::telemetry::error_chain;
+use crate::vault::{Vault, VaultError};
+use poem::endpoint::BoxEndpoint;
+use poem::http::{Method, header};
+use poem::listener::{Acceptor, Listener, TcpListener};
+use poem::middleware::Cors;
+use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How long in-flight requests may finish after shutdown starts.
+const GRACE: Duration = Duration::from_secs(10);
+/// How often idle rate-limiter keys are dropped.
+const LIMITER_CLEANUP: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error("cannot open the database")]
+    Database(#[from] DbError),
+    #[error("cannot load the blueprints")]
+    Blueprints(#[from] BlueprintError),
+    #[error("cannot load the credential encryption key")]
+    Vault(#[from] VaultError),
+    #[error(
+        "cannot connect to the cluster (the orchestrator needs one; `serve --no-orchestrator` runs without)"
+    )]
+    Cluster(#[from] apply::ConnectError),
+    #[error("cannot listen on {addr}; is another process using it? choose another with --listen")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the HTTP server failed")]
+    Server(#[source] std::io::Error),
+}
+
+/// Everything `storeplane serve` and `storeplane orchestrate` are configured with.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub database: DatabaseSettings,
+    pub secrets: SecretSettings,
+    pub blueprints: BlueprintSettings,
+    pub platform: PlatformSettings,
+    pub orchestrator: OrchestratorSettings,
+    pub api: ApiSettings,
+    /// Run the orchestrator in this process (`serve` without `--no-orchestrator`).
+    pub run_orchestrator: bool,
+}
+
+/// Dispatches by path: the spec, Swagger UI, metrics, the API operations, else the
+/// dashboard.
+struct Router {
+    api: BoxEndpoint<'static, Response>,
+    spec: Arc<String>,
+    docs: Arc<String>,
+    dashboard: Dashboard,
+    state: Arc<AppState>,
+}
+
+fn get_only(req: &Request) -> Result<(), ApiError> {
+    if req.method() == Method::GET || req.method() == Method::HEAD {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            poem::http::StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+            "Method not allowed",
+            "this endpoint is read with GET",
+        )
+        .with_header(header::ALLOW, "GET, HEAD"))
+    }
+}
+
+impl Endpoint for Router {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Response> {
+        let path = req.uri().path();
+        match path {
+            "/api/openapi.json" => {
+                get_only(&req)?;
+                Ok(Response::builder()
+                    .content_type("application/json")
+                    .header(header::CACHE_CONTROL, "no-cache")
+                    .body(self.spec.as_str().to_owned()))
+            }
+            "/docs" | "/docs/" => {
+                get_only(&req)?;
+                Ok(Response::builder()
+                    .content_type("text/html; charset=utf-8")
+                    .body(self.docs.as_str().to_owned()))
+            }
+            "/metrics" => {
+                get_only(&req)?;
+                Ok(system::metrics_response(&self.state.db, &self.state.metrics).await)
+            }
+            p if p == "/api" || p.starts_with("/api/") || p == "/health" || p == "/ready" => {
+                self.api.call(req).await
+            }
+            _ => Ok(self.dashboard.serve(&req).await?),
+        }
+    }
+}
+
+/// The whole application as one endpoint, ready to serve.
+pub fn app(state: Arc<AppState>) -> impl Endpoint<Output = Response> + 'static {
+    let service = spec::service();
+    let raw = service.spec();
+    let spec = spec::spec_json();
+    let docs = service.swagger_ui_html().replacen(&raw, &spec, 1);
+    let routes = spec::route_templates(&spec);
+    let methods = spec::route_methods(&spec);
+    let api = service.data(state.clone()).boxed();
+    let router = Router {
+        api,
+        spec: Arc::new(spec),
+        docs: Arc::new(docs),
+        dashboard: Dashboard::new(state.settings.dashboard_dir.clone()),
+        state: state.clone(),
+    };
+    let edge_config = |inner_state: Option<Arc<AppState>>| EdgeConfig {
+        metrics: state.metrics.clone(),
+        state: inner_state,
+        hsts: state.settings.hsts,
+        trust_forwarded_for: state.settings.trust_forwarded_for,
+        max_body_bytes: state.settings.max_body_bytes,
+        routes: routes.clone(),
+        methods: methods.clone(),
+    };
+    let origins: Vec<String> = state
+        .settings
+        .cors_origins
+        .iter()
+        .map(|o| o.trim().trim_end_matches('/').to_owned())
+        .filter(|o| !o.is_empty())
+        .collect();
+    let inner: BoxEndpoint<'static, Response> = if origins.is_empty() {
+        router.map_to_response().boxed()
+    } else {
+        router
+            .with(
+                Cors::new()
+                    .allow_origins(origins)
+                    .allow_methods([Method::GET, Method::POST, Method::DELETE])
+                    .allow_headers([
+                        "authorization",
+                        "content-type",
+                        "last-event-id",
+                        "x-request-id",
+                    ])
+                    .expose_headers([
+                        "location",
+                        "x-request-id",
+                        "retry-after",
+                        "ratelimit",
+                        "ratelimit-policy",
+                    ])
+                    .max_age(600),
+            )
+            .map_to_response()
+            .boxed()
+    };
+    Edge::new(inner, edge_config(Some(state.clone())))
+}
+
+/// A server running in this process.
+pub struct RunningServer {
+    /// The address it listens on (the real port when asked for port 0).
+    pub addr: SocketAddr,
+    stop: CancellationToken,
+    state: Arc<AppState>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// `http://<addr>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting connections, ends event streams, lets in-flight requests finish
+    /// (at most 10 s) and returns.
+    pub async fn stop(self) -> Result<(), ServeError> {
+        self.state.shutdown.cancel();
+        self.stop.cancel();
+        match self.task.await {
+            Ok(result) => result.map_err(ServeError::Server),
+            Err(e) => Err(ServeError::Server(std::io::Error::other(e))),
+        }
+    }
+}
+
+async fn bind(listen: &str) -> Result<(poem::listener::TcpAcceptor, SocketAddr), ServeError> {
+    let acceptor = TcpListener::bind(listen.to_owned())
+        .into_acceptor()
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: listen.to_owned(),
+            source,
+        })?;
+    let addr = acceptor
+        .local_addr()
+        .first()
+        .and_then(|a| a.as_socket_addr().copied())
+        .ok_or_else(|| ServeError::Bind {
+            addr: listen.to_owned(),
+            source: std::io::Error::other("the listener has no address"),
+        })?;
+    Ok((acceptor, addr))
+}
+
+/// Serves the API on `listen` (e.g. `127.0.0.1:0`) until [`RunningServer::stop`].
+pub async fn start(state: Arc<AppState>, listen: &str) -> Result<RunningServer, ServeError> {
+    let (acceptor, addr) = bind(listen).await?;
+    let stop = CancellationToken::new();
+    let cleanup_state = state.clone();
+    let cleanup_stop = stop.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(LIMITER_CLEANUP);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => cleanup_state.limits.retain_recent(),
+                _ = cleanup_stop.cancelled() => break,
+            }
+        }
+    });
+    let endpoint = app(state.clone());
+    let signal = stop.clone().cancelled_owned();
+    let task = tokio::spawn(async move {
+        poem::Server::new_with_acceptor(acceptor)
+            .run_with_graceful_shutdown(endpoint, signal, Some(GRACE))
+            .await
+    });
+    Ok(RunningServer {
+        addr,
+        stop,
+        state,
+        task,
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// The cluster client: required with the orchestrator; otherwise tried when
+/// `KUBECONFIG` is set, for readiness only.
+async fn cluster(required: bool) -> Result<Option<kube::Client>, ServeError> {
+    if required {
+        return Ok(Some(apply::connect().await?));
+    }
+    if std::env::var_os("KUBECONFIG").is_none() {
+        return Ok(None);
+    }
+    match apply::connect().await {
+        Ok(client) => Ok(Some(client)),
+        Err(e) => {
+            tracing::warn!(error = %error_chain(&e), "KUBECONFIG is set but no cluster client could be made; /ready will not check the cluster");
+            Ok(None)
+        }
+    }
+}
+
+/// A started orchestrator task.
+struct OrchestratorTask {
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl OrchestratorTask {
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        opts: &ServeOptions,
+        db: &Db,
+        catalog: Arc<Catalog>,
+        client: kube::Client,
+        waker: &Waker,
+        metrics: Metrics,
+    ) -> Result<OrchestratorTask, ServeError> {
+        let vault = Arc::new(Vault::load_or_create(
+            &opts.secrets.key_path(&opts.database.data_dir),
+        )?);
+        let applier = Applier::new(
+            client,
+            ApplySettings {
+                concurrency: opts.orchestrator.apply_concurrency,
+                phase_timeout: opts.orchestrator.phase_timeout,
+                ..ApplySettings::default()
+            },
+        );
+        let orchestrator = Orchestrator::new(
+            db.clone(),
+            catalog,
+            applier,
+            vault,
+            opts.orchestrator.clone(),
+            opts.platform.clone(),
+            waker,
+            metrics,
+        );
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(orchestrator.run(stop.clone()));
+        Ok(OrchestratorTask { stop, task })
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "the orchestrator task ended abnormally");
+        }
+    }
+}
+
+/// `storeplane serve`: the API and dashboard, and the orchestrator unless
+/// `run_orchestrator` is false; until SIGINT/SIGTERM. Prints one line with the URL.
+pub async fn run_serve(opts: ServeOptions) -> Result<(), ServeError> {
+    if opts.run_orchestrator {
+        opts.orchestrator.validate()?;
+    }
+    crate::auth::warm_up().await;
+    let (db, _) = Db::open(&opts.database.url()).await?;
+    let catalog = Arc::new(Catalog::load(&opts.blueprints)?);
+    let metrics = Metrics::new();
+    let waker = Waker::new(db.clone());
+    let client = cluster(opts.run_orchestrator).await?;
+    let orchestrator = match (&client, opts.run_orchestrator) {
+        (Some(client), true) => Some(OrchestratorTask::start(
+            &opts,
+            &db,
+            catalog.clone(),
+            client.clone(),
+            &waker,
+            metrics.clone(),
+        )?),
+        _ => None,
+    };
+    let state = AppState::new(
+        db.clone(),
+        catalog,
+        waker,
+        metrics,
+        opts.api.clone(),
+        client,
+    );
+    let server = start(state, &opts.api.listen).await?;
+    announce(&server.url(), opts.run_orchestrator);
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    let served = server.stop().await;
+    if let Some(o) = orchestrator {
+        o.stop().await;
+    }
+    let _ = db.close().await;
+    tracing::info!("stopped");
+    served
+}
+
+fn announce(url: &str, orchestrator: bool) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "storeplane listening on {url} (API {url}/api, docs {url}/docs{})",
+        if orchestrator {
+            ", orchestrator running"
+        } else {
+            ""
+        }
+    );
+    let _ = out.flush();
+}
+
+/// The probe listener of `storeplane orchestrate`: `/health`, `/ready`, `/metrics`.
+struct Probes {
+    db: Db,
+    kube: Option<kube::Client>,
+    metrics: Metrics,
+}
+
+impl Endpoint for Probes {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Response> {
+        get_only(&req)?;
+        match req.uri().path() {
+            "/health" => Ok(poem::web::Json(serde_json::json!({"status": "ok"})).into_response()),
+            "/ready" => {
+                let ready = system::readiness(&self.db, self.kube.as_ref()).await?;
+                Ok(poem::web::Json(serde_json::json!({
+                    "status": ready.status,
+                    "checks": ready.checks.iter().map(|c| serde_json::json!({
+                        "name": c.name, "ok": c.ok, "detail": c.detail,
+                    })).collect::<Vec<_>>(),
+                }))
+                .into_response())
+            }
+            "/metrics" => Ok(system::metrics_response(&self.db, &self.metrics).await),
+            _ => Err(
+                ApiError::not_found("the probe listener serves /health, /ready and /metrics")
+                    .into(),
+            ),
+        }
+    }
+}
+
+/// `storeplane orchestrate`: the orchestrator alone, with probes on `listen`.
+pub async fn run_orchestrate(opts: ServeOptions) -> Result<(), ServeError> {
+    opts.orchestrator.validate()?;
+    let (db, _) = Db::open(&opts.database.url()).await?;
+    let catalog = Arc::new(Catalog::load(&opts.blueprints)?);
+    let metrics = Metrics::new();
+    let waker = Waker::new(db.clone());
+    let client = apply::connect().await?;
+    let orchestrator =
+        OrchestratorTask::start(&opts, &db, catalog, client.clone(), &waker, metrics.clone())?;
+    let probes = Edge::new(
+        Probes {
+            db: db.clone(),
+            kube: Some(client),
+            metrics: metrics.clone(),
+        }
+        .boxed(),
+        EdgeConfig {
+            metrics,
+            state: None,
+            hsts: false,
+            trust_forwarded_for: false,
+            max_body_bytes: opts.api.max_body_bytes,
+            routes: Default::default(),
+            methods: Vec::new(),
+        },
+    );
+    let (acceptor, addr) = bind(&opts.api.listen).await?;
+    let stop = CancellationToken::new();
+    let signal = stop.clone().cancelled_owned();
+    let server = tokio::spawn(async move {
+        poem::Server::new_with_acceptor(acceptor)
+            .run_with_graceful_shutdown(probes, signal, Some(GRACE))
+            .await
+    });
+    {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "storeplane orchestrator running; probes on http://{addr} (/health, /ready, /metrics)"
+        );
+        let _ = out.flush();
+    }
+    shutdown_signal().await;
+    tracing::info!("shutting down the orchestrator");
+    orchestrator.stop().await;
+    stop.cancel();
+    let served = match server.await {
+        Ok(r) => r.map_err(ServeError::Server),
+        Err(e) => Err(ServeError::Server(std::io::Error::other(e))),
+    };
+    let _ = db.close().await;
+    served
+}

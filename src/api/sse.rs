@@ -1,0 +1,151 @@
+//! The live event stream of one store: polls the database every 500 ms with the keyset
+//! cursor (simple, and right with several replicas, since any replica may have written
+//! the event), and turns what it finds into server-sent events: `store_event` (with the
+//! event id as SSE `id`), `store` when status or progress changed, `deleted` at the end.
+//!
+//! Ends when the store is gone or the server shuts down. Reads through `crate::db` only.
+
+use super::auth::Caller;
+use super::dto::{Event, Store, StoreDeleted, StreamMessage};
+use super::state::AppState;
+use crate::db::StoreEvent;
+use crate::domain::StoreStatus;
+use crate::telemetry::error_chain;
+use chrono::{DateTime, Utc};
+use futures::StreamExt as _;
+use futures::stream::{self, BoxStream};
+use poem::web::sse;
+use poem_openapi::types::ToJSON;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// How often a stream asks the database for news.
+pub const POLL: Duration = Duration::from_millis(500);
+/// How often a comment is sent to keep idle connections open.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// Most events read per poll.
+const BATCH: u64 = 200;
+
+struct Cursor {
+    state: Arc<AppState>,
+    /// `None`: an admin (sees any store).
+    owner: Option<Uuid>,
+    id: Uuid,
+    after: Option<i64>,
+    latest: Option<StoreEvent>,
+    shown: Option<(StoreStatus, DateTime<Utc>, Option<i64>)>,
+    first: bool,
+    done: bool,
+}
+
+/// The messages of one store's stream.
+pub fn store_stream(
+    state: Arc<AppState>,
+    caller: Caller,
+    id: Uuid,
+    after: Option<i64>,
+) -> BoxStream<'static, StreamMessage> {
+    let cursor = Cursor {
+        state,
+        owner: (!caller.is_admin()).then_some(caller.user.id),
+        id,
+        after,
+        latest: None,
+        shown: None,
+        first: true,
+        done: false,
+    };
+    stream::unfold(cursor, |mut c| async move {
+        if c.done {
+            return None;
+        }
+        if !c.first {
+            tokio::select! {
+                _ = tokio::time::sleep(POLL) => {}
+                _ = c.state.shutdown.cancelled() => return None,
+            }
+        }
+        let batch = poll(&mut c).await;
+        c.first = false;
+        Some((batch, c))
+    })
+    .flat_map(stream::iter)
+    .boxed()
+}
+
+async fn new_events(c: &mut Cursor, out: &mut Vec<StreamMessage>) -> bool {
+    loop {
+        match c.state.db.list_events(c.id, c.after, BATCH).await {
+            Ok(events) => {
+                let full = events.len() as u64 == BATCH;
+                for e in events {
+                    c.after = Some(e.id);
+                    out.push(StreamMessage::Event(Event::from(e.clone())));
+                    c.latest = Some(e);
+                }
+                if !full {
+                    return true;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(store_id = %c.id, error = %error_chain(&e), "event stream: could not read events; retrying");
+                return false;
+            }
+        }
+    }
+}
+
+async fn poll(c: &mut Cursor) -> Vec<StreamMessage> {
+    let mut out = Vec::new();
+    if !new_events(c, &mut out).await {
+        return out;
+    }
+    let store = match c.owner {
+        Some(owner) => c.state.db.get_user_store(owner, c.id).await,
+        None => c.state.db.get_store(c.id).await,
+    };
+    match store {
+        Ok(Some(store)) => {
+            if c.latest.is_none() {
+                // Started from a cursor: the latest event is before it.
+                if let Ok(mut latest) = c.state.db.latest_events(&[c.id]).await {
+                    c.latest = latest.pop();
+                }
+            }
+            let key = (
+                store.status,
+                store.updated_at,
+                c.latest.as_ref().map(|e| e.id),
+            );
+            if c.shown != Some(key) {
+                c.shown = Some(key);
+                out.push(StreamMessage::Store(Store::from_db(
+                    store,
+                    c.latest.as_ref(),
+                )));
+            }
+        }
+        Ok(None) => {
+            // The final event is written with the removal; read it before saying so.
+            new_events(c, &mut out).await;
+            out.push(StreamMessage::Deleted(StoreDeleted { id: c.id }));
+            c.done = true;
+        }
+        Err(e) => {
+            tracing::warn!(store_id = %c.id, error = %error_chain(&e), "event stream: could not read the store; retrying");
+        }
+    }
+    out
+}
+
+/// One stream message as a server-sent event.
+pub fn to_sse(message: StreamMessage) -> sse::Event {
+    match &message {
+        StreamMessage::Event(e) => sse::Event::message(e.to_json_string())
+            .event_type("store_event")
+            .id(e.id.to_string()),
+        StreamMessage::Store(s) => sse::Event::message(s.to_json_string()).event_type("store"),
+        StreamMessage::Deleted(d) => sse::Event::message(d.to_json_string()).event_type("deleted"),
+    }
+}

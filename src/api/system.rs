@@ -1,0 +1,178 @@
+//! Probes and metrics: `GET /health` (liveness: always 200), `GET /ready` (the database
+//! answers and, when a cluster is configured, its API server answers within 2 s; else a
+//! 503 problem naming what is down), and `/metrics` (Prometheus; the stores-by-status
+//! gauge is refreshed on each scrape so it is right without a local orchestrator).
+//!
+//! The readiness probe is the API's only call to the cluster.
+
+use super::dto::{Check, Health, Readiness};
+use super::problem::{ApiError, Failure, FieldError, error_set};
+use super::state::AppState;
+use crate::db::Db;
+use crate::domain::StoreStatus;
+use crate::metrics::{Metrics, StatusLabel};
+use crate::telemetry::error_chain;
+use poem::Response;
+use poem::web::Data;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, OpenApi};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::spec::ApiTags;
+
+/// Longest a readiness check waits for a dependency.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+error_set! {
+    /// Readiness failures.
+    ReadyErrors = [503];
+}
+
+#[derive(ApiResponse)]
+pub enum HealthResponse {
+    /// The process is up.
+    #[oai(status = 200)]
+    Ok(Json<Health>),
+}
+
+#[derive(ApiResponse)]
+pub enum ReadyResponse {
+    /// Every dependency answered: the server can take traffic.
+    #[oai(status = 200)]
+    Ok(Json<Readiness>),
+}
+
+pub struct SystemApi;
+
+#[OpenApi(tag = "ApiTags::System")]
+impl SystemApi {
+    /// Liveness
+    ///
+    /// Always 200 while the process runs; for liveness probes. Not rate limited.
+    #[oai(path = "/health", method = "get", operation_id = "health")]
+    async fn health(&self) -> HealthResponse {
+        HealthResponse::Ok(Json(Health {
+            status: "ok".into(),
+        }))
+    }
+
+    /// Readiness
+    ///
+    /// 200 when the database answers and, if this server is configured with a cluster,
+    /// the Kubernetes API server answers within 2 seconds; otherwise 503 with a problem
+    /// whose `errors` name each dependency that is down. For readiness probes. Not rate
+    /// limited.
+    #[oai(path = "/ready", method = "get", operation_id = "ready")]
+    async fn ready(
+        &self,
+        state: Data<&Arc<AppState>>,
+    ) -> Result<ReadyResponse, Failure<ReadyErrors>> {
+        Ok(ReadyResponse::Ok(Json(
+            readiness(&state.db, state.kube.as_ref()).await?,
+        )))
+    }
+}
+
+/// Checks the database and the cluster (when given).
+pub async fn readiness(db: &Db, kube: Option<&kube::Client>) -> Result<Readiness, ApiError> {
+    let mut checks = Vec::new();
+    let database = match tokio::time::timeout(PROBE_TIMEOUT, db.ping()).await {
+        Ok(Ok(())) => Check {
+            name: "database".into(),
+            ok: true,
+            detail: format!("{} answers", db.backend()),
+        },
+        Ok(Err(e)) => {
+            tracing::warn!(error = %error_chain(&e), "readiness: the database does not answer");
+            Check {
+                name: "database".into(),
+                ok: false,
+                detail: format!("the {} database does not answer", db.backend()),
+            }
+        }
+        Err(_) => Check {
+            name: "database".into(),
+            ok: false,
+            detail: format!(
+                "the {} database did not answer within {} s",
+                db.backend(),
+                PROBE_TIMEOUT.as_secs()
+            ),
+        },
+    };
+    checks.push(database);
+    if let Some(client) = kube {
+        let cluster = match tokio::time::timeout(PROBE_TIMEOUT, client.apiserver_version()).await {
+            Ok(Ok(info)) => Check {
+                name: "cluster".into(),
+                ok: true,
+                detail: format!("Kubernetes {}", info.git_version),
+            },
+            Ok(Err(e)) => {
+                tracing::warn!(error = %error_chain(&e), "readiness: the cluster does not answer");
+                Check {
+                    name: "cluster".into(),
+                    ok: false,
+                    detail: "the Kubernetes API server does not answer".into(),
+                }
+            }
+            Err(_) => Check {
+                name: "cluster".into(),
+                ok: false,
+                detail: format!(
+                    "the Kubernetes API server did not answer within {} s",
+                    PROBE_TIMEOUT.as_secs()
+                ),
+            },
+        };
+        checks.push(cluster);
+    }
+    let down: Vec<&Check> = checks.iter().filter(|c| !c.ok).collect();
+    if down.is_empty() {
+        return Ok(Readiness {
+            status: "ready".into(),
+            checks,
+        });
+    }
+    let names: Vec<&str> = down.iter().map(|c| c.name.as_str()).collect();
+    let mut err = ApiError::unavailable(format!("not ready: {} down", names.join(" and ")), 5);
+    err.slug = "not-ready";
+    err.title = "Not ready";
+    err.errors = down
+        .iter()
+        .map(|c| FieldError {
+            field: c.name.clone(),
+            message: c.detail.clone(),
+        })
+        .collect();
+    Err(err)
+}
+
+/// The Prometheus text, after refreshing the stores-by-status gauge.
+pub async fn metrics_response(db: &Db, metrics: &Metrics) -> Response {
+    match tokio::time::timeout(PROBE_TIMEOUT, db.count_stores_by_status()).await {
+        Ok(Ok(counts)) => {
+            for status in StoreStatus::ALL {
+                let n = counts
+                    .iter()
+                    .find(|(s, _)| *s == status)
+                    .map(|(_, n)| *n)
+                    .unwrap_or(0);
+                metrics
+                    .stores
+                    .get_or_create(&StatusLabel {
+                        status: status.as_str().into(),
+                    })
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(error = %error_chain(&e), "could not count stores for /metrics")
+        }
+        Err(_) => tracing::debug!("counting stores for /metrics timed out"),
+    }
+    Response::builder()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(metrics.encode())
+}
