@@ -44,7 +44,9 @@
 #
 # Environment: CARGO_TARGET_DIR, WORKERS (default 8 = storeplane's default --workers),
 # MODES (default "storeplane helm-seq helm-conc"), TIMEOUT (seconds per run, default
-# 1800), PYTHON_PLOT (a python with matplotlib; default ~/.cache/storeplane/venv).
+# 1800), PYTHON_PLOT (a python with matplotlib; default ~/.cache/storeplane/venv),
+# STOREPLANE_BIN (a release storeplane binary to use instead of `cargo build --release`,
+# e.g. while another cargo command holds the target directory's lock).
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/../scripts/lib.sh"
 cd "$ROOT" || exit 1
@@ -74,9 +76,14 @@ export KUBECONFIG
 say "helm (bench/helm/build.sh) and storeplane (cargo build --release)"
 bench/helm/build.sh >&2
 HELM="$(bench/helm/build.sh --print-bin)"
-cargo build --release --locked --bin storeplane >&2
-TARGET_DIR="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
-STOREPLANE="$TARGET_DIR/release/storeplane"
+if [[ -n "${STOREPLANE_BIN:-}" ]]; then
+	STOREPLANE="$STOREPLANE_BIN"
+	[[ -x "$STOREPLANE" ]] || die "STOREPLANE_BIN=$STOREPLANE is not an executable"
+else
+	cargo build --release --locked --bin storeplane >&2
+	TARGET_DIR="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+	STOREPLANE="$TARGET_DIR/release/storeplane"
+fi
 export HELM_CONFIG_HOME="$OUT/helm-home/config" HELM_CACHE_HOME="$OUT/helm-home/cache" \
 	HELM_DATA_HOME="$OUT/helm-home/data"
 
