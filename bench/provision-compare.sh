@@ -112,7 +112,9 @@ delete_namespaces() {
 	((${#left[@]} == 0)) && return 0
 	kubectl delete ns --wait=false "${left[@]}" >/dev/null
 	local deadline=$((SECONDS + 600))
-	while kubectl get ns -o name | grep -q "^namespace/store-$PREFIX-"; do
+	# Not `| grep -q`: under pipefail, grep exiting at the first match can SIGPIPE
+	# kubectl and end the loop while namespaces are still there.
+	while [[ -n "$(kubectl get ns -o name | sed -n "\|^namespace/store-$PREFIX-|p")" ]]; do
 		((SECONDS < deadline)) || die "namespaces store-$PREFIX-* still there after 600 s"
 		sleep 1
 	done
