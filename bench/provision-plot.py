@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 
 out, png = sys.argv[1], sys.argv[2]
 rows = [json.load(open(f)) for f in glob.glob(f"{out}/*-*.json")]
@@ -31,6 +32,10 @@ for mode, label in labels.items():
                         textcoords="offset points", xytext=(4, 4), fontsize=8)
 ax.set_xscale("log")
 ax.set_yscale("log")
+for axis in (ax.xaxis, ax.yaxis):
+    axis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1, 2, 5)))
+    axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 ax.set_xlabel("stores (N)")
 ax.set_ylabel("wall time until all ready (s)")
 ax.set_title("WooCommerce stores to ready on testenv (kwok), 2-core machine, shared")
