@@ -50,3 +50,9 @@ cluster *args:
 # Start the test PostgreSQL server and print its URL.
 postgres:
     scripts/postgres up
+
+# The helm comparison: render (hyperfine + in-process) and provisioning on testenv
+# (N stores, default 1 10 100). Figures go to bench/out/; see bench/RESULTS-helm.md.
+bench-helm *n:
+    bench/render-compare.sh
+    bench/provision-compare.sh {{n}}

@@ -8,6 +8,7 @@ mod apply;
 mod blueprint_cli;
 mod db;
 mod deploy;
+mod helm_chart;
 mod reconcile;
 mod support;
 mod testenv;
