@@ -52,7 +52,7 @@ postgres:
     scripts/postgres up
 
 # The helm comparison: render (hyperfine + in-process) and provisioning on testenv
-# (N stores, default 1 10 100). Figures go to bench/out/; see bench/RESULTS-helm.md.
+# (N stores, default 1 10 100). Figures go to bench/out/; see bench/RESULTS.md.
 bench-helm *n:
     bench/render-compare.sh
     bench/provision-compare.sh {{n}}

@@ -9,7 +9,7 @@
 //! `storeplane render -o yaml` prints it.
 //!
 //! Run: `cargo bench --bench render_vs_helm` (bench/render-compare.sh runs it with the
-//! rest of the comparison and writes bench/RESULTS-helm.md's figures).
+//! rest of the comparison and gives bench/RESULTS.md its helm figures).
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;

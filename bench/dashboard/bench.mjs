@@ -3,12 +3,12 @@
 // Debian's Chromium (playwright-core) from a real `storeplane serve` serving the copy
 // embedded in the binary. Each load is cold: a new browser context (empty cache and
 // storage) per load; one warm-up load is discarded, then the median of 10 is reported.
-// Writes bench/RESULTS-dashboard.md.
+// Writes bench/out/dashboard.md (copied into bench/RESULTS.md).
 //
 //   scripts/dashboard bench            (builds the dashboard and a release binary first)
 //   node bench/dashboard/bench.mjs     (STOREPLANE_BIN=… to choose the binary; LOADS=10)
 import { execFileSync } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -18,7 +18,7 @@ import { BUDGET_GZIP_BYTES, kb, measure } from "../../dashboard/scripts/size.mjs
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, "..", "..");
 const DIST = join(ROOT, "dashboard", "dist");
-const OUT = join(ROOT, "bench", "RESULTS-dashboard.md");
+const OUT = join(ROOT, "bench", "out", "dashboard.md");
 const LOADS = Number(process.env.LOADS ?? 10);
 const BUDGET_LOAD_MS = 1000;
 
@@ -172,6 +172,7 @@ ${loadRows}
 
 ${worstLoad < BUDGET_LOAD_MS ? "Within" : "**Over**"} budget: the slowest median load event is ${worstLoad.toFixed(0)} ms.
 `;
+  mkdirSync(dirname(OUT), { recursive: true });
   writeFileSync(OUT, md);
   console.log(md);
   if (size.gzip > BUDGET_GZIP_BYTES || worstLoad >= BUDGET_LOAD_MS) process.exitCode = 1;
