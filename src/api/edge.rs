@@ -110,7 +110,12 @@ impl<E: Endpoint> Endpoint for Edge<E> {
             let result = self.guard(&req, ip, &mut verdicts);
             let result = match result {
                 Ok(()) => self.inner.call(req).await.map(IntoResponse::into_response),
-                Err(e) => Err(poem::Error::from(e)),
+                Err(e) => {
+                    if e.status == StatusCode::PAYLOAD_TOO_LARGE {
+                        discard_body(&mut req).await;
+                    }
+                    Err(poem::Error::from(e))
+                }
             };
             let (mut resp, operation) = match result {
                 Ok(resp) => {
@@ -199,6 +204,18 @@ impl<E: Endpoint> Endpoint for Edge<E> {
         .instrument(span)
         .await
     }
+}
+
+/// Reads and drops up to 1 MiB of a refused body, for at most 2 s, so that a client
+/// still sending it reads the 413 instead of a reset connection; the rest is cut off.
+async fn discard_body(req: &mut Request) {
+    use tokio::io::AsyncReadExt as _;
+    let mut reader = req.take_body().into_async_read().take(1 << 20);
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        tokio::io::copy(&mut reader, &mut tokio::io::sink()),
+    )
+    .await;
 }
 
 impl<E> Edge<E> {

@@ -144,6 +144,17 @@ impl ApplyError {
     }
 }
 
+impl ApplyError {
+    /// An apply refused by a ResourceQuota. It may not last: a create the API server
+    /// charged to the quota but never finished (its client died mid-request) stays in
+    /// the quota's usage until the quota controller recounts (every 5 minutes by
+    /// default), so a crashed replica's successor can be refused for a while.
+    pub fn is_quota_refusal(&self) -> bool {
+        matches!(self, ApplyError::Apply { source: kube::Error::Api(status), .. }
+            if status.code == 403 && status.message.contains("exceeded quota"))
+    }
+}
+
 /// Whether a kube error is worth retrying: connection problems, timeouts, 409
 /// conflicts, 429 and 5xx.
 pub fn is_transient_kube(err: &kube::Error) -> bool {

@@ -28,7 +28,21 @@ pub(crate) enum WorkError {
     Db(#[from] DbError),
 }
 
+/// How many attempts a quota refusal at apply time is retried before the store fails:
+/// with the backoff (2 s doubling to 120 s) the last one comes ~6 minutes after the
+/// first, past the quota controller's default 5-minute recount (see
+/// `ApplyError::is_quota_refusal`). A quota that is really too small still fails.
+const QUOTA_REFUSAL_ATTEMPTS: u32 = 8;
+
 impl WorkError {
+    /// Whether to retry, given how many attempts (this one included) have failed.
+    fn is_transient_at(&self, attempts: u32) -> bool {
+        match self {
+            WorkError::Apply(e) if e.is_quota_refusal() => attempts < QUOTA_REFUSAL_ATTEMPTS,
+            other => other.is_transient(),
+        }
+    }
+
     fn is_transient(&self) -> bool {
         match self {
             WorkError::Apply(e) => e.is_transient(),
@@ -398,7 +412,8 @@ fn fail<'a>(
 }
 
 async fn fail_inner(ctx: &Context, store: &Store, err: WorkError) -> Option<DateTime<Utc>> {
-    let transient = err.is_transient();
+    let attempts = store.attempts.saturating_add(1);
+    let transient = err.is_transient_at(attempts);
     let message = error_chain(&err);
     ctx.metrics
         .apply_errors
@@ -406,7 +421,6 @@ async fn fail_inner(ctx: &Context, store: &Store, err: WorkError) -> Option<Date
             class: if transient { "transient" } else { "permanent" }.into(),
         })
         .inc();
-    let attempts = store.attempts.saturating_add(1);
     let now = Utc::now();
     let deleting = store.status == StoreStatus::Deleting;
     let converging =
