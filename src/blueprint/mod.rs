@@ -27,6 +27,7 @@ pub use catalog::{
 };
 pub use lint::{LintFinding, check_rendered, lint, lint_blueprint};
 pub use params::{ParamError, ParamErrors, from_assignments as params_from_assignments};
+pub(crate) use render::split_documents;
 pub use render::{
     Location, RenderError, RenderInput, Rendered, RenderedObject, StoreRef, StoreUrl,
     TemplateProblem,

@@ -15,6 +15,7 @@ use super::rbac::orchestrator_rules;
 use super::values::{Env, Values};
 use crate::blueprint::engine::environment;
 use crate::blueprint::objects;
+use crate::blueprint::split_documents;
 use crate::domain::labels;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -276,29 +277,6 @@ fn to_object(
         metadata,
         data: value,
     })
-}
-
-/// The documents of a template's output: first line (1-based) and text. Documents are
-/// separated by lines that are exactly `---`; empty and comment-only ones are dropped.
-fn split_documents(text: &str) -> Vec<(usize, &str)> {
-    let mut docs = Vec::new();
-    let (mut start, mut start_line, mut pos) = (0usize, 1usize, 0usize);
-    for (line_no, line) in (1usize..).zip(text.split_inclusive('\n')) {
-        if line.trim_end() == "---" {
-            docs.push((start_line, &text[start..pos]));
-            start = pos + line.len();
-            start_line = line_no + 1;
-        }
-        pos += line.len();
-    }
-    docs.push((start_line, &text[start..]));
-    docs.retain(|(_, d)| {
-        d.lines().any(|l| {
-            let t = l.trim();
-            !t.is_empty() && !t.starts_with('#')
-        })
-    });
-    docs
 }
 
 /// 32 random bytes from the operating system's CSPRNG, as 64 hex digits (URL-safe, and
