@@ -75,9 +75,24 @@ async fn read_limited(body: &mut RequestBody, limit: usize) -> Result<Vec<u8>, A
         .await
         .map_err(|e| ApiError::bad_request(format!("could not read the body: {e}"), Vec::new()))?;
     if bytes.len() > limit {
+        // Read what the client is still sending (bounded) so it reads the 413 instead
+        // of a connection reset mid-upload.
+        drain(reader.into_inner()).await;
         return Err(ApiError::payload_too_large(limit));
     }
     Ok(bytes)
+}
+
+/// Reads and throws away up to 1 MiB of a refused body for at most 2 s: a client
+/// that is still sending then gets the answer rather than a reset connection, and a
+/// client sending more than that cannot hold the server.
+pub(crate) async fn drain(reader: impl tokio::io::AsyncRead + Unpin) {
+    let mut reader = reader.take(1 << 20);
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        tokio::io::copy(&mut reader, &mut tokio::io::sink()),
+    )
+    .await;
 }
 
 /// Parses and checks a body: 400 when it is not a JSON object, 422 with every refused

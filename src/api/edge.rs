@@ -112,7 +112,7 @@ impl<E: Endpoint> Endpoint for Edge<E> {
                 Ok(()) => self.inner.call(req).await.map(IntoResponse::into_response),
                 Err(e) => {
                     if e.status == StatusCode::PAYLOAD_TOO_LARGE {
-                        discard_body(&mut req).await;
+                        super::body::drain(req.take_body().into_async_read()).await;
                     }
                     Err(poem::Error::from(e))
                 }
@@ -204,18 +204,6 @@ impl<E: Endpoint> Endpoint for Edge<E> {
         .instrument(span)
         .await
     }
-}
-
-/// Reads and drops up to 1 MiB of a refused body, for at most 2 s, so that a client
-/// still sending it reads the 413 instead of a reset connection; the rest is cut off.
-async fn discard_body(req: &mut Request) {
-    use tokio::io::AsyncReadExt as _;
-    let mut reader = req.take_body().into_async_read().take(1 << 20);
-    let _ = tokio::time::timeout(
-        std::time::Duration::from_secs(2),
-        tokio::io::copy(&mut reader, &mut tokio::io::sink()),
-    )
-    .await;
 }
 
 impl<E> Edge<E> {
