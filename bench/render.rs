@@ -5,7 +5,7 @@
 //!
 //! The percentiles are given twice: wall time, and the rendering thread's own CPU time
 //! (CLOCK_THREAD_CPUTIME_ID), which leaves out the time the thread waited for a CPU on
-//! a busy machine. The allocator is the binary's (mimalloc).
+//! a busy machine. The allocator is the binary's (mimalloc, `storeplane::allocator`).
 
 use criterion::{BenchmarkId, Criterion, criterion_group};
 use serde_json::json;
@@ -13,9 +13,6 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 use storeplane::blueprint::{Blueprint, Catalog, RenderInput, StoreRef};
 use storeplane::config::PlatformSettings;
-
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// CPU time consumed by the calling thread so far.
 fn thread_cpu() -> Duration {
@@ -114,6 +111,7 @@ criterion_group! {
 }
 
 fn main() {
+    storeplane::allocator::tune();
     // `cargo test --benches` runs this binary with `--test`: keep that quick.
     let quick = std::env::args().any(|a| a == "--test");
     percentiles(if quick { 10 } else { 5000 });

@@ -5,6 +5,7 @@
 //!
 //! The binary in `main.rs` is a thin CLI over these modules.
 
+pub mod allocator;
 pub mod api;
 pub mod apply;
 pub mod auth;

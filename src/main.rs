@@ -15,11 +15,6 @@ use storeplane::config::{
 use storeplane::db::{Db, NewUser, Role};
 use zeroize::Zeroizing;
 
-// mimalloc: rendering and JSON handling allocate many small strings and maps; it cut
-// the render's allocator share (a quarter of a render under glibc malloc, by profile).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Debug, Parser)]
 #[command(name = "storeplane", version, about, long_about = None)]
 struct Cli {
@@ -171,6 +166,7 @@ struct UserCreateArgs {
 }
 
 fn main() -> ExitCode {
+    storeplane::allocator::tune();
     let cli = Cli::parse();
     if let Err(e) = storeplane::telemetry::init(&cli.log) {
         eprintln!("error: {e}");

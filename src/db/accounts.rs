@@ -87,7 +87,9 @@ impl Db {
         now: DateTime<Utc>,
     ) -> Result<Option<(User, ApiToken)>, DbError> {
         let now = at(now);
-        let Some(token) = api_tokens::Entity::find()
+        // One query for both: every authenticated request runs it.
+        let Some((token, Some(user))) = api_tokens::Entity::find()
+            .find_also_related(users::Entity)
             .filter(api_tokens::Column::TokenHash.eq(token_hash))
             .filter(
                 Condition::any()
@@ -100,9 +102,7 @@ impl Db {
         else {
             return Ok(None);
         };
-        let Some(user) = self.user_by_id(token.user_id).await? else {
-            return Ok(None);
-        };
+        let user = User::try_from(user).map_err(DbError::Query)?;
         let mut token = ApiToken::from(token);
         let stale = now - LAST_USED_RESOLUTION;
         if token.last_used_at.is_none_or(|t| t < stale) {
