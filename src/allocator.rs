@@ -3,12 +3,14 @@
 //!
 //! Rendering and JSON handling allocate many small strings and maps; mimalloc cut the
 //! render's allocator share (a quarter of a render under glibc malloc, by profile). Its
-//! defaults suit a busy batch process, not an idle server: arenas are committed up
-//! front (and backed by transparent huge pages), and freed memory goes back to the OS
-//! only after a delay, checked on a later allocation — which an idle server never
-//! makes. [`tune`] commits arena memory on demand and returns freed memory at once:
-//! idle RSS of `storeplane serve` fell from 50 MiB to 29 MiB with the same latency
-//! under load (bench/RESULTS.md).
+//! defaults suit a busy batch process, not a mostly idle server: each arena is
+//! committed up front (and backed by transparent huge pages), and freed memory goes
+//! back to the OS only a second later, checked on a later allocation — which an idle
+//! server may never make. [`tune`] commits arena memory on demand and purges freed
+//! memory after 10 ms: idle RSS of `storeplane serve` fell from 50 MiB to about
+//! 30 MiB, with the same API latency under load. Purging at once (0 ms) saved 2 MiB
+//! more but made a render up to twice as slow (page faults on re-used memory); both
+//! are in bench/RESULTS.md.
 
 use libmimalloc_sys::{mi_option_set, mi_option_t};
 
@@ -39,7 +41,7 @@ static TUNE_AT_LOAD: extern "C" fn() = {
 pub fn tune() {
     for (option, env, value) in [
         (ARENA_EAGER_COMMIT, "MIMALLOC_ARENA_EAGER_COMMIT", 0),
-        (PURGE_DELAY, "MIMALLOC_PURGE_DELAY", 0),
+        (PURGE_DELAY, "MIMALLOC_PURGE_DELAY", 10),
     ] {
         if std::env::var_os(env).is_none() {
             // SAFETY: mi_option_set stores a value in mimalloc's option table; any

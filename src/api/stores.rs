@@ -267,8 +267,16 @@ impl StoresApi {
         id: Path<Uuid>,
     ) -> Result<GetStoreResponse, Failure<ReadErrors>> {
         let caller = authenticate(&state, &auth).await?;
-        let store = visible_store(&state, &caller, id.0).await?;
-        Ok(GetStoreResponse::Ok(Json(one(&state, store).await?)))
+        let owner = (!caller.is_admin()).then_some(caller.user.id);
+        let (store, event) = state
+            .db
+            .get_store_with_latest_event(id.0, owner)
+            .await?
+            .ok_or_else(|| not_found(id.0))?;
+        Ok(GetStoreResponse::Ok(Json(Store::from_db(
+            store,
+            event.as_ref(),
+        ))))
     }
 
     /// Create a store

@@ -6,10 +6,10 @@ use super::error::unique_violation;
 use super::{Backend, Db, DbError, NewEvent, NewStore, Store, StoreEvent, StoreQuery, now};
 use crate::domain::{EventType, StoreStatus};
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, IntoCondition};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, JoinType,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, RelationTrait, Set,
 };
 use uuid::Uuid;
 
@@ -128,6 +128,45 @@ impl Db {
 
     pub async fn get_store(&self, id: Uuid) -> Result<Option<Store>, DbError> {
         self.find_store(&self.conn, id).await
+    }
+
+    /// The store with its latest event, in one query (what `GET /api/stores/{id}`
+    /// answers); with `owner`, `None` for another user's store.
+    pub async fn get_store_with_latest_event(
+        &self,
+        id: Uuid,
+        owner: Option<Uuid>,
+    ) -> Result<Option<(Store, Option<StoreEvent>)>, DbError> {
+        let latest = store_events::Entity::find()
+            .select_only()
+            .column_as(store_events::Column::Id.max(), "id")
+            .filter(store_events::Column::StoreId.eq(id))
+            .into_query();
+        let mut select = stores::Entity::find_by_id(id)
+            .select_also(store_events::Entity)
+            .join(
+                JoinType::LeftJoin,
+                store_events::Relation::Store
+                    .def()
+                    .rev()
+                    .on_condition(move |_, events| {
+                        Expr::col((events, store_events::Column::Id))
+                            .in_subquery(latest.clone())
+                            .into_condition()
+                    }),
+            );
+        if let Some(owner) = owner {
+            select = select.filter(stores::Column::UserId.eq(owner));
+        }
+        let Some((store, event)) = select.one(&self.conn).await.map_err(self.e())? else {
+            return Ok(None);
+        };
+        let store = Store::try_from(store).map_err(DbError::Query)?;
+        let event = event
+            .map(StoreEvent::try_from)
+            .transpose()
+            .map_err(DbError::Query)?;
+        Ok(Some((store, event)))
     }
 
     /// The store if it belongs to `user_id`; `None` for another user's store.

@@ -15,7 +15,15 @@ pub struct Model {
     pub created_at: DateTimeUtc,
 }
 
+/// For joins only (`store_id` is no foreign key).
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {}
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::stores::Entity",
+        from = "Column::StoreId",
+        to = "super::stores::Column::Id"
+    )]
+    Store,
+}
 
 impl ActiveModelBehavior for ActiveModel {}
