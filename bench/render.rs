@@ -111,7 +111,6 @@ criterion_group! {
 }
 
 fn main() {
-    storeplane::allocator::tune();
     // `cargo test --benches` runs this binary with `--test`: keep that quick.
     let quick = std::env::args().any(|a| a == "--test");
     percentiles(if quick { 10 } else { 5000 });

@@ -166,7 +166,6 @@ struct UserCreateArgs {
 }
 
 fn main() -> ExitCode {
-    storeplane::allocator::tune();
     let cli = Cli::parse();
     if let Err(e) = storeplane::telemetry::init(&cli.log) {
         eprintln!("error: {e}");

@@ -142,9 +142,7 @@ impl ApplyError {
             ApplyError::Timeout { .. } | ApplyError::TeardownStuck { .. } => true,
         }
     }
-}
 
-impl ApplyError {
     /// An apply refused by a ResourceQuota. It may not last: a create the API server
     /// charged to the quota but never finished (its client died mid-request) stays in
     /// the quota's usage until the quota controller recounts (every 5 minutes by
