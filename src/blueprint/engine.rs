@@ -45,33 +45,24 @@ pub fn environment() -> Environment<'static> {
 
 fn format_value(out: &mut Output, state: &State, value: &Value) -> Result<(), Error> {
     if state.auto_escape() == AutoEscape::Json && !value.is_safe() {
-        serde_json::to_writer(YamlSafeWriter(out), value).map_err(|e| {
+        // One buffer, one write: serde_json writes in many small pieces, and each piece
+        // through the escaper cost more than the JSON itself.
+        let json = serde_json::to_string(value).map_err(|e| {
             Error::new(
                 ErrorKind::BadSerialization,
                 "value cannot be written as JSON",
             )
             .with_source(e)
+        })?;
+        write_yaml_safe(out, &json).map_err(|e| {
+            Error::new(
+                ErrorKind::WriteFailure,
+                "could not write the template output",
+            )
+            .with_source(e)
         })
     } else {
         minijinja::escape_formatter(out, state, value)
-    }
-}
-
-/// Streams serde_json's output into the template output through [`write_yaml_safe`].
-/// serde_json writes whole UTF-8 sequences per call (it splits strings only at ASCII
-/// characters it escapes), so each chunk is valid UTF-8; if one ever were not, the
-/// render fails rather than writing it.
-struct YamlSafeWriter<'a, 'b>(&'a mut Output<'b>);
-
-impl std::io::Write for YamlSafeWriter<'_, '_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let text = std::str::from_utf8(buf).map_err(std::io::Error::other)?;
-        write_yaml_safe(self.0, text).map_err(std::io::Error::other)?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 

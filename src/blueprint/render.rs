@@ -255,13 +255,15 @@ pub(crate) fn split_documents(text: &str) -> Vec<(usize, &str)> {
     let mut start = 0usize;
     let mut start_line = 1usize;
     let mut pos = 0usize;
-    for (line_no, line) in (1usize..).zip(text.split_inclusive('\n')) {
-        if line.trim_end() == "---" {
+    for (line_no, line) in (1usize..).zip(super::yaml::split_lines(text)) {
+        // Each line but the last was followed by its '\n'.
+        let len = (pos + line.len() + 1).min(text.len()) - pos;
+        if line.starts_with("---") && line.trim_end() == "---" {
             docs.push((start_line, &text[start..pos]));
-            start = pos + line.len();
+            start = pos + len;
             start_line = line_no + 1;
         }
-        pos += line.len();
+        pos += len;
     }
     docs.push((start_line, &text[start..]));
     docs.retain(|(_, d)| {
@@ -610,16 +612,29 @@ impl Stamp<'_> {
         };
         for path in pod_template_paths {
             ensure_object_at(&mut value, path);
-            if let Some(meta) = value.pointer_mut(path) {
-                let mut current: BTreeMap<String, String> = meta
-                    .get("labels")
-                    .and_then(|l| BTreeMap::deserialize(l).ok())
-                    .unwrap_or_default();
-                merge_into(&mut current, self.labels, "label", &mut problems);
-                meta.as_object_mut().expect("ensured object").insert(
-                    "labels".into(),
-                    serde_json::to_value(current).expect("string map"),
-                );
+            if let Some(meta) = value.pointer_mut(path).and_then(Value::as_object_mut) {
+                let labels = meta
+                    .entry("labels")
+                    .or_insert_with(|| Value::Object(Default::default()));
+                if !labels.is_object() {
+                    // The typed check let it through only as null; a map replaces it.
+                    *labels = Value::Object(Default::default());
+                }
+                let labels = labels.as_object_mut().expect("made a map above");
+                for (k, v) in self.labels {
+                    match labels.get(k) {
+                        Some(Value::String(existing)) if existing == v => {}
+                        Some(existing) => problems.push(format!(
+                            "label `{k}` is set to `{}` but Storeplane sets it to `{v}`; remove it from the template",
+                            existing.as_str().map_or_else(|| existing.to_string(), str::to_owned)
+                        )),
+                        None => {
+                            labels.insert(k.clone(), Value::String(v.clone()));
+                        }
+                    }
+                }
+                // Sorted, as Kubernetes itself prints label maps.
+                labels.sort_keys();
             }
         }
         if !problems.is_empty() {
