@@ -602,32 +602,23 @@ impl Stamp<'_> {
 
         // Pods (and the Jobs a CronJob creates) carry the store's labels too, so that
         // everything a store runs can be found by them.
-        let pod_template_paths: &[&str] = match info.kind {
-            "Deployment" | "StatefulSet" | "Job" => &["/spec/template/metadata"],
+        let template_labels: &[&str] = match info.kind {
+            "Deployment" | "StatefulSet" | "Job" => &["/spec/template/metadata/labels"],
             "CronJob" => &[
-                "/spec/jobTemplate/metadata",
-                "/spec/jobTemplate/spec/template/metadata",
+                "/spec/jobTemplate/metadata/labels",
+                "/spec/jobTemplate/spec/template/metadata/labels",
             ],
             _ => &[],
         };
-        for path in pod_template_paths {
+        for path in template_labels {
             ensure_object_at(&mut value, path);
-            if let Some(meta) = value.pointer_mut(path).and_then(Value::as_object_mut) {
-                let labels = meta
-                    .entry("labels")
-                    .or_insert_with(|| Value::Object(Default::default()));
-                if !labels.is_object() {
-                    // The typed check let it through only as null; a map replaces it.
-                    *labels = Value::Object(Default::default());
-                }
-                let labels = labels.as_object_mut().expect("made a map above");
+            if let Some(labels) = value.pointer_mut(path).and_then(Value::as_object_mut) {
                 for (k, v) in self.labels {
-                    match labels.get(k) {
-                        Some(Value::String(existing)) if existing == v => {}
-                        Some(existing) => problems.push(format!(
-                            "label `{k}` is set to `{}` but Storeplane sets it to `{v}`; remove it from the template",
-                            existing.as_str().map_or_else(|| existing.to_string(), str::to_owned)
-                        )),
+                    match labels.get(k).and_then(Value::as_str) {
+                        Some(existing) if existing != v => {
+                            problems.push(conflict("label", k, existing, v))
+                        }
+                        Some(_) => {}
                         None => {
                             labels.insert(k.clone(), Value::String(v.clone()));
                         }
@@ -663,6 +654,13 @@ fn ensure_object_at(value: &mut Value, pointer: &str) {
     }
 }
 
+/// A label or annotation the template sets to something other than Storeplane's value.
+fn conflict(what: &str, key: &str, existing: &str, wanted: &str) -> String {
+    format!(
+        "{what} `{key}` is set to `{existing}` but Storeplane sets it to `{wanted}`; remove it from the template"
+    )
+}
+
 fn merge_into(
     target: &mut BTreeMap<String, String>,
     wanted: &BTreeMap<String, String>,
@@ -671,9 +669,7 @@ fn merge_into(
 ) {
     for (k, v) in wanted {
         match target.get(k) {
-            Some(existing) if existing != v => problems.push(format!(
-                "{what} `{k}` is set to `{existing}` but Storeplane sets it to `{v}`; remove it from the template"
-            )),
+            Some(existing) if existing != v => problems.push(conflict(what, k, existing, v)),
             Some(_) => {}
             None => {
                 target.insert(k.clone(), v.clone());
