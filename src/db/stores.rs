@@ -405,6 +405,26 @@ impl Db {
             .map_err(DbError::Query)
     }
 
+    /// A store's events of the given types, in the order they were written (unpaged:
+    /// meant for the few types an orchestrator reads back, not for a whole log).
+    pub async fn events_of_types(
+        &self,
+        store_id: Uuid,
+        types: &[EventType],
+    ) -> Result<Vec<StoreEvent>, DbError> {
+        store_events::Entity::find()
+            .filter(store_events::Column::StoreId.eq(store_id))
+            .filter(store_events::Column::EventType.is_in(types.iter().map(|t| t.as_str())))
+            .order_by_asc(store_events::Column::Id)
+            .all(&self.conn)
+            .await
+            .map_err(self.e())?
+            .into_iter()
+            .map(StoreEvent::try_from)
+            .collect::<Result<_, _>>()
+            .map_err(DbError::Query)
+    }
+
     pub(super) async fn find_store(
         &self,
         conn: &impl ConnectionTrait,

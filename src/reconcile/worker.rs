@@ -216,12 +216,26 @@ async fn provision(ctx: &Context, store: &Store) -> Result<Option<DateTime<Utc>>
         .collect();
 
     // Phase events are written as phases finish, so the dashboard shows progress live.
-    // Only phases that changed something are recorded: resuming after a crash re-walks
-    // the finished phases without repeating their events.
+    // A phase that changed something is recorded. One that changed nothing is recorded
+    // only if this generation's log lacks it: an earlier attempt applied it and died
+    // before writing its event. So resuming after a crash neither repeats nor skips a
+    // step of the story.
     let (tx, mut rx) = mpsc::unbounded_channel::<PhaseReport>();
     let recorder: futures::future::BoxFuture<'_, Result<(), DbError>> = Box::pin(async {
+        let mut history: Option<Recorded> = None;
         while let Some(report) = rx.recv().await {
-            if let Some(event) = phase_event(&report, &store.namespace, converging) {
+            let event = match phase_event(&report, &store.namespace, converging) {
+                Step::Record(event) => Some(event),
+                Step::Skip => None,
+                Step::RecordIfMissing(event) => {
+                    if history.is_none() {
+                        history = Some(Recorded::load(ctx, store.id).await?);
+                    }
+                    let recorded = history.as_ref().expect("loaded above");
+                    (!recorded.has(&event, report.phase)).then_some(event)
+                }
+            };
+            if let Some(event) = event {
                 ctx.db
                     .record(
                         store.id,
@@ -516,24 +530,36 @@ fn finished(store: &Store, update: StoreUpdate) -> StoreUpdate {
     }
 }
 
-fn phase_event(report: &PhaseReport, namespace: &str, converging: bool) -> Option<NewEvent> {
-    if report.phase == Phase::Foundation {
-        let created_namespace =
-            report.objects.iter().any(|o| o.kind == "Namespace") && report.counts.created > 0;
-        if created_namespace {
-            return Some(NewEvent::new(
-                EventType::NamespaceCreated,
-                format!(
-                    "namespace {namespace} created with {}",
-                    list_objects(report, |k| k != "Namespace")
-                ),
-            ));
-        }
+/// What to do with a finished phase's event.
+enum Step {
+    Record(NewEvent),
+    /// Record it unless this generation's log already has it.
+    RecordIfMissing(NewEvent),
+    Skip,
+}
+
+fn phase_event(report: &PhaseReport, namespace: &str, converging: bool) -> Step {
+    let namespace_event = || {
+        NewEvent::new(
+            EventType::NamespaceCreated,
+            format!(
+                "namespace {namespace} created with {}",
+                list_objects(report, |k| k != "Namespace")
+            ),
+        )
+    };
+    let has_namespace = report.objects.iter().any(|o| o.kind == "Namespace");
+    if report.phase == Phase::Foundation && has_namespace && report.counts.created > 0 {
+        return Step::Record(namespace_event());
     }
-    if report.counts.changed() == 0 || !converging {
-        return None;
+    if !converging {
+        return Step::Skip;
     }
-    Some(NewEvent::new(
+    let unchanged = report.counts.changed() == 0;
+    if report.phase == Phase::Foundation && has_namespace && unchanged {
+        return Step::RecordIfMissing(namespace_event());
+    }
+    let event = NewEvent::new(
         EventType::PhaseCompleted,
         format!(
             "{} ready in {:.1}s: {}",
@@ -541,7 +567,69 @@ fn phase_event(report: &PhaseReport, namespace: &str, converging: bool) -> Optio
             report.elapsed.as_secs_f64(),
             list_objects(report, |_| true)
         ),
-    ))
+    );
+    if unchanged {
+        Step::RecordIfMissing(event)
+    } else {
+        Step::Record(event)
+    }
+}
+
+/// The phase a `phase_completed` event (as [`phase_event`] writes it) is about.
+fn completed_phase(message: &str) -> Option<Phase> {
+    message.split_once(' ')?.0.parse().ok()
+}
+
+/// The steps of the current generation's story already in a store's log.
+struct Recorded {
+    /// `namespace_created` is in the log (of any generation: it is told once).
+    namespace: bool,
+    /// Phases with a `phase_completed` since the generation began (`created` or
+    /// `retry_requested`).
+    phases: Vec<Phase>,
+}
+
+impl Recorded {
+    async fn load(ctx: &Context, store: uuid::Uuid) -> Result<Recorded, DbError> {
+        let log = ctx
+            .db
+            .events_of_types(
+                store,
+                &[
+                    EventType::Created,
+                    EventType::RetryRequested,
+                    EventType::NamespaceCreated,
+                    EventType::PhaseCompleted,
+                ],
+            )
+            .await?;
+        Ok(Recorded::from_log(
+            log.iter().map(|e| (e.event_type, e.message.as_str())),
+        ))
+    }
+
+    fn from_log<'a>(log: impl Iterator<Item = (EventType, &'a str)>) -> Recorded {
+        let mut recorded = Recorded {
+            namespace: false,
+            phases: Vec::new(),
+        };
+        for (kind, message) in log {
+            match kind {
+                EventType::Created | EventType::RetryRequested => recorded.phases.clear(),
+                EventType::NamespaceCreated => recorded.namespace = true,
+                EventType::PhaseCompleted => recorded.phases.extend(completed_phase(message)),
+                _ => {}
+            }
+        }
+        recorded
+    }
+
+    fn has(&self, event: &NewEvent, phase: Phase) -> bool {
+        match event.event_type {
+            EventType::NamespaceCreated => self.namespace,
+            _ => self.phases.contains(&phase),
+        }
+    }
 }
 
 fn list_objects(report: &PhaseReport, keep: impl Fn(&str) -> bool) -> String {
@@ -571,4 +659,122 @@ fn pruned_text(pruned: &[crate::apply::ObjectKey]) -> String {
 
 fn to_chrono(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::{ApplyCounts, ObjectKey};
+
+    fn report(phase: Phase, kinds: &[&str], created: usize, unchanged: usize) -> PhaseReport {
+        PhaseReport {
+            phase,
+            objects: kinds
+                .iter()
+                .map(|k| ObjectKey {
+                    kind: (*k).into(),
+                    name: "x".into(),
+                })
+                .collect(),
+            counts: ApplyCounts {
+                created,
+                updated: 0,
+                unchanged,
+            },
+            elapsed: Duration::from_millis(1200),
+        }
+    }
+
+    fn kind(step: &Step) -> (&'static str, Option<EventType>) {
+        match step {
+            Step::Record(e) => ("record", Some(e.event_type)),
+            Step::RecordIfMissing(e) => ("if-missing", Some(e.event_type)),
+            Step::Skip => ("skip", None),
+        }
+    }
+
+    #[test]
+    fn changed_phases_are_told_unchanged_ones_only_if_missing() {
+        let ns = &["Namespace", "ResourceQuota"];
+        let data = &["StatefulSet", "Service"];
+        let cases = [
+            (
+                report(Phase::Foundation, ns, 2, 0),
+                true,
+                ("record", Some(EventType::NamespaceCreated)),
+            ),
+            (
+                report(Phase::Foundation, ns, 2, 0),
+                false,
+                ("record", Some(EventType::NamespaceCreated)),
+            ),
+            (
+                report(Phase::Foundation, ns, 0, 2),
+                true,
+                ("if-missing", Some(EventType::NamespaceCreated)),
+            ),
+            (report(Phase::Foundation, ns, 0, 2), false, ("skip", None)),
+            (
+                report(Phase::Data, data, 2, 0),
+                true,
+                ("record", Some(EventType::PhaseCompleted)),
+            ),
+            (
+                report(Phase::Data, data, 0, 2),
+                true,
+                ("if-missing", Some(EventType::PhaseCompleted)),
+            ),
+            (report(Phase::Data, data, 2, 0), false, ("skip", None)),
+        ];
+        for (r, converging, want) in cases {
+            assert_eq!(
+                kind(&phase_event(&r, "store-a-1", converging)),
+                want,
+                "{r:?} {converging}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_phase_of_a_completed_event_is_read_back() {
+        for phase in Phase::ALL {
+            let Step::Record(e) = phase_event(&report(phase, &["Service"], 1, 0), "ns", true)
+            else {
+                panic!("a changed phase is recorded");
+            };
+            if e.event_type == EventType::PhaseCompleted {
+                assert_eq!(completed_phase(&e.message), Some(phase), "{}", e.message);
+            }
+        }
+        assert_eq!(completed_phase("nonsense"), None);
+    }
+
+    #[test]
+    fn a_new_generation_starts_a_new_story() {
+        let log = [
+            (EventType::Created, "store requested"),
+            (EventType::NamespaceCreated, "namespace x created with …"),
+            (EventType::PhaseCompleted, "secrets ready in 0.1s: Secret/a"),
+            (
+                EventType::PhaseCompleted,
+                "data ready in 2.0s: StatefulSet/b",
+            ),
+            (EventType::RetryRequested, "retry"),
+            (EventType::PhaseCompleted, "secrets ready in 0.0s: Secret/a"),
+        ];
+        let r = Recorded::from_log(log.into_iter());
+        assert!(r.namespace);
+        assert_eq!(r.phases, vec![Phase::Secrets]);
+        let data = NewEvent::new(EventType::PhaseCompleted, "");
+        assert!(r.has(&data, Phase::Secrets));
+        assert!(
+            !r.has(&data, Phase::Data),
+            "data was told before the retry only"
+        );
+        let r = Recorded::from_log(log[..1].iter().copied());
+        assert!(!r.has(
+            &NewEvent::new(EventType::NamespaceCreated, ""),
+            Phase::Foundation
+        ));
+    }
 }

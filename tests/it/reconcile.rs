@@ -299,32 +299,12 @@ async fn woocommerce_and_medusa_go_to_ready_and_are_deleted() {
                     .all(|k| *k == EventType::PhaseCompleted),
                 "{kinds:?}"
             );
-            let phases: Vec<&str> = log
-                .iter()
-                .filter(|e| e.event_type == EventType::PhaseCompleted)
-                .map(|e| e.message.split_whitespace().next().unwrap())
-                .collect();
-            let expected: &[&str] = if store.engine == "medusa" {
-                &[
-                    "secrets",
-                    "storage",
-                    "data",
-                    "migrate",
-                    "application",
-                    "jobs",
-                    "ingress",
-                ]
-            } else {
-                &[
-                    "secrets",
-                    "storage",
-                    "data",
-                    "application",
-                    "jobs",
-                    "ingress",
-                ]
-            };
-            assert_eq!(phases, expected, "{}", store.engine);
+            assert_eq!(
+                told_phases(&log),
+                expected_phases(&store.engine),
+                "{}",
+                store.engine
+            );
             let sample = secret_sample(&t, store).await;
             assert!(
                 log.iter().all(|e| !e.message.contains(&sample)),
@@ -423,18 +403,7 @@ async fn crashes_at_phase_boundaries_and_mid_phase_still_converge() {
             rendered_keys(&catalog, &store),
             "nothing missing, nothing extra"
         );
-        let kinds = types(&events(&t.db, store.id).await);
-        for once in [
-            EventType::Created,
-            EventType::NamespaceCreated,
-            EventType::StoreReady,
-        ] {
-            assert_eq!(
-                kinds.iter().filter(|k| **k == once).count(),
-                1,
-                "{once} once: {kinds:?}"
-            );
-        }
+        told_once(&events(&t.db, store.id).await, &store.engine);
         replica.stop().await;
     }
     // Mid-phase: crash while the data phase waits for MySQL.
@@ -458,8 +427,46 @@ async fn crashes_at_phase_boundaries_and_mid_phase_still_converge() {
     let (replica, _) = Replica::start(&t.db, catalog.clone(), vault(), settings("heir-mid")).await;
     let done = ready(&t.db, store.id).await;
     assert!(done.lease_owner.is_none());
+    told_once(&events(&t.db, store.id).await, &store.engine);
     replica.stop().await;
     t.finish().await;
+}
+
+/// The phases a blueprint's `phase_completed` events name, in order (the foundation
+/// phase is told by `namespace_created`).
+fn expected_phases(engine: &str) -> Vec<&'static str> {
+    let mut phases = vec!["secrets", "storage", "data"];
+    if engine == "medusa" {
+        phases.push("migrate");
+    }
+    phases.extend(["application", "jobs", "ingress"]);
+    phases
+}
+
+fn told_phases(log: &[StoreEvent]) -> Vec<&str> {
+    log.iter()
+        .filter(|e| e.event_type == EventType::PhaseCompleted)
+        .map(|e| e.message.split_whitespace().next().unwrap())
+        .collect()
+}
+
+/// A store's log after a crash and a takeover tells every step exactly once, in order:
+/// nothing the dead replica did is missing, nothing is repeated.
+fn told_once(log: &[StoreEvent], engine: &str) {
+    let kinds = types(log);
+    for once in [
+        EventType::Created,
+        EventType::NamespaceCreated,
+        EventType::ResourcesApplied,
+        EventType::StoreReady,
+    ] {
+        assert_eq!(
+            kinds.iter().filter(|k| **k == once).count(),
+            1,
+            "{once} once: {kinds:?}"
+        );
+    }
+    assert_eq!(told_phases(log), expected_phases(engine), "{kinds:?}");
 }
 
 #[tokio::test]
