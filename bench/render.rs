@@ -67,6 +67,31 @@ fn bench_render(c: &mut Criterion) {
     group.finish();
 }
 
+/// A fixed piece of CPU work of about a render's size (sorting a copy of the same
+/// 20,000 numbers, then hashing 2,000 of them): its spread is the machine's own, so the
+/// render's p99 can be read against it (bench/RESULTS.md, render run 5).
+fn reference_work(data: &[u64]) -> usize {
+    let mut sorted = data.to_vec();
+    sorted.sort_unstable();
+    let set: std::collections::HashSet<u64> = sorted[..2000].iter().copied().collect();
+    set.len()
+}
+
+fn print_percentiles(name: &str, what: &str, times: &mut [Duration]) {
+    let n = times.len();
+    times.sort();
+    let at = |q: f64| times[((n as f64 * q).ceil() as usize).min(n) - 1];
+    println!(
+        "  {name:<12} {what:<4} p50 {:>8.1?}  p90 {:>8.1?}  p99 {:>8.1?}  p99.9 {:>8.1?}  max {:>8.1?}  (p99/p50 {:.2})",
+        at(0.50),
+        at(0.90),
+        at(0.99),
+        at(0.999),
+        times[n - 1],
+        at(0.99).as_secs_f64() / at(0.50).as_secs_f64()
+    );
+}
+
 /// Per-render wall time over `n` renders after a warm-up, as percentiles.
 fn percentiles(n: usize) {
     let catalog = Catalog::builtin().expect("built-in blueprints load");
@@ -86,19 +111,22 @@ fn percentiles(n: usize) {
             wall.push(t.elapsed());
         }
         for (what, times) in [("wall", &mut wall), ("cpu", &mut cpu)] {
-            times.sort();
-            let at = |q: f64| times[((n as f64 * q).ceil() as usize).min(n) - 1];
-            println!(
-                "  {:<12} {what:<4} p50 {:>8.1?}  p90 {:>8.1?}  p99 {:>8.1?}  p99.9 {:>8.1?}  max {:>8.1?}",
-                bp.name,
-                at(0.50),
-                at(0.90),
-                at(0.99),
-                at(0.999),
-                times[n - 1]
-            );
+            print_percentiles(&bp.name, what, times);
         }
     }
+    let data: Vec<u64> = (0..20_000u64)
+        .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        .collect();
+    for _ in 0..200 {
+        black_box(reference_work(&data));
+    }
+    let mut cpu = Vec::with_capacity(n);
+    for _ in 0..n {
+        let c = thread_cpu();
+        black_box(reference_work(black_box(&data)));
+        cpu.push(thread_cpu() - c);
+    }
+    print_percentiles("reference", "cpu", &mut cpu);
 }
 
 criterion_group! {
