@@ -204,12 +204,16 @@ pub fn from_assignments<S: AsRef<str>>(assignments: &[S]) -> Result<Value, Vec<S
     }
 }
 
+/// A `--set` value: a YAML null, boolean or number becomes one; a quoted YAML string
+/// (`'2'`, `"true"`) is that string; anything else is the text exactly as typed. (Read
+/// as YAML, `#x` would be a comment — null — and a line separator inside a value would
+/// fold into a space.)
 fn scalar(raw: &str) -> Value {
-    if raw.is_empty() {
-        return Value::String(String::new());
-    }
+    let quoted = raw.starts_with(['\'', '"']);
     match serde_yaml::from_str::<Value>(raw) {
-        Ok(v @ (Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_))) => v,
+        Ok(v @ (Value::Bool(_) | Value::Number(_))) => v,
+        Ok(Value::Null) if matches!(raw.trim(), "null" | "Null" | "NULL" | "~") => Value::Null,
+        Ok(v @ Value::String(_)) if quoted => v,
         _ => Value::String(raw.to_owned()),
     }
 }
@@ -326,13 +330,34 @@ mod tests {
             "title=a: b",
             "empty=",
             "list=[1, 2]",
+            "none=~",
+            "text='2'",
         ])
         .unwrap();
         assert_eq!(
             v,
             json!({"plan": "large", "replicas": 2, "storage": {"database": "20Gi"},
-                   "flag": true, "title": "a: b", "empty": "", "list": "[1, 2]"})
+                   "flag": true, "title": "a: b", "empty": "", "list": "[1, 2]",
+                   "none": null, "text": "2"})
         );
+    }
+
+    #[test]
+    fn assigned_text_is_kept_as_typed() {
+        for raw in [
+            "#not-a-comment",
+            "a #b",
+            "a\u{2028}b",
+            "a\u{85}b",
+            "line\nbreak",
+            "trailing ",
+            " leading",
+            "it's",
+            "- item",
+        ] {
+            let v = from_assignments(&[format!("x={raw}")]).unwrap();
+            assert_eq!(v, json!({"x": raw}), "{raw:?}");
+        }
     }
 
     #[test]
