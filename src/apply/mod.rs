@@ -372,32 +372,36 @@ impl Applier {
 
     /// Server-side applies one phase's objects (cluster-scoped ones first), at most
     /// `concurrency` at a time. `before` tells created, updated and unchanged apart.
+    /// Also says whether every object is already ready by the object the API server
+    /// answered the apply with (the same rules a wait applies to what it watches).
     pub async fn apply_objects(
         &self,
         namespace: &str,
         objects: &[&Desired],
         before: &Inventory,
-    ) -> Result<ApplyCounts, ApplyError> {
+    ) -> Result<(ApplyCounts, bool), ApplyError> {
         let mut counts = ApplyCounts::default();
+        let mut all_ready = true;
         let (cluster, namespaced): (Vec<&Desired>, Vec<&Desired>) = objects
             .iter()
             .copied()
             .partition(|d| d.object.metadata.namespace.is_none() && d.gvk.kind == "Namespace");
         for batch in [cluster, namespaced] {
-            let applies: Vec<futures::future::BoxFuture<'_, Result<ApplyCounts, ApplyError>>> =
-                batch
-                    .into_iter()
-                    .map(|d| Box::pin(self.apply_one(namespace, d, before)) as _)
-                    .collect();
+            type Applied = Result<(ApplyCounts, bool), ApplyError>;
+            let applies: Vec<futures::future::BoxFuture<'_, Applied>> = batch
+                .into_iter()
+                .map(|d| Box::pin(self.apply_one(namespace, d, before)) as _)
+                .collect();
             let results = stream::iter(applies)
                 .buffer_unordered(self.settings.concurrency)
                 .try_collect::<Vec<_>>()
                 .await?;
-            for c in results {
+            for (c, ready) in results {
                 counts.add(&c);
+                all_ready &= ready;
             }
         }
-        Ok(counts)
+        Ok((counts, all_ready))
     }
 
     async fn apply_one(
@@ -405,7 +409,7 @@ impl Applier {
         namespace: &str,
         desired: &Desired,
         before: &Inventory,
-    ) -> Result<ApplyCounts, ApplyError> {
+    ) -> Result<(ApplyCounts, bool), ApplyError> {
         let key = desired.key();
         let (api, _) = self.api_for(&desired.gvk, namespace).await?;
         let body = apply_body(&normalise(desired));
@@ -435,8 +439,10 @@ impl Applier {
                 });
             }
         };
+        let ready =
+            !needs_wait(&desired.gvk.kind) || assess(&desired.gvk.kind, Some(&applied)).is_ready();
         let after = applied.metadata.resource_version.unwrap_or_default();
-        Ok(match before.objects.get(&key) {
+        let counts = match before.objects.get(&key) {
             None => ApplyCounts {
                 created: 1,
                 ..Default::default()
@@ -449,7 +455,8 @@ impl Applier {
                 updated: 1,
                 ..Default::default()
             },
-        })
+        };
+        Ok((counts, ready))
     }
 
     async fn delete_and_wait(
@@ -488,7 +495,7 @@ impl Applier {
     }
 
     /// Applies a whole store phase by phase: each phase applied, then awaited until
-    /// ready, before the next starts; then prunes what the render no longer contains.
+    /// ready (unless the apply's answers already show it ready), before the next starts; then prunes what the render no longer contains.
     /// Each finished phase is reported on `progress` as it completes.
     pub async fn apply_store(
         &self,
@@ -505,8 +512,12 @@ impl Applier {
                 continue;
             }
             let started = Instant::now();
-            let counts = self.apply_objects(namespace, &objects, &before).await?;
-            self.wait_ready(namespace, phase, &objects).await?;
+            let (counts, all_ready) = self.apply_objects(namespace, &objects, &before).await?;
+            // Already ready by the apply's answers (a resync of a ready store, usually):
+            // no watch to open. Otherwise watch until ready, or say why not.
+            if !all_ready {
+                self.wait_ready(namespace, phase, &objects).await?;
+            }
             report.counts.add(&counts);
             let _ = progress.send(PhaseReport {
                 phase,
