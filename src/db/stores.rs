@@ -218,15 +218,9 @@ impl Db {
             .filter(store_events::Column::StoreId.is_in(store_ids.iter().copied()))
             .group_by(store_events::Column::StoreId)
             .into_query();
-        store_events::Entity::find()
-            .filter(store_events::Column::Id.in_subquery(latest))
-            .all(&self.conn)
-            .await
-            .map_err(self.e())?
-            .into_iter()
-            .map(StoreEvent::try_from)
-            .collect::<Result<_, _>>()
-            .map_err(DbError::Query)
+        let select =
+            store_events::Entity::find().filter(store_events::Column::Id.in_subquery(latest));
+        self.fetch_events(select).await
     }
 
     /// How many stores a user has, whatever their status (what the store limit counts).
@@ -393,16 +387,10 @@ impl Db {
         if let Some(after) = after_id {
             select = select.filter(store_events::Column::Id.gt(after));
         }
-        select
+        let select = select
             .order_by_asc(store_events::Column::Id)
-            .limit(limit.min(MAX_PAGE))
-            .all(&self.conn)
-            .await
-            .map_err(self.e())?
-            .into_iter()
-            .map(StoreEvent::try_from)
-            .collect::<Result<_, _>>()
-            .map_err(DbError::Query)
+            .limit(limit.min(MAX_PAGE));
+        self.fetch_events(select).await
     }
 
     /// A store's events of the given types, in the order they were written (unpaged:
@@ -412,10 +400,19 @@ impl Db {
         store_id: Uuid,
         types: &[EventType],
     ) -> Result<Vec<StoreEvent>, DbError> {
-        store_events::Entity::find()
+        let select = store_events::Entity::find()
             .filter(store_events::Column::StoreId.eq(store_id))
             .filter(store_events::Column::EventType.is_in(types.iter().map(|t| t.as_str())))
-            .order_by_asc(store_events::Column::Id)
+            .order_by_asc(store_events::Column::Id);
+        self.fetch_events(select).await
+    }
+
+    /// Runs an event query and decodes its rows.
+    async fn fetch_events(
+        &self,
+        select: sea_orm::Select<store_events::Entity>,
+    ) -> Result<Vec<StoreEvent>, DbError> {
+        select
             .all(&self.conn)
             .await
             .map_err(self.e())?
