@@ -9,8 +9,8 @@
 //!    orchestrator's bounded concurrency (`BENCH_WORKERS` stores at once, 8 objects of
 //!    a phase at once).
 //!
-//! Every store is deleted afterwards. Run: `cargo bench --bench orchestrator` (see
-//! bench/README.md); results go in bench/RESULTS.md.
+//! Every store is deleted afterwards. Run: `cargo bench --bench orchestrator` (or
+//! `bench/run orchestrator`); results go in bench/RESULTS.md.
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
