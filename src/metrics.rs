@@ -39,6 +39,7 @@ pub struct Metrics {
     pub queue_depth: Gauge,
     pub workers_busy: Gauge,
     pub reconciles: Counter,
+    pub applies_skipped: Counter,
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_request_seconds: Histogram,
     pub rate_limited: Counter,
@@ -85,6 +86,13 @@ impl Metrics {
             "Store reconciliations finished by this replica",
             reconciles.clone(),
         );
+        let applies_skipped = Counter::default();
+        registry.register(
+            "applies_skipped",
+            "Store applies not sent: the render and every object's resourceVersion were \
+             unchanged since an apply that changed nothing and found the store ready",
+            applies_skipped.clone(),
+        );
         let http_requests = Family::<HttpLabels, Counter>::default();
         registry.register(
             "http_requests",
@@ -111,6 +119,7 @@ impl Metrics {
             queue_depth,
             workers_busy,
             reconciles,
+            applies_skipped,
             http_requests,
             http_request_seconds,
             rate_limited,

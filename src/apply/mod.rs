@@ -26,9 +26,10 @@ use kube::api::{
 use kube::discovery::{ApiCapabilities, Scope};
 use kube::{Client, ResourceExt};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// One object Storeplane wants in the cluster, and the phase it belongs to.
@@ -203,6 +204,9 @@ pub struct PhaseReport {
 pub struct StoreReport {
     pub counts: ApplyCounts,
     pub pruned: Vec<ObjectKey>,
+    /// No apply was sent: the render and every object's resourceVersion were what they
+    /// were when an earlier apply changed nothing and found everything ready.
+    pub known_converged: bool,
 }
 
 /// What exists in a store's namespace today: `Kind/name` → resourceVersion, for objects
@@ -235,12 +239,22 @@ impl Default for ApplySettings {
 
 type ResourceCache = Arc<RwLock<HashMap<GroupVersionKind, (ApiResource, ApiCapabilities)>>>;
 
+/// Namespace → digest of a render and of the inventory an apply of it found, recorded
+/// when that apply changed nothing, pruned nothing and found every object ready.
+/// While the render and every object's resourceVersion stay the same, nothing has
+/// written to the store's objects since (a deleted object is missing, and any write —
+/// an edit, a status change, a re-creation — moves a resourceVersion), so a resync
+/// need not send its server-side applies again: each costs the API server as much as
+/// a real one.
+type Converged = Arc<Mutex<HashMap<String, [u8; 32]>>>;
+
 /// Applies stores to one cluster. Cheap to clone; clones share the discovery cache.
 #[derive(Clone)]
 pub struct Applier {
     client: Client,
     settings: ApplySettings,
     resources: ResourceCache,
+    converged: Converged,
 }
 
 impl Applier {
@@ -249,6 +263,7 @@ impl Applier {
             client,
             settings,
             resources: Arc::default(),
+            converged: Arc::default(),
         }
     }
 
@@ -495,8 +510,13 @@ impl Applier {
     }
 
     /// Applies a whole store phase by phase: each phase applied, then awaited until
-    /// ready (unless the apply's answers already show it ready), before the next starts; then prunes what the render no longer contains.
-    /// Each finished phase is reported on `progress` as it completes.
+    /// ready (unless the apply's answers already show it ready), before the next
+    /// starts; then prunes what the render no longer contains. Each finished phase is
+    /// reported on `progress` as it completes.
+    ///
+    /// When the render and the inventory are exactly those of an earlier apply that
+    /// changed nothing and found everything ready, nothing is sent: the report says
+    /// every object is unchanged and `known_converged`.
     pub async fn apply_store(
         &self,
         namespace: &str,
@@ -505,7 +525,40 @@ impl Applier {
         progress: &tokio::sync::mpsc::UnboundedSender<PhaseReport>,
     ) -> Result<StoreReport, ApplyError> {
         let before = self.inventory(namespace, store_id).await?;
+        let digest = converged_digest(desired, &before);
+        let known = self
+            .converged
+            .lock()
+            .expect("converged lock")
+            .remove(namespace);
         let mut report = StoreReport::default();
+        if known == Some(digest) {
+            for phase in Phase::ALL {
+                let objects: Vec<ObjectKey> = desired
+                    .iter()
+                    .filter(|d| d.phase == phase)
+                    .map(Desired::key)
+                    .collect();
+                if objects.is_empty() {
+                    continue;
+                }
+                let counts = ApplyCounts {
+                    unchanged: objects.len(),
+                    ..Default::default()
+                };
+                report.counts.add(&counts);
+                let _ = progress.send(PhaseReport {
+                    phase,
+                    objects,
+                    counts,
+                    elapsed: Duration::ZERO,
+                });
+            }
+            report.known_converged = true;
+            self.remember_converged(namespace, digest);
+            return Ok(report);
+        }
+        let mut waited = false;
         for phase in Phase::ALL {
             let objects: Vec<&Desired> = desired.iter().filter(|d| d.phase == phase).collect();
             if objects.is_empty() {
@@ -517,6 +570,7 @@ impl Applier {
             // no watch to open. Otherwise watch until ready, or say why not.
             if !all_ready {
                 self.wait_ready(namespace, phase, &objects).await?;
+                waited = true;
             }
             report.counts.add(&counts);
             let _ = progress.send(PhaseReport {
@@ -527,7 +581,19 @@ impl Applier {
             });
         }
         report.pruned = self.prune(namespace, desired, &before).await?;
+        // Every object was already as rendered and ready when the inventory was taken:
+        // that inventory is the proof a later apply can compare against.
+        if report.counts.changed() == 0 && report.pruned.is_empty() && !waited {
+            self.remember_converged(namespace, digest);
+        }
         Ok(report)
+    }
+
+    fn remember_converged(&self, namespace: &str, digest: [u8; 32]) {
+        self.converged
+            .lock()
+            .expect("converged lock")
+            .insert(namespace.to_owned(), digest);
     }
 
     /// Deletes objects in `inventory` that `desired` no longer contains.
@@ -584,6 +650,10 @@ impl Applier {
     /// names what holds it: the namespace's conditions and the objects left with
     /// finalizers.
     pub async fn teardown(&self, namespace: &str) -> Result<(), ApplyError> {
+        self.converged
+            .lock()
+            .expect("converged lock")
+            .remove(namespace);
         wait::teardown(self, namespace).await
     }
 }
@@ -605,6 +675,26 @@ fn apply_body(object: &DynamicObject) -> Box<serde_json::value::RawValue> {
         json
     };
     serde_json::value::RawValue::from_string(json).expect("escaping keeps the JSON valid")
+}
+
+/// Digest of a render (every object, with its phase) and of an inventory (every
+/// object's kind, name and resourceVersion).
+fn converged_digest(desired: &[Desired], inventory: &Inventory) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    for d in desired {
+        hash.update(d.phase.as_str().as_bytes());
+        hash.update([0]);
+        serde_json::to_writer(&mut hash, &d.object).expect("a DynamicObject serializes to JSON");
+        hash.update([0]);
+    }
+    hash.update([1]);
+    for (key, rv) in &inventory.objects {
+        for part in [key.kind.as_str(), key.name.as_str(), rv.as_str()] {
+            hash.update(part.as_bytes());
+            hash.update([0]);
+        }
+    }
+    hash.finalize().into()
 }
 
 fn normalise(desired: &Desired) -> DynamicObject {

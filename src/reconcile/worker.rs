@@ -260,6 +260,12 @@ async fn provision(ctx: &Context, store: &Store) -> Result<Option<DateTime<Utc>>
     recorded?;
     let report = applied?;
 
+    if report.known_converged {
+        ctx.metrics.applies_skipped.inc();
+        tracing::debug!(
+            "nothing changed since the last apply proved the store converged; no apply sent"
+        );
+    }
     let now = Utc::now();
     let next = now + to_chrono(ctx.settings.resync_period);
     let total = report.counts.created + report.counts.updated + report.counts.unchanged;

@@ -158,6 +158,47 @@ async fn apply_waits_reapplies_nothing_repairs_drift_prunes_and_tears_down() {
     assert_eq!(again.counts.changed(), 0, "{again:?}");
     let after = resource_versions(&a, &ns, &id).await;
     assert_eq!(before.objects, after.objects, "no resourceVersion changed");
+    assert!(!again.known_converged, "the first re-apply is sent in full");
+
+    // That apply changed nothing and found everything ready: while no object is
+    // written, the next one sends nothing, and says so phase by phase.
+    let known = a
+        .apply_store(&ns, &id, &desired, &tx)
+        .await
+        .expect("apply of a known-converged store");
+    assert!(known.known_converged, "{known:?}");
+    assert_eq!(known.counts.unchanged, desired.len(), "{known:?}");
+    while rx.try_recv().is_ok() {}
+    let told = a
+        .apply_store(&ns, &id, &desired, &tx)
+        .await
+        .expect("apply of a known-converged store");
+    assert!(told.known_converged);
+    let mut reported = 0;
+    while let Ok(r) = rx.try_recv() {
+        assert_eq!(r.counts.changed(), 0, "{r:?}");
+        reported += r.objects.len();
+    }
+    assert_eq!(reported, desired.len(), "every object reported unchanged");
+
+    // Another writer edits a field Storeplane owns: the resourceVersion moves, so the
+    // apply is sent and takes the field back.
+    deployments
+        .patch(
+            "web",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"spec": {"replicas": 2}})),
+        )
+        .await
+        .unwrap();
+    let taken_back = a
+        .apply_store(&ns, &id, &desired, &tx)
+        .await
+        .expect("apply after an edit");
+    assert!(!taken_back.known_converged);
+    assert_eq!(taken_back.counts.updated, 1, "{taken_back:?}");
+    let web = deployments.get("web").await.unwrap();
+    assert_eq!(web.spec.unwrap().replicas, Some(1), "the edit is undone");
 
     // Drift: a deleted Deployment comes back on the next apply.
     deployments
@@ -174,6 +215,7 @@ async fn apply_waits_reapplies_nothing_repairs_drift_prunes_and_tears_down() {
         .await
         .expect("repair");
     assert_eq!(repaired.counts.created, 1, "{repaired:?}");
+    assert!(!repaired.known_converged);
     assert!(deployments.get("web").await.is_ok());
 
     // Pruning: the Job left the render, so it leaves the namespace.

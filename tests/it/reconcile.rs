@@ -42,6 +42,7 @@ fn settings(instance: &str) -> OrchestratorSettings {
 struct Replica {
     stop: CancellationToken,
     task: JoinHandle<()>,
+    metrics: Metrics,
 }
 
 impl Replica {
@@ -61,6 +62,7 @@ impl Replica {
             },
         );
         let waker = Waker::new(db.clone());
+        let metrics = Metrics::new();
         let orchestrator = Orchestrator::new(
             db.clone(),
             catalog,
@@ -69,11 +71,18 @@ impl Replica {
             settings,
             PlatformSettings::default(),
             &waker,
-            Metrics::new(),
+            metrics.clone(),
         );
         let stop = CancellationToken::new();
         let task = tokio::spawn(orchestrator.run(stop.clone()));
-        (Replica { stop, task }, waker)
+        (
+            Replica {
+                stop,
+                task,
+                metrics,
+            },
+            waker,
+        )
     }
 
     /// A clean stop, as on SIGTERM.
@@ -582,6 +591,22 @@ async fn drift_is_repaired_and_unchanged_stores_are_not_written() {
     for s in &stores {
         assert!(!types(&events(&t.db, s.id).await).contains(&EventType::DriftRepaired));
     }
+    // A resync that changed nothing proved each store converged; the resyncs after it
+    // send no apply while nothing is written (the drift below is repaired anyway).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while replica.metrics.applies_skipped.get() < stores.len() as u64 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "resyncs of unchanged stores still sent applies ({} skipped)",
+            replica.metrics.applies_skipped.get()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let after_skips: Vec<_> = join_all(stores.iter().map(|s| objects(&s.namespace, s.id))).await;
+    assert_eq!(
+        before, after_skips,
+        "nothing written by the skipped resyncs"
+    );
 
     // Drift: a Deployment and a NetworkPolicy deleted by hand come back within one
     // resync period (plus the time to become ready).
