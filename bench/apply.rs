@@ -11,6 +11,8 @@
 //! Run: `cargo bench --bench apply` (or `bench/run apply`); results go in
 //! bench/RESULTS.md.
 
+mod support;
+
 use futures::StreamExt;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -18,19 +20,8 @@ use storeplane::apply::{Applier, ApplyCounts, ApplySettings, Desired};
 use storeplane::blueprint::{Catalog, RenderInput, StoreRef};
 use storeplane::config::PlatformSettings;
 use storeplane::domain::Phase;
+use support::{env_usize, percentile, use_testenv_unless_kubeconfig};
 use uuid::Uuid;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
 
 struct Store {
     namespace: String,
@@ -121,15 +112,7 @@ async fn main() {
     let n = env_usize("BENCH_APPLY_N", 100);
     let at_once = env_usize("BENCH_STORES_AT_ONCE", 32);
 
-    if std::env::var_os("KUBECONFIG").is_none() {
-        let out = std::process::Command::new("testenv/cluster")
-            .arg("kubeconfig")
-            .output()
-            .expect("run testenv/cluster kubeconfig (start it with `testenv/cluster up`)");
-        let path = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-        // SAFETY: set before any other thread reads the environment.
-        unsafe { std::env::set_var("KUBECONFIG", path) };
-    }
+    use_testenv_unless_kubeconfig();
     let client = storeplane::apply::connect().await.expect("cluster");
     let applier = Applier::new(client, ApplySettings::default());
     let catalog = Catalog::builtin().expect("built-in blueprints load");
@@ -153,15 +136,7 @@ async fn main() {
             Store {
                 namespace: store.namespace.clone(),
                 id: id.to_string(),
-                desired: rendered
-                    .objects
-                    .into_iter()
-                    .map(|o| Desired {
-                        phase: o.phase,
-                        gvk: o.gvk,
-                        object: o.object,
-                    })
-                    .collect(),
+                desired: rendered.objects.into_iter().map(Desired::from).collect(),
             }
         })
         .collect();

@@ -12,6 +12,8 @@
 //! Every store is deleted afterwards. Run: `cargo bench --bench orchestrator` (or
 //! `bench/run orchestrator`); results go in bench/RESULTS.md.
 
+mod support;
+
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
@@ -27,20 +29,9 @@ use storeplane::domain::StoreStatus;
 use storeplane::metrics::Metrics;
 use storeplane::reconcile::{Orchestrator, Waker};
 use storeplane::vault::Vault;
+use support::{env_usize, percentile, use_testenv_unless_kubeconfig};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
 
 fn summary(name: &str, mut samples: Vec<Duration>) -> String {
     samples.sort();
@@ -127,15 +118,7 @@ async fn main() {
     let burst_n = env_usize("BENCH_BURST_N", 100);
     let workers = env_usize("BENCH_WORKERS", 32);
 
-    if std::env::var_os("KUBECONFIG").is_none() {
-        let out = std::process::Command::new("testenv/cluster")
-            .arg("kubeconfig")
-            .output()
-            .expect("run testenv/cluster kubeconfig (start it with `testenv/cluster up`)");
-        let path = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-        // SAFETY: set before any other thread reads the environment.
-        unsafe { std::env::set_var("KUBECONFIG", path) };
-    }
+    use_testenv_unless_kubeconfig();
     let client = storeplane::apply::connect().await.expect("cluster");
     let dir = tempfile::tempdir().unwrap();
     let url = format!(

@@ -15,6 +15,7 @@ mod wait;
 
 pub use readiness::{Readiness, assess, needs_wait};
 
+use crate::blueprint::RenderedObject;
 use crate::domain::{FIELD_MANAGER, Phase, labels};
 use crate::telemetry::error_chain;
 use base64::Engine as _;
@@ -38,6 +39,16 @@ pub struct Desired {
     pub phase: Phase,
     pub gvk: GroupVersionKind,
     pub object: DynamicObject,
+}
+
+impl From<RenderedObject> for Desired {
+    fn from(o: RenderedObject) -> Self {
+        Desired {
+            phase: o.phase,
+            gvk: o.gvk,
+            object: o.object,
+        }
+    }
 }
 
 impl Desired {

@@ -205,15 +205,7 @@ async fn provision(ctx: &Context, store: &Store) -> Result<Option<DateTime<Utc>>
             url: u.url.clone(),
         })
         .collect();
-    let desired: Vec<Desired> = rendered
-        .objects
-        .into_iter()
-        .map(|o| Desired {
-            phase: o.phase,
-            gvk: o.gvk,
-            object: o.object,
-        })
-        .collect();
+    let desired: Vec<Desired> = rendered.objects.into_iter().map(Desired::from).collect();
 
     // Phase events are written as phases finish, so the dashboard shows progress live.
     // A phase that changed something is recorded. One that changed nothing is recorded

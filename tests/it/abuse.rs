@@ -659,15 +659,7 @@ async fn apply_store(
             platform: &PlatformSettings::default(),
         })
         .expect("render");
-    let desired: Vec<Desired> = rendered
-        .objects
-        .into_iter()
-        .map(|o| Desired {
-            phase: o.phase,
-            gvk: o.gvk,
-            object: o.object,
-        })
-        .collect();
+    let desired: Vec<Desired> = rendered.objects.into_iter().map(Desired::from).collect();
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
     applier
         .apply_store(&store.namespace, &store.id.to_string(), &desired, &tx)

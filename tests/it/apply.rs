@@ -182,12 +182,15 @@ async fn apply_waits_reapplies_nothing_repairs_drift_prunes_and_tears_down() {
     assert_eq!(reported, desired.len(), "every object reported unchanged");
 
     // Another writer edits a field Storeplane owns: the resourceVersion moves, so the
-    // apply is sent and takes the field back.
-    deployments
+    // apply is sent and takes the field back. (A NetworkPolicy: an edit that starts no
+    // pods, so no other object — the quota's usage, say — moves meanwhile.)
+    let policies: Api<k8s_openapi::api::networking::v1::NetworkPolicy> =
+        Api::namespaced(client.clone(), &ns);
+    policies
         .patch(
-            "web",
+            "default-deny",
             &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(json!({"spec": {"replicas": 2}})),
+            &kube::api::Patch::Merge(json!({"spec": {"policyTypes": ["Ingress"]}})),
         )
         .await
         .unwrap();
@@ -197,8 +200,12 @@ async fn apply_waits_reapplies_nothing_repairs_drift_prunes_and_tears_down() {
         .expect("apply after an edit");
     assert!(!taken_back.known_converged);
     assert_eq!(taken_back.counts.updated, 1, "{taken_back:?}");
-    let web = deployments.get("web").await.unwrap();
-    assert_eq!(web.spec.unwrap().replicas, Some(1), "the edit is undone");
+    let policy = policies.get("default-deny").await.unwrap();
+    assert_eq!(
+        policy.spec.unwrap().policy_types,
+        Some(vec!["Ingress".to_owned(), "Egress".to_owned()]),
+        "the edit is undone"
+    );
 
     // Drift: a deleted Deployment comes back on the next apply.
     deployments
