@@ -257,7 +257,9 @@ type ResourceCache = Arc<RwLock<HashMap<GroupVersionKind, (ApiResource, ApiCapab
 /// an edit, a status change, a re-creation — moves a resourceVersion), so a resync
 /// need not send its server-side applies again: each costs the API server as much as
 /// a real one.
-type Converged = Arc<Mutex<HashMap<String, [u8; 32]>>>;
+/// Each entry keeps when it was last confirmed, so that entries of stores this replica
+/// no longer works (deleted or resynced by another replica) can be dropped.
+type Converged = Arc<Mutex<HashMap<String, ([u8; 32], Instant)>>>;
 
 /// Applies stores to one cluster. Cheap to clone; clones share the discovery cache.
 #[derive(Clone)]
@@ -541,7 +543,8 @@ impl Applier {
             .converged
             .lock()
             .expect("converged lock")
-            .remove(namespace);
+            .remove(namespace)
+            .map(|(digest, _)| digest);
         let mut report = StoreReport::default();
         if known == Some(digest) {
             for phase in Phase::ALL {
@@ -604,7 +607,16 @@ impl Applier {
         self.converged
             .lock()
             .expect("converged lock")
-            .insert(namespace.to_owned(), digest);
+            .insert(namespace.to_owned(), (digest, Instant::now()));
+    }
+
+    /// Forgets what is known converged for stores not confirmed since `cutoff`: those
+    /// another replica works now, or deleted by one. Their next apply here is a full
+    /// one. Returns how many entries remain.
+    pub fn forget_converged_before(&self, cutoff: Instant) -> usize {
+        let mut converged = self.converged.lock().expect("converged lock");
+        converged.retain(|_, (_, confirmed)| *confirmed >= cutoff);
+        converged.len()
     }
 
     /// Deletes objects in `inventory` that `desired` no longer contains.
@@ -669,9 +681,6 @@ impl Applier {
     }
 }
 
-/// The body sent for an apply: the desired object with `stringData` folded into `data`
-/// (the API server never stores `stringData`, so applying it would look like a change
-/// every time) and no server-owned metadata.
 /// The body of a server-side apply: JSON, which the API server reads as YAML (the
 /// apply content type). YAML treats U+0085, U+2028 and U+2029 as line breaks even
 /// inside quoted strings and folds them away with the spaces around them, so they are
@@ -708,6 +717,9 @@ fn converged_digest(desired: &[Desired], inventory: &Inventory) -> [u8; 32] {
     hash.finalize().into()
 }
 
+/// The object sent for an apply: the desired object with `stringData` folded into
+/// `data` (the API server never stores `stringData`, so applying it would look like a
+/// change every time) and no server-owned metadata.
 fn normalise(desired: &Desired) -> DynamicObject {
     let mut obj = desired.object.clone();
     obj.metadata.resource_version = None;
@@ -788,6 +800,19 @@ pub enum ConnectError {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[tokio::test]
+    async fn converged_entries_not_confirmed_lately_are_forgotten() {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let applier = Applier::new(Client::try_from(config).unwrap(), ApplySettings::default());
+        applier.remember_converged("store-old-00000001", [1; 32]);
+        let cutoff = Instant::now();
+        applier.remember_converged("store-new-00000002", [2; 32]);
+        assert_eq!(applier.forget_converged_before(cutoff), 1);
+        let left = applier.converged.lock().unwrap();
+        assert!(left.contains_key("store-new-00000002"), "{:?}", left.keys());
+        assert!(!left.contains_key("store-old-00000001"));
+    }
 
     #[test]
     fn secrets_apply_data_not_string_data() {

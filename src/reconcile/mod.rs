@@ -191,6 +191,11 @@ impl Orchestrator {
                 }
                 _ = sweep.tick() => {
                     refresh_gauges(&ctx).await;
+                    // A store this replica resyncs confirms its entry once a period;
+                    // one not confirmed for three is worked elsewhere or gone.
+                    if let Some(cutoff) = Instant::now().checked_sub(3 * ctx.settings.resync_period) {
+                        ctx.applier.forget_converged_before(cutoff.into_std());
+                    }
                 }
                 Some(at) = due_rx.recv() => {
                     timers.push(Reverse(at));
