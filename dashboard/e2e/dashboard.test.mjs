@@ -3,7 +3,7 @@
 // `scripts/dashboard e2e` (which builds what it needs) or `npm run e2e` in dashboard/.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { apiCall, contrastProblems, launchBrowser, screenshot, startServer, tokenFor } from "./harness.mjs";
+import { apiCall, contrastProblems, launchBrowser, screenshot, starvedBlueprints, startServer, tokenFor } from "./harness.mjs";
 
 /** How long a WooCommerce store may take to become ready or disappear on testenv. */
 const CONVERGE_MS = 180_000;
@@ -34,14 +34,15 @@ describe("the dashboard against storeplane serve on testenv", () => {
    * A fresh browser context (no storage) signed in as `user`, on the store list.
    * @param {{ email: string, password: string }} user
    * @param {{ width: number, height: number }} [viewport]
+   * @param {import("./harness.mjs").Server} [on] the server (the suite's by default)
    */
-  async function signIn(user, viewport = { width: 1200, height: 900 }) {
+  async function signIn(user, viewport = { width: 1200, height: 900 }, on = server) {
     const context = await browser.newContext({ viewport });
     const page = await context.newPage();
     /** @type {string[]} */
     const errors = [];
     page.on("pageerror", (e) => errors.push(e.message));
-    await page.goto(server.url + "/");
+    await page.goto(on.url + "/");
     await page.waitForURL("**/signin");
     await page.getByLabel("Email").fill(user.email);
     await page.getByLabel("Password").fill(user.password);
@@ -202,6 +203,20 @@ describe("the dashboard against storeplane serve on testenv", () => {
       await summary.getByRole("link", { name: /Database volume/ }).click();
       assert.equal(await page.evaluate(() => document.activeElement?.id), await db.getAttribute("id"));
 
+      // Valid sizes that together overrun the small plan's 20Gi storage quota (30Gi +
+      // 5Gi): refused at the plan before anything is created, not failed later.
+      await db.fill("30Gi");
+      const third = page.waitForResponse((r) => r.url().endsWith("/api/stores") && r.request().method() === "POST");
+      await page.getByRole("button", { name: "Create store" }).click();
+      const oversized = await (await third).json();
+      const planProblem = oversized.errors.find((/** @type {{ field: string }} */ e) => e.field === "params/plan");
+      assert.ok(planProblem, `the API refused the plan: ${JSON.stringify(oversized)}`);
+      assert.match(planProblem.message, /plan `small` is too small .*35Gi.*20Gi/);
+      const plan = page.getByLabel("Plan", { exact: true });
+      const planError = page.locator(`#${await plan.getAttribute("id")}-error`);
+      await planError.waitFor();
+      assert.equal((await planError.innerText()).replace(/^⚠\s*/, ""), planProblem.message);
+
       const stores = await apiCall(server.url, "GET", "/api/stores", { token: await tokenFor(server.url, alice) });
       assert.deepEqual(stores.items, [], "nothing was created");
       await context.close();
@@ -233,37 +248,38 @@ describe("the dashboard against storeplane serve on testenv", () => {
 
   describe("failures", () => {
     test("a store that fails shows the reason prominently, and Retry provisions it again", { timeout: 300_000 }, async () => {
-      const token = await tokenFor(server.url, alice);
+      // A second server whose WooCommerce small plan's memory quota cannot hold MySQL
+      // and WordPress together: the cluster refuses the pods, the store fails.
+      const tight = await startServer({ env: { STOREPLANE_BLUEPRINTS_DIR: starvedBlueprints() } });
+      const carol = tight.createUser("carol@example.test");
+      const token = await tokenFor(tight.url, carol);
       // A store that works, so the list has both kinds.
-      const medusa = await apiCall(server.url, "POST", "/api/stores", {
+      const medusa = await apiCall(tight.url, "POST", "/api/stores", {
         token,
         body: { name: "north-wind", engine: "medusa" },
       });
       /** @type {string | undefined} */
       let failedId;
       try {
-        const { context, page, errors } = await signIn(alice);
-        await page.goto(server.url + "/stores/new");
-        await page.getByLabel("Store name").fill("oversized");
-        // 30Gi + 5Gi does not fit the small plan's 20Gi storage quota.
-        const db = page.getByRole("group", { name: "Storage" }).getByLabel("Database volume");
-        await db.fill("30Gi");
+        const { context, page, errors } = await signIn(carol, undefined, tight);
+        await page.goto(tight.url + "/stores/new");
+        await page.getByLabel("Store name").fill("tight-fit");
         await page.getByRole("button", { name: "Create store" }).click();
         await page.waitForURL(/\/stores\/[0-9a-f-]{36}$/);
         failedId = page.url().split("/").pop();
 
         const failure = page.locator(".status-live .failure");
         await failure.waitFor({ timeout: CONVERGE_MS });
-        const api = await apiCall(server.url, "GET", `/api/stores/${failedId}`, { token });
+        const api = await apiCall(tight.url, "GET", `/api/stores/${failedId}`, { token });
         assert.equal(api.status, "failed");
         assert.equal(await failure.locator(".failure-reason").innerText(), api.error_message);
-        assert.match(api.error_message, /too small/);
+        assert.match(api.error_message, /exceeded quota/);
         const badge = page.locator("h1 .badge");
         assert.equal(await badge.getAttribute("data-status"), "failed");
         assert.match(await badge.innerText(), /Failed/, "the status is said in words, not colour alone");
         await page.locator('.timeline .event[data-type="provisioning_failed"]').waitFor();
         await screenshot(page, "detail-failed");
-      assert.deepEqual(await contrastProblems(page), [], "text contrast meets WCAG AA on a failed store");
+        assert.deepEqual(await contrastProblems(page), [], "text contrast meets WCAG AA on a failed store");
 
         const retried = page.waitForResponse((r) => r.url().endsWith(`/api/stores/${failedId}/retry`));
         await failure.getByRole("button", { name: "Retry" }).click();
@@ -274,9 +290,9 @@ describe("the dashboard against storeplane serve on testenv", () => {
 
         // The list shows the reason too, next to a store that works.
         await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Stores" }).click();
-        const failedRow = storeRow(page, "oversized");
+        const failedRow = storeRow(page, "tight-fit");
         await failedRow.locator('.badge[data-status="failed"]').waitFor();
-        assert.match(await failedRow.locator(".phase-failed").innerText(), /too small/);
+        assert.match(await failedRow.locator(".phase-failed").innerText(), /exceeded quota/);
         await storeRow(page, "north-wind").locator('.badge[data-status="ready"]').waitFor({ timeout: CONVERGE_MS });
         await screenshot(page, "list");
         await page.setViewportSize({ width: 360, height: 740 });
@@ -285,8 +301,9 @@ describe("the dashboard against storeplane serve on testenv", () => {
         assert.deepEqual(errors, [], "no uncaught errors in the page");
         await context.close();
       } finally {
-        await apiCall(server.url, "DELETE", `/api/stores/${medusa.id}`, { token });
-        if (failedId) await apiCall(server.url, "DELETE", `/api/stores/${failedId}`, { token });
+        await apiCall(tight.url, "DELETE", `/api/stores/${medusa.id}`, { token });
+        if (failedId) await apiCall(tight.url, "DELETE", `/api/stores/${failedId}`, { token });
+        await tight.stop();
       }
     });
   });

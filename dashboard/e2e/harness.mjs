@@ -4,7 +4,7 @@
 // Chromium driven by playwright-core. Nothing is skipped: a missing binary, cluster or
 // browser fails the run with what to do.
 import { spawn, execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, mkdirSync, openSync, readFileSync, rmSync, copyFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -84,6 +84,29 @@ for (const sig of /** @type {const} */ (["SIGINT", "SIGTERM"])) {
     killAll();
     process.exit(130);
   });
+}
+
+/**
+ * A blueprints folder (for STOREPLANE_BLUEPRINTS_DIR) whose `woocommerce` overrides the
+ * built-in one with a small plan whose memory quota cannot hold MySQL and WordPress
+ * together: its stores are accepted and then refused by the cluster.
+ * @returns {string}
+ */
+export function starvedBlueprints() {
+  const dir = mkdtempSync(join(tmpdir(), "storeplane-e2e-blueprints-"));
+  const src = join(ROOT, "templates", "woocommerce");
+  const dst = join(dir, "woocommerce");
+  mkdirSync(dst);
+  for (const file of readdirSync(src)) {
+    let text = readFileSync(join(src, file), "utf8");
+    if (file === "blueprint.yaml") {
+      const starved = text.replace("limits.memory: 2560Mi", "limits.memory: 1200Mi");
+      if (starved === text) throw new Error(`${src}/blueprint.yaml no longer sets limits.memory: 2560Mi for the small plan`);
+      text = starved;
+    }
+    writeFileSync(join(dst, file), text);
+  }
+  return dir;
 }
 
 /**

@@ -17,6 +17,7 @@ use super::problem::{ApiError, Failure, FieldError, error_set};
 use super::spec::ApiTags;
 use super::sse;
 use super::state::AppState;
+use crate::blueprint::RenderError;
 use crate::db::{self, DbError, NewStore, StoreQuery};
 use futures::stream::BoxStream;
 use poem::web::Data;
@@ -283,7 +284,8 @@ impl StoresApi {
     ///
     /// Requests a new store of an engine. The name is checked first, then the engine,
     /// then `params` against the engine's JSON Schema (every violation is listed, the
-    /// field as `params/<json pointer>`). A name the caller already uses is a 409; an
+    /// field as `params/<json pointer>`), then that the volumes fit the plan's storage
+    /// quota (refused at `params/plan`). A name the caller already uses is a 409; an
     /// account at its store limit gets a 403 stating the limit. The answer comes at once
     /// (201, `status` = `provisioning`); provisioning continues in the background.
     /// Limited per client IP (10 per 15 minutes by default).
@@ -330,6 +332,47 @@ impl StoresApi {
                 "contains a NUL character (U+0000), which cannot be stored; remove it",
             )
             .into());
+        }
+        // The plan's storage quota is only known to a render: refused here, at the
+        // plan, rather than accepted and failed by the orchestrator a moment later.
+        let check = {
+            let catalog = state.catalog.clone();
+            let (engine, name, params) = (engine.clone(), name.clone(), params.clone());
+            tokio::task::spawn_blocking(move || {
+                catalog
+                    .get(&engine)
+                    .map(|blueprint| blueprint.check_renders(&name, &params))
+            })
+            .await
+            .map_err(|e| ApiError::internal(format!("render check panicked: {e}")))?
+            .map_err(|e| ApiError::internal(e.to_string()))?
+        };
+        match check {
+            Ok(()) => {}
+            Err(RenderError::ExceedsPlan { plan, problems, .. }) => {
+                return Err(ApiError::validation(
+                    problems
+                        .into_iter()
+                        .map(|p| FieldError {
+                            field: "params/plan".into(),
+                            message: format!(
+                                "plan `{plan}` is too small for these volumes: {p}; \
+                                 choose smaller sizes or a larger plan"
+                            ),
+                        })
+                        .collect(),
+                )
+                .into());
+            }
+            Err(e) if e.is_bad_input() => {
+                return Err(ApiError::field("params", e.to_string()).into());
+            }
+            Err(e) => {
+                return Err(ApiError::internal(format!(
+                    "blueprint `{engine}` cannot render these parameters: {e}"
+                ))
+                .into());
+            }
         }
         let new = NewStore::new(caller.user.id, &name, &engine, &blueprint.version, params);
         let store = match state.db.create_store(new).await {

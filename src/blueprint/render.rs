@@ -445,6 +445,21 @@ impl Blueprint {
         })
     }
 
+    /// Renders a would-be store with throw-away secrets and the default platform
+    /// settings, to refuse before it exists what its first real render would refuse:
+    /// volumes that together overrun the plan's storage quota (`ExceedsPlan`), or
+    /// parameters the blueprint's templates cannot render (`Template`).
+    pub fn check_renders(&self, name: &str, params: &Value) -> Result<(), RenderError> {
+        let store = StoreRef::new(name, Uuid::nil());
+        self.render(&RenderInput {
+            store: &store,
+            params,
+            secrets: &self.generate_secrets(),
+            platform: &PlatformSettings::default(),
+        })
+        .map(drop)
+    }
+
     /// Checks the input and builds the template context.
     pub(crate) fn prepare(&self, input: &RenderInput<'_>) -> Result<Prepared, RenderError> {
         let store = input.store;

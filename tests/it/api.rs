@@ -504,6 +504,40 @@ async fn request_bodies_are_validated_field_by_field() {
         assert!(fields.len() >= 2, "every violation is listed: {}", r.text);
         assert!(fields.contains(&"params/plan".to_owned()), "{fields:?}");
 
+        // Valid sizes that together overrun the plan's storage quota: refused at the
+        // plan, saying by how much, before the store exists.
+        let r = ts
+            .post(
+                "/api/stores",
+                t,
+                json!({"name": "too-big", "engine": "woocommerce",
+                       "params": {"plan": "small", "storage": {"database": "30Gi"}}}),
+            )
+            .await;
+        let p = r.problem(422);
+        assert_eq!(r.fields(), ["params/plan"], "{}", r.text);
+        let msg = p["errors"][0]["message"].as_str().unwrap();
+        assert!(
+            msg.contains("plan `small` is too small")
+                && msg.contains("needs 35Gi but the quota allows 20Gi")
+                && msg.contains("larger plan"),
+            "{msg}"
+        );
+        let bob = ts.member("bob", 10).await;
+        let r = ts
+            .post(
+                "/api/stores",
+                Some(bob.token.as_str()),
+                json!({"name": "big-enough", "engine": "woocommerce",
+                       "params": {"plan": "medium", "storage": {"database": "30Gi"}}}),
+            )
+            .await;
+        assert_eq!(
+            r.status, 201,
+            "the same volumes fit the medium plan: {}",
+            r.text
+        );
+
         // No mass assignment: unknown fields are refused, naming them.
         for field in ["user_id", "status", "namespace", "id", "generation"] {
             let mut body = shop("ok");

@@ -23,7 +23,8 @@ export interface paths {
          * Create a store
          * @description Requests a new store of an engine. The name is checked first, then the engine,
          *     then `params` against the engine's JSON Schema (every violation is listed, the
-         *     field as `params/<json pointer>`). A name the caller already uses is a 409; an
+         *     field as `params/<json pointer>`), then that the volumes fit the plan's storage
+         *     quota (refused at `params/plan`). A name the caller already uses is a 409; an
          *     account at its store limit gets a 403 stating the limit. The answer comes at once
          *     (201, `status` = `provisioning`); provisioning continues in the background.
          *     Limited per client IP (10 per 15 minutes by default).
