@@ -215,11 +215,26 @@ impl Default for OrchestratorSettings {
     }
 }
 
+/// A listen address is `host:port` (`127.0.0.1:8080`, `[::]:80`, `localhost:0`),
+/// checked before anything starts.
+fn parse_listen(s: &str) -> Result<String, String> {
+    let port = s
+        .rsplit_once(':')
+        .filter(|(host, _)| !host.is_empty())
+        .map(|(_, port)| port);
+    match port.map(str::parse::<u16>) {
+        Some(Ok(_)) => Ok(s.to_owned()),
+        _ => Err(format!(
+            "`{s}` is not `host:port`; e.g. 127.0.0.1:8080, 0.0.0.0:8080 or [::]:8080"
+        )),
+    }
+}
+
 /// The HTTP API.
 #[derive(Debug, Clone, Args)]
 pub struct ApiSettings {
-    /// Address to listen on.
-    #[arg(long, env = "STOREPLANE_LISTEN", default_value = "127.0.0.1:8080")]
+    /// Address to listen on: `host:port` (port 0 picks a free one).
+    #[arg(long, env = "STOREPLANE_LISTEN", default_value = "127.0.0.1:8080", value_parser = parse_listen)]
     pub listen: String,
     /// Origins allowed to call the API from a browser (comma-separated). Same-origin
     /// requests from the bundled dashboard need no entry.
@@ -353,6 +368,27 @@ mod tests {
                 .unwrap_err()
                 .contains("duration")
         );
+    }
+
+    #[test]
+    fn listen_addresses_are_host_and_port() {
+        for ok in ["127.0.0.1:8080", "0.0.0.0:0", "[::]:80", "localhost:8080"] {
+            assert_eq!(parse_listen(ok).as_deref(), Ok(ok));
+        }
+        for bad in [
+            "nonsense",
+            "8080",
+            ":8080",
+            "127.0.0.1:",
+            "127.0.0.1:http",
+            "1.2.3.4:70000",
+        ] {
+            let err = parse_listen(bad).unwrap_err();
+            assert!(
+                err.contains("host:port") && err.contains(bad),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -25,17 +25,38 @@ pub fn init(settings: &LogSettings) -> Result<(), String> {
     result.map_err(|e| format!("logging is already initialised: {e}"))
 }
 
-/// Formats an error with its whole cause chain: `outer: inner: root`.
+/// Formats an error with its whole cause chain: `outer: inner: root`. A cause whose
+/// text an outer error already quotes (`… ({0}) …`) is not repeated.
 pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut out = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
         let text = cause.to_string();
-        if !out.ends_with(&text) {
+        if !out.contains(&text) {
             out.push_str(": ");
             out.push_str(&text);
         }
         source = cause.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    #[derive(Debug, thiserror::Error)]
+    enum Outer {
+        #[error("cannot start: {0}")]
+        Quoted(#[source] std::io::Error),
+        #[error("cannot start")]
+        Plain(#[source] std::io::Error),
+    }
+
+    #[test]
+    fn causes_are_appended_once() {
+        let io = || std::io::Error::other("disk full");
+        assert_eq!(error_chain(&Outer::Plain(io())), "cannot start: disk full");
+        assert_eq!(error_chain(&Outer::Quoted(io())), "cannot start: disk full");
+    }
 }
