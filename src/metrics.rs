@@ -40,6 +40,7 @@ pub struct Metrics {
     pub workers_busy: Gauge,
     pub reconciles: Counter,
     pub applies_skipped: Counter,
+    pub stores_known_converged: Gauge,
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_request_seconds: Histogram,
     pub rate_limited: Counter,
@@ -93,6 +94,13 @@ impl Metrics {
              unchanged since an apply that changed nothing and found the store ready",
             applies_skipped.clone(),
         );
+        let stores_known_converged = Gauge::default();
+        registry.register(
+            "stores_known_converged",
+            "Stores this replica remembers as converged, whose resync sends no apply while \
+             nothing changes (updated at each sweep)",
+            stores_known_converged.clone(),
+        );
         let http_requests = Family::<HttpLabels, Counter>::default();
         registry.register(
             "http_requests",
@@ -120,6 +128,7 @@ impl Metrics {
             workers_busy,
             reconciles,
             applies_skipped,
+            stores_known_converged,
             http_requests,
             http_request_seconds,
             rate_limited,

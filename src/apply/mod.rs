@@ -610,12 +610,12 @@ impl Applier {
             .insert(namespace.to_owned(), (digest, Instant::now()));
     }
 
-    /// Forgets what is known converged for stores not confirmed since `cutoff`: those
+    /// Forgets what is known converged for stores not confirmed for `age`: those
     /// another replica works now, or deleted by one. Their next apply here is a full
     /// one. Returns how many entries remain.
-    pub fn forget_converged_before(&self, cutoff: Instant) -> usize {
+    pub fn forget_converged_older_than(&self, age: Duration) -> usize {
         let mut converged = self.converged.lock().expect("converged lock");
-        converged.retain(|_, (_, confirmed)| *confirmed >= cutoff);
+        converged.retain(|_, (_, confirmed)| confirmed.elapsed() < age);
         converged.len()
     }
 
@@ -805,10 +805,19 @@ mod tests {
     async fn converged_entries_not_confirmed_lately_are_forgotten() {
         let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
         let applier = Applier::new(Client::try_from(config).unwrap(), ApplySettings::default());
-        applier.remember_converged("store-old-00000001", [1; 32]);
-        let cutoff = Instant::now();
+        applier.converged.lock().unwrap().insert(
+            "store-old-00000001".into(),
+            ([1; 32], Instant::now() - Duration::from_secs(5)),
+        );
         applier.remember_converged("store-new-00000002", [2; 32]);
-        assert_eq!(applier.forget_converged_before(cutoff), 1);
+        assert_eq!(
+            applier.forget_converged_older_than(Duration::from_secs(60)),
+            2
+        );
+        assert_eq!(
+            applier.forget_converged_older_than(Duration::from_secs(2)),
+            1
+        );
         let left = applier.converged.lock().unwrap();
         assert!(left.contains_key("store-new-00000002"), "{:?}", left.keys());
         assert!(!left.contains_key("store-old-00000001"));

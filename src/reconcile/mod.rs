@@ -193,9 +193,10 @@ impl Orchestrator {
                     refresh_gauges(&ctx).await;
                     // A store this replica resyncs confirms its entry once a period;
                     // one not confirmed for three is worked elsewhere or gone.
-                    if let Some(cutoff) = Instant::now().checked_sub(3 * ctx.settings.resync_period) {
-                        ctx.applier.forget_converged_before(cutoff.into_std());
-                    }
+                    let known = ctx
+                        .applier
+                        .forget_converged_older_than(3 * ctx.settings.resync_period);
+                    ctx.metrics.stores_known_converged.set(known as i64);
                 }
                 Some(at) = due_rx.recv() => {
                     timers.push(Reverse(at));

@@ -602,6 +602,16 @@ async fn drift_is_repaired_and_unchanged_stores_are_not_written() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The sweep publishes how many stores the replica remembers as converged.
+    while replica.metrics.stores_known_converged.get() < stores.len() as i64 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the replica reports {} stores known converged, not {}",
+            replica.metrics.stores_known_converged.get(),
+            stores.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let after_skips: Vec<_> = join_all(stores.iter().map(|s| objects(&s.namespace, s.id))).await;
     assert_eq!(
         before, after_skips,
