@@ -262,32 +262,16 @@ impl Db {
         let txn = self.begin().await?;
         let result = async {
             let now = now();
-            let changed = stores::Entity::update_many()
-                .col_expr(
-                    stores::Column::Status,
-                    Expr::value(StoreStatus::Deleting.as_str()),
+            let changed = self
+                .start_over(
+                    &txn,
+                    id,
+                    StoreStatus::Deleting,
+                    stores::Column::Status.ne(StoreStatus::Deleting.as_str()),
+                    now,
                 )
-                .col_expr(
-                    stores::Column::Generation,
-                    Expr::col(stores::Column::Generation).add(1),
-                )
-                .col_expr(stores::Column::NextReconcileAt, Expr::value(Some(now)))
-                .col_expr(stores::Column::Attempts, Expr::value(0))
-                .col_expr(
-                    stores::Column::ErrorMessage,
-                    Expr::value(Option::<String>::None),
-                )
-                .col_expr(
-                    stores::Column::ProvisionDeadlineAt,
-                    Expr::value(Option::<DateTime<Utc>>::None),
-                )
-                .col_expr(stores::Column::UpdatedAt, Expr::value(now))
-                .filter(stores::Column::Id.eq(id))
-                .filter(stores::Column::Status.ne(StoreStatus::Deleting.as_str()))
-                .exec(&txn)
-                .await
-                .map_err(self.e())?;
-            if changed.rows_affected == 1 {
+                .await?;
+            if changed == 1 {
                 insert_event(
                     self,
                     &txn,
@@ -310,33 +294,17 @@ impl Db {
         let txn = self.begin().await?;
         let result = async {
             let now = now();
-            let changed = stores::Entity::update_many()
-                .col_expr(
-                    stores::Column::Status,
-                    Expr::value(StoreStatus::Provisioning.as_str()),
+            let changed = self
+                .start_over(
+                    &txn,
+                    id,
+                    StoreStatus::Provisioning,
+                    stores::Column::Status.eq(StoreStatus::Failed.as_str()),
+                    now,
                 )
-                .col_expr(
-                    stores::Column::Generation,
-                    Expr::col(stores::Column::Generation).add(1),
-                )
-                .col_expr(stores::Column::NextReconcileAt, Expr::value(Some(now)))
-                .col_expr(stores::Column::Attempts, Expr::value(0))
-                .col_expr(
-                    stores::Column::ErrorMessage,
-                    Expr::value(Option::<String>::None),
-                )
-                .col_expr(
-                    stores::Column::ProvisionDeadlineAt,
-                    Expr::value(Option::<DateTime<Utc>>::None),
-                )
-                .col_expr(stores::Column::UpdatedAt, Expr::value(now))
-                .filter(stores::Column::Id.eq(id))
-                .filter(stores::Column::Status.eq(StoreStatus::Failed.as_str()))
-                .exec(&txn)
-                .await
-                .map_err(self.e())?;
+                .await?;
             let store = self.find_store(&txn, id).await?.ok_or(DbError::NotFound)?;
-            if changed.rows_affected == 0 {
+            if changed == 0 {
                 return Err(DbError::StatusConflict {
                     store_id: id,
                     status: store.status,
@@ -355,6 +323,42 @@ impl Db {
         }
         .await;
         self.finish(txn, result).await
+    }
+
+    /// Starts a store over in `status`: a new generation (which stops work in flight),
+    /// due now, attempts 0, no error and no provisioning deadline — if the row matches
+    /// `only_if`. Returns how many rows changed (0 or 1).
+    async fn start_over(
+        &self,
+        txn: &DatabaseTransaction,
+        id: Uuid,
+        status: StoreStatus,
+        only_if: impl IntoCondition,
+        now: DateTime<Utc>,
+    ) -> Result<u64, DbError> {
+        let changed = stores::Entity::update_many()
+            .col_expr(stores::Column::Status, Expr::value(status.as_str()))
+            .col_expr(
+                stores::Column::Generation,
+                Expr::col(stores::Column::Generation).add(1),
+            )
+            .col_expr(stores::Column::NextReconcileAt, Expr::value(Some(now)))
+            .col_expr(stores::Column::Attempts, Expr::value(0))
+            .col_expr(
+                stores::Column::ErrorMessage,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                stores::Column::ProvisionDeadlineAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(stores::Column::UpdatedAt, Expr::value(now))
+            .filter(stores::Column::Id.eq(id))
+            .filter(only_if)
+            .exec(txn)
+            .await
+            .map_err(self.e())?;
+        Ok(changed.rows_affected)
     }
 
     /// Appends an event to a store's log (the store need not exist any more).
