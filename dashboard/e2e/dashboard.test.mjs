@@ -346,6 +346,10 @@ describe("the dashboard against storeplane serve on testenv", () => {
       await page.getByLabel("Password").fill(alice.password);
       await page.getByRole("button", { name: "Sign in" }).click();
       await page.waitForURL("**/stores/new");
+      // Let the page finish loading first: a call still in flight when the token is
+      // revoked would end the session before the click below (a race, seen in CI).
+      await page.getByLabel("Store title").waitFor();
+      await page.waitForLoadState("networkidle");
       const token = await page.evaluate(() => JSON.parse(sessionStorage.getItem("storeplane.session") ?? "{}").token);
       assert.match(token, /^sp_/);
       await apiCall(server.url, "POST", "/api/auth/logout", { token });
