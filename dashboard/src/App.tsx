@@ -12,9 +12,17 @@ import { StoreDetail } from "./pages/StoreDetail";
 import { StoreList } from "./pages/StoreList";
 import { Link, match, navigate, useLocation } from "./lib/router";
 
-function safeNext(next: string | null): string {
-  // Only paths of this app: never another origin.
-  return next && next.startsWith("/") && !next.startsWith("//") && next !== "/signin" ? next : "/";
+/** Where to go after signing in: `next` only if it is a path of this app (never another
+ * origin: the URL parser reads `/\evil.example` as `//evil.example`), else the list. */
+export function safeNext(next: string | null): string {
+  if (!next || !next.startsWith("/") || next.startsWith("//")) return "/";
+  let url: URL;
+  try {
+    url = new URL(next, location.origin);
+  } catch {
+    return "/";
+  }
+  return url.origin === location.origin && url.pathname !== "/signin" ? next : "/";
 }
 
 function NotFound() {

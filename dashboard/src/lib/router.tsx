@@ -7,7 +7,8 @@ import { useSyncExternalStore, type AnchorHTMLAttributes, type MouseEvent } from
 export interface Location {
   path: string;
   search: URLSearchParams;
-  /** A one-off message carried to the next page (e.g. "Deleting shop…"). */
+  /** A one-off message carried to the next page (e.g. "Deleting shop…"), shown once: not
+   * again after a reload or Back/Forward to the same entry. */
   notice: string | null;
 }
 
@@ -16,10 +17,16 @@ let current = read();
 
 function read(): Location {
   const state = (globalThis.history?.state ?? null) as { notice?: unknown } | null;
+  const notice = typeof state?.notice === "string" ? state.notice : null;
+  if (notice !== null) {
+    // Read once: drop it from the history entry (same URL), so it is not shown again.
+    const { notice: _shown, ...rest } = state ?? {};
+    history.replaceState(Object.keys(rest).length ? rest : null, "", location.href);
+  }
   return {
     path: globalThis.location?.pathname ?? "/",
     search: new URLSearchParams(globalThis.location?.search ?? ""),
-    notice: typeof state?.notice === "string" ? state.notice : null,
+    notice,
   };
 }
 

@@ -29,15 +29,28 @@ export interface FeedOptions {
 
 const DEFAULTS: FeedOptions = { pollMs: 5000, maxStreamFailures: 3, backoffMs: 1000 };
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
+/** Waits `ms`, or less when `signal` aborts; leaves no listener on the signal either way. */
+export function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener("abort", () => { clearTimeout(t); resolve(); }, { once: true });
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(t);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
   });
 }
 
 function isAbort(e: unknown): boolean {
   return e instanceof DOMException && e.name === "AbortError";
+}
+
+/** Answers that asking again will not change: a malformed id (400), another account's
+ * store (403) or no such store (404). The page shows "not found" and stops. */
+function isFinal(e: unknown): e is ApiProblem {
+  return e instanceof ApiProblem && (e.status === 400 || e.status === 403 || e.status === 404);
 }
 
 export class StoreFeed {
@@ -95,11 +108,10 @@ export class StoreFeed {
 
   private async run(signal: AbortSignal): Promise<void> {
     try {
-      const store = await unwrap(api.GET("/api/stores/{id}", { params: { path: { id: this.id } }, signal }));
-      this.update({ store, error: null });
+      this.update({ store: await this.getStore(signal), error: null });
     } catch (e) {
       if (isAbort(e) || signal.aborted) return;
-      if (e instanceof ApiProblem && e.status === 404) return this.goneWith(e);
+      if (isFinal(e)) return this.goneWith(e);
       this.update({ error: e instanceof ApiProblem ? e : null });
     }
     let failures = 0;
@@ -111,7 +123,7 @@ export class StoreFeed {
         });
       } catch (e) {
         if (isAbort(e) || signal.aborted) return;
-        if (e instanceof ApiProblem && e.status === 404) return this.goneWith(e);
+        if (isFinal(e)) return this.goneWith(e);
         if (e instanceof ApiProblem && e.status === 401) return this.update({ mode: "ended" });
       }
       if (this.state.gone || signal.aborted) return;
@@ -120,6 +132,10 @@ export class StoreFeed {
       this.update({ mode: "reconnecting" });
       await sleep(this.opts.backoffMs * 2 ** Math.max(0, failures - 1), signal);
     }
+  }
+
+  private getStore(signal: AbortSignal): Promise<Store> {
+    return unwrap(api.GET("/api/stores/{id}", { params: { path: { id: this.id } }, signal }));
   }
 
   private async stream(signal: AbortSignal, onMessage: () => void): Promise<void> {
@@ -131,6 +147,15 @@ export class StoreFeed {
     });
     if (!response.ok || !data) {
       throw toProblem(error ?? "the event stream could not be opened", response);
+    }
+    if (!this.state.store) {
+      // The stream sends the store only when it changes: read it now if the first read failed.
+      try {
+        this.update({ store: await this.getStore(signal) });
+      } catch (e) {
+        void data.cancel().catch(() => undefined);
+        throw e;
+      }
     }
     this.update({ mode: "live", error: null });
     await readEventStream(data, (m) => {
@@ -175,11 +200,10 @@ export class StoreFeed {
           }),
         );
         this.addEvents(page.items);
-        const store = await unwrap(api.GET("/api/stores/{id}", { params: { path: { id: this.id } }, signal }));
-        this.update({ store, error: null });
+        this.update({ store: await this.getStore(signal), error: null });
       } catch (e) {
         if (isAbort(e) || signal.aborted) return;
-        if (e instanceof ApiProblem && e.status === 404) return this.goneWith(null);
+        if (isFinal(e)) return this.goneWith(null);
         if (e instanceof ApiProblem && e.status === 401) return this.update({ mode: "ended" });
         this.update({ error: e instanceof ApiProblem ? e : null });
       }

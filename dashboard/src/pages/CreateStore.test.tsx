@@ -102,4 +102,16 @@ describe("CreateStore", () => {
     await userEvent.setup().click(within(summary).getByRole("link", { name: /Database volume/ }));
     expect(document.activeElement).toBe(db);
   });
+
+  it("clears a failed engine load once another engine's settings load", async () => {
+    const user = userEvent.setup();
+    render(<CreateStore />);
+    await screen.findByLabelText("Database volume");
+    // The fake server has no Medusa blueprint: its settings cannot be loaded.
+    await user.click(screen.getByLabelText("Medusa"));
+    expect(await screen.findByText("Could not load the engines")).toBeTruthy();
+    await user.click(screen.getByLabelText("WooCommerce"));
+    await screen.findByLabelText("Database volume");
+    expect(screen.queryByText("Could not load the engines")).toBeNull();
+  });
 });

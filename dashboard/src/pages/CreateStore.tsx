@@ -127,6 +127,7 @@ export function CreateStore() {
     unwrap(api.GET("/api/blueprints", { signal: c.signal }))
       .then((list) => {
         setBlueprints(list);
+        setLoadError(null);
         setEngine((e) => e || (list.find((b) => b.engine === "woocommerce") ?? list[0])?.engine || "");
       })
       .catch((e: unknown) => {
@@ -139,6 +140,7 @@ export function CreateStore() {
     if (!engine) return;
     const c = new AbortController();
     setBlueprint(null);
+    setLoadError(null); // it was about the other engine
     unwrap(api.GET("/api/blueprints/{engine}", { params: { path: { engine } }, signal: c.signal }))
       .then((bp) => {
         setBlueprint(bp);

@@ -2,7 +2,7 @@
 // a Retry button when it failed, its URLs when ready, and its event log, all kept live by
 // the event stream (or a 5-second refresh when the stream is unavailable). Deleting asks
 // for confirmation first.
-import { useState } from "react";
+import { useEffect, useRef, useState } from "react";
 import { api, unwrap } from "../api/client";
 import { describe } from "../api/problem";
 import type { Store, StoreEvent } from "../api/types";
@@ -123,13 +123,23 @@ export function StoreDetail({ id }: { id: string }) {
   const [confirming, setConfirming] = useState(false);
   const [acting, setActing] = useState(false);
   const [actionError, setActionError] = useState<string | null>(null);
+  const status = useRef<HTMLDivElement>(null);
   const { store, events, mode, gone, error } = state;
+
+  // Deleted while its confirmation was open: the dialog closes (`open` below), and focus,
+  // which would return to the Delete button that is now gone too, moves to the status.
+  const deletedWhileConfirming = confirming && gone;
+  useEffect(() => {
+    if (deletedWhileConfirming) status.current?.focus();
+  }, [deletedWhileConfirming]);
 
   async function retry() {
     setActing(true);
     setActionError(null);
     try {
       feed.setStore(await unwrap(api.POST("/api/stores/{id}/retry", { params: { path: { id } } })));
+      // The Retry button goes away with the failure: keep focus on the news, not <body>.
+      status.current?.focus();
     } catch (e) {
       setActionError(describe(e));
     } finally {
@@ -168,10 +178,13 @@ export function StoreDetail({ id }: { id: string }) {
   if (!store) {
     return (
       <Page title="Store">
-        {error ? <ErrorNotice title="Could not load the store">{describe(error)}</ErrorNotice> : null}
-        <p className="muted" role="status">
-          Loading the store…
-        </p>
+        {error ? (
+          <ErrorNotice title="Could not load the store">{describe(error)} Trying again…</ErrorNotice>
+        ) : (
+          <p className="muted" role="status">
+            Loading the store…
+          </p>
+        )}
       </Page>
     );
   }
@@ -206,7 +219,7 @@ export function StoreDetail({ id }: { id: string }) {
       ) : null}
       <section aria-labelledby="status-title" className="card">
         <h2 id="status-title">Status</h2>
-        <div aria-live="polite" aria-atomic="true" className="status-live">
+        <div ref={status} tabIndex={-1} aria-live="polite" aria-atomic="true" className="status-live">
           {gone ? <p>Deleted.</p> : <Progress store={store} onRetry={() => void retry()} retrying={acting} />}
         </div>
         <p className="muted feed-mode" data-mode={mode}>
@@ -223,7 +236,7 @@ export function StoreDetail({ id }: { id: string }) {
         <Facts store={store} now={now} />
       </section>
       <ConfirmDialog
-        open={confirming}
+        open={confirming && !gone}
         title={`Delete “${store.name}”?`}
         confirmLabel="Delete store"
         busy={acting}

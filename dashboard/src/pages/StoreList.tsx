@@ -81,17 +81,22 @@ export function StoreList() {
   const [error, setError] = useState<string | null>(null);
   const [loadingMore, setLoadingMore] = useState(false);
   const shown = useRef(PAGE);
+  // Numbers the list's versions: a refresh applies its answer only if nothing newer (a
+  // later refresh, or "Show more") started or finished while it was in flight.
+  const version = useRef(0);
 
   const load = useCallback(async (signal?: AbortSignal) => {
+    const mine = ++version.current;
     try {
       const page = await unwrap(
         api.GET("/api/stores", { params: { query: { limit: Math.min(100, shown.current) } }, signal }),
       );
+      if (mine !== version.current) return;
       setStores(page.items);
       setNext(page.next_cursor ?? null);
       setError(null);
     } catch (e) {
-      if (signal?.aborted) return;
+      if (signal?.aborted || mine !== version.current) return;
       setError(describe(e));
     }
   }, []);
@@ -116,8 +121,10 @@ export function StoreList() {
   async function more() {
     if (!next) return;
     setLoadingMore(true);
+    version.current++; // a refresh in flight asked for fewer stores than this will show
     try {
       const page = await unwrap(api.GET("/api/stores", { params: { query: { limit: PAGE, cursor: next } } }));
+      version.current++; // and so did one that started meanwhile
       setStores((s) => [...(s ?? []), ...page.items]);
       shown.current += page.items.length;
       setNext(page.next_cursor ?? null);

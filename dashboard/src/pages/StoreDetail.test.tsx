@@ -1,0 +1,94 @@
+// The detail page against a fake server with a live event stream the test writes to.
+import { cleanup, render, screen, waitFor } from "@testing-library/react";
+import userEvent from "@testing-library/user-event";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import type { Store } from "../api/types";
+import { aStore, eventStream, json, problem } from "../test/api";
+import { StoreDetail } from "./StoreDetail";
+
+let getStore: () => Response;
+let send: ((event: string, data: unknown) => void) | null = null;
+let streamAnswer: (() => Response) | null = null;
+const retried = aStore({ status: "provisioning", progress: { type: "retry_requested", message: "retrying", at: "2024-05-01T10:01:00Z" } });
+
+beforeEach(() => {
+  send = null;
+  streamAnswer = null;
+  vi.spyOn(globalThis, "fetch").mockImplementation(async (input, init) => {
+    const req = input instanceof Request ? input : new Request(input, init);
+    const path = new URL(req.url).pathname;
+    if (path.endsWith("/events/stream")) {
+      if (streamAnswer) return streamAnswer();
+      const s = eventStream(req.signal);
+      send = s.send;
+      return s.response;
+    }
+    if (path.endsWith("/retry") && req.method === "POST") return json(200, retried);
+    if (req.method === "GET" && path.startsWith("/api/stores/")) return getStore();
+    return problem(404);
+  });
+  // jsdom has no modal dialogs; the page only needs `open` to follow these.
+  HTMLDialogElement.prototype.showModal = function (this: HTMLDialogElement) {
+    this.open = true;
+  };
+  HTMLDialogElement.prototype.close = function (this: HTMLDialogElement) {
+    this.open = false;
+  };
+});
+afterEach(cleanup);
+
+function show(store: Store) {
+  getStore = () => json(200, store);
+  return render(<StoreDetail id={store.id} />);
+}
+
+describe("StoreDetail", () => {
+  it("says a malformed store address is not found, and stops loading", async () => {
+    getStore = () => problem(400, "`foo` is not a store id");
+    render(<StoreDetail id="foo" />);
+    expect(await screen.findByRole("heading", { name: "Store not found" })).toBeTruthy();
+    expect(screen.queryByText("Loading the store…")).toBeNull();
+  });
+
+  it("shows a failure to load without also saying it is loading", async () => {
+    getStore = () => problem(503, "the database is unavailable");
+    streamAnswer = () => problem(503, "the database is unavailable");
+    render(<StoreDetail id={aStore().id} />);
+    expect(await screen.findByText("Could not load the store")).toBeTruthy();
+    expect(screen.getByRole("alert").textContent).toContain("the database is unavailable");
+    expect(screen.queryByText("Loading the store…")).toBeNull();
+  });
+
+  it("loads the store when the stream opens after a failed first load", async () => {
+    const store = aStore({ name: "second-try" });
+    let calls = 0;
+    getStore = () => (++calls === 1 ? problem(503) : json(200, store));
+    render(<StoreDetail id={store.id} />);
+    expect(await screen.findByRole("heading", { name: /second-try/ })).toBeTruthy();
+  });
+
+  it("moves focus to the status after a successful Retry (the button goes away)", async () => {
+    show(aStore({ status: "failed", error_message: "the pods were refused", urls: [] }));
+    const retry = await screen.findByRole("button", { name: "Retry" });
+    await userEvent.setup().click(retry);
+    await screen.findByText(/retrying/);
+    expect(screen.queryByRole("button", { name: "Retry" })).toBeNull();
+    const status = document.querySelector(".status-live");
+    expect(status).not.toBeNull();
+    expect(document.activeElement).toBe(status);
+  });
+
+  it("closes the delete confirmation when the live stream says the store is gone", async () => {
+    const store = aStore();
+    show(store);
+    const user = userEvent.setup();
+    await user.click((await screen.findAllByRole("button", { name: "Delete store" }))[0]!);
+    const dialog = document.querySelector("dialog");
+    expect(dialog?.open).toBe(true);
+    await waitFor(() => expect(send).not.toBeNull());
+    send?.("deleted", { id: store.id });
+    expect(await screen.findByText(/This store has been deleted/)).toBeTruthy();
+    await waitFor(() => expect(dialog?.open).toBe(false));
+    expect(document.activeElement).toBe(document.querySelector(".status-live"));
+  });
+});

@@ -1,0 +1,73 @@
+// The store list against a fake server whose answers the test releases in its own order.
+import { act, cleanup, fireEvent, render, screen, waitFor } from "@testing-library/react";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { aStore, json } from "../test/api";
+import { StoreList } from "./StoreList";
+
+// 25 stores, one still provisioning (so the list refreshes every 5 s); pages of 20.
+const STORES = Array.from({ length: 25 }, (_, i) =>
+  aStore({
+    id: `0190a4c2-0000-7000-8000-0000000000${String(i).padStart(2, "0")}`,
+    name: `shop-${i}`,
+    ...(i === 0 ? { status: "provisioning" as const, urls: [] } : {}),
+  }),
+);
+
+interface Held {
+  query: URLSearchParams;
+  release: () => void;
+}
+let held: Held[] = [];
+
+function page(query: URLSearchParams): Response {
+  const start = query.get("cursor") ? Number(query.get("cursor")) : 0;
+  const end = start + Number(query.get("limit"));
+  return json(200, { items: STORES.slice(start, end), next_cursor: end < STORES.length ? String(end) : null });
+}
+
+beforeEach(() => {
+  held = [];
+  vi.useFakeTimers({ shouldAdvanceTime: true });
+  vi.spyOn(globalThis, "fetch").mockImplementation((input, init) => {
+    const req = input instanceof Request ? input : new Request(input, init);
+    const query = new URL(req.url).searchParams;
+    return new Promise((resolve) => held.push({ query, release: () => resolve(page(query)) }));
+  });
+});
+afterEach(() => {
+  cleanup();
+  vi.useRealTimers();
+});
+
+async function answer(which: (h: Held) => boolean) {
+  await waitFor(() => expect(held.some(which)).toBe(true));
+  const i = held.findIndex(which);
+  const [h] = held.splice(i, 1);
+  await act(async () => h?.release());
+}
+
+const rows = () => document.querySelectorAll("tbody tr").length;
+
+describe("StoreList", () => {
+  it("keeps the stores shown by “Show more” when a refresh started before it answers after it", async () => {
+    render(<StoreList />);
+    await answer(() => true);
+    await waitFor(() => expect(rows()).toBe(20));
+
+    // The 5-second refresh asks for the first 20 ...
+    await act(async () => vi.advanceTimersByTime(5000));
+    await waitFor(() => expect(held).toHaveLength(1));
+    // ... and before it answers, "Show more stores" fetches the next page.
+    fireEvent.click(screen.getByRole("button", { name: "Show more stores" }));
+    await answer((h) => h.query.has("cursor"));
+    await waitFor(() => expect(rows()).toBe(25));
+
+    // The stale refresh answers last: it must not shrink the list back to 20.
+    await answer((h) => !h.query.has("cursor"));
+    expect(rows()).toBe(25);
+
+    // The next refresh asks for everything shown.
+    await act(async () => vi.advanceTimersByTime(5000));
+    await waitFor(() => expect(held.some((h) => h.query.get("limit") === "25")).toBe(true));
+  });
+});

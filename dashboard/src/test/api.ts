@@ -1,0 +1,46 @@
+// Answers for the server in component tests: JSON and problem+json responses, a store as
+// the API returns it, and an event stream the test writes to.
+import type { Store } from "../api/types";
+
+export function json(status: number, body: unknown, type = "application/json"): Response {
+  return new Response(JSON.stringify(body), { status, headers: { "Content-Type": type } });
+}
+
+export function problem(status: number, detail = `problem ${status}`): Response {
+  return json(status, { type: "about:blank", title: `HTTP ${status}`, status, detail, errors: [] }, "application/problem+json");
+}
+
+export function aStore(over: Partial<Store> = {}): Store {
+  const at = "2024-05-01T10:00:00Z";
+  return {
+    id: "0190a4c2-0000-7000-8000-000000000001",
+    name: "shop",
+    engine: "woocommerce",
+    blueprint_version: "1.0.0",
+    status: "ready",
+    namespace: "store-shop",
+    urls: [{ name: "storefront", url: "http://shop.example.test/" }],
+    error_message: null,
+    params: {},
+    progress: { type: "store_ready", message: "the store is ready", at },
+    created_at: at,
+    updated_at: at,
+    ...over,
+  };
+}
+
+/** An open `text/event-stream` answer; `send` writes one message, and aborting the request ends it. */
+export function eventStream(signal: AbortSignal): { response: Response; send: (event: string, data: unknown) => void } {
+  let out!: ReadableStreamDefaultController<Uint8Array>;
+  const body = new ReadableStream<Uint8Array>({
+    start(c) {
+      out = c;
+    },
+  });
+  signal.addEventListener("abort", () => out.error(new DOMException("aborted", "AbortError")), { once: true });
+  const enc = new TextEncoder();
+  return {
+    response: new Response(body, { status: 200, headers: { "Content-Type": "text/event-stream" } }),
+    send: (event, data) => out.enqueue(enc.encode(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`)),
+  };
+}
