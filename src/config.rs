@@ -121,6 +121,25 @@ pub struct PlatformSettings {
     /// StorageClass for store volumes; the cluster default when unset.
     #[arg(long, env = "STOREPLANE_STORAGE_CLASS")]
     pub storage_class: Option<String>,
+    /// Hosts no store may be served at, besides the base domain itself: the platform's
+    /// own host, for one. Repeat the flag, or separate them with commas in the env.
+    #[arg(
+        long = "reserved-host",
+        env = "STOREPLANE_RESERVED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub reserved_hosts: Vec<String>,
+}
+
+impl PlatformSettings {
+    /// Whether `host` is kept from stores: the base domain or a reserved host.
+    pub fn is_reserved_host(&self, host: &str) -> bool {
+        host.eq_ignore_ascii_case(&self.base_domain)
+            || self
+                .reserved_hosts
+                .iter()
+                .any(|r| r.trim().eq_ignore_ascii_case(host))
+    }
 }
 
 impl Default for PlatformSettings {
@@ -131,6 +150,7 @@ impl Default for PlatformSettings {
             ingress_namespace: "ingress-nginx".into(),
             tls_issuer: None,
             storage_class: None,
+            reserved_hosts: Vec::new(),
         }
     }
 }

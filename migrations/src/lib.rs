@@ -5,12 +5,16 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20250601_000001_initial;
+mod m20261127_000001_store_host;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20250601_000001_initial::Migration)]
+        vec![
+            Box::new(m20250601_000001_initial::Migration),
+            Box::new(m20261127_000001_store_host::Migration),
+        ]
     }
 }

@@ -361,12 +361,32 @@ impl OrchestratorTask {
 
 /// `storeplane serve`: the API and dashboard, and the orchestrator unless
 /// `run_orchestrator` is false; until SIGINT/SIGTERM. Prints one line with the URL.
+/// Records the hosts of stores created before hosts were recorded (what makes a host
+/// unique across stores), with this server's base domain.
+async fn record_hosts(db: &Db, platform: &PlatformSettings) -> Result<(), ServeError> {
+    let (filled, clashes) = db
+        .fill_missing_hosts(|name, params| crate::blueprint::store_host(name, params, platform))
+        .await?;
+    if filled > 0 {
+        tracing::info!(stores = filled, "recorded the hosts of existing stores");
+    }
+    for (store_id, host) in clashes {
+        tracing::warn!(
+            %store_id,
+            host,
+            "this store is served at the same host as another store; delete one of them"
+        );
+    }
+    Ok(())
+}
+
 pub async fn run_serve(opts: ServeOptions) -> Result<(), ServeError> {
     if opts.run_orchestrator {
         opts.orchestrator.validate()?;
     }
     crate::auth::warm_up().await;
     let (db, _) = Db::open(&opts.database.url()).await?;
+    record_hosts(&db, &opts.platform).await?;
     let catalog = Arc::new(Catalog::load(&opts.blueprints)?);
     let metrics = Metrics::new();
     let waker = Waker::new(db.clone());
@@ -388,6 +408,7 @@ pub async fn run_serve(opts: ServeOptions) -> Result<(), ServeError> {
         waker,
         metrics,
         opts.api.clone(),
+        opts.platform.clone(),
         client,
     );
     let server = start(state, &opts.api.listen).await?;

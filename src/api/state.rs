@@ -7,7 +7,7 @@
 use super::auth::TokenCache;
 use super::limits::Limits;
 use crate::blueprint::Catalog;
-use crate::config::ApiSettings;
+use crate::config::{ApiSettings, PlatformSettings};
 use crate::db::Db;
 use crate::metrics::Metrics;
 use crate::reconcile::Waker;
@@ -21,6 +21,9 @@ pub struct AppState {
     pub waker: Waker,
     pub metrics: Metrics,
     pub settings: ApiSettings,
+    /// What stores are rendered with: the API checks a new store's render and host
+    /// against the same settings the orchestrator uses.
+    pub platform: PlatformSettings,
     /// The cluster, when one is configured: `/ready` checks that it answers. The API
     /// never uses it for anything else.
     pub kube: Option<kube::Client>,
@@ -38,6 +41,7 @@ impl AppState {
         waker: Waker,
         metrics: Metrics,
         settings: ApiSettings,
+        platform: PlatformSettings,
         kube: Option<kube::Client>,
     ) -> Arc<AppState> {
         let limits = Limits::new(&settings);
@@ -47,6 +51,7 @@ impl AppState {
             waker,
             metrics,
             settings,
+            platform,
             kube,
             tokens: TokenCache::default(),
             limits,

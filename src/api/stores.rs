@@ -17,7 +17,7 @@ use super::problem::{ApiError, Failure, FieldError, error_set};
 use super::spec::ApiTags;
 use super::sse;
 use super::state::AppState;
-use crate::blueprint::RenderError;
+use crate::blueprint::{RenderError, own_domain, store_host};
 use crate::db::{self, DbError, NewStore, StoreQuery};
 use futures::stream::BoxStream;
 use poem::web::Data;
@@ -285,8 +285,11 @@ impl StoresApi {
     /// Requests a new store of an engine. The name is checked first, then the engine,
     /// then `params` against the engine's JSON Schema (every violation is listed, the
     /// field as `params/<json pointer>`), then that the volumes fit the plan's storage
-    /// quota (refused at `params/plan`). A name the caller already uses is a 409; an
-    /// account at its store limit gets a 403 stating the limit. The answer comes at once
+    /// quota (refused at `params/plan`). A name the caller already uses is a 409; so is
+    /// a host another store is served at, whoever owns it (`host-taken`, at `name` or
+    /// `params/domain`: the store's `domain`, else `<name>.<base domain>`); the
+    /// platform's own hosts are refused with a 422. An account at its store limit gets
+    /// a 403 stating the limit. The answer comes at once
     /// (201, `status` = `provisioning`); provisioning continues in the background.
     /// Limited per client IP (10 per 15 minutes by default).
     #[oai(path = "/api/stores", method = "post", operation_id = "createStore")]
@@ -333,15 +336,39 @@ impl StoresApi {
             )
             .into());
         }
+        // The host: the store's own `domain`, else derived from its name. The field
+        // to blame for a host that cannot be used is the one that chose it.
+        let host = store_host(&name, &params, &state.platform);
+        let host_field = if own_domain(&params).is_some() {
+            "params/domain"
+        } else {
+            "name"
+        };
+        if state.platform.is_reserved_host(&host) {
+            return Err(ApiError::field(
+                host_field,
+                format!(
+                    "`{host}` is reserved for the platform and cannot serve a store; \
+                     choose another {}",
+                    if host_field == "name" {
+                        "name"
+                    } else {
+                        "domain"
+                    }
+                ),
+            )
+            .into());
+        }
         // The plan's storage quota is only known to a render: refused here, at the
         // plan, rather than accepted and failed by the orchestrator a moment later.
         let check = {
             let catalog = state.catalog.clone();
+            let platform = state.platform.clone();
             let (engine, name, params) = (engine.clone(), name.clone(), params.clone());
             tokio::task::spawn_blocking(move || {
                 catalog
                     .get(&engine)
-                    .map(|blueprint| blueprint.check_renders(&name, &params))
+                    .map(|blueprint| blueprint.check_renders(&name, &params, &platform))
             })
             .await
             .map_err(|e| ApiError::internal(format!("render check panicked: {e}")))?
@@ -374,7 +401,8 @@ impl StoresApi {
                 .into());
             }
         }
-        let new = NewStore::new(caller.user.id, &name, &engine, &blueprint.version, params);
+        let new = NewStore::new(caller.user.id, &name, &engine, &blueprint.version, params)
+            .with_host(&host);
         let store = match state.db.create_store(new).await {
             Ok(store) => store,
             Err(DbError::DuplicateName { name }) => {
@@ -400,6 +428,22 @@ impl StoresApi {
                          or ask an admin to raise your limit"
                     ),
                 )
+                .into());
+            }
+            Err(DbError::DuplicateHost { host }) => {
+                let what = if host_field == "name" {
+                    "choose another name, or set `domain`"
+                } else {
+                    "choose another domain"
+                };
+                let message = format!("another store is already served at `{host}`; {what}");
+                return Err(ApiError {
+                    errors: vec![FieldError {
+                        field: host_field.into(),
+                        message: message.clone(),
+                    }],
+                    ..ApiError::conflict("host-taken", message)
+                }
                 .into());
             }
             Err(DbError::DuplicateNamespace { .. }) => {

@@ -30,7 +30,7 @@ pub use params::{ParamError, ParamErrors, from_assignments as params_from_assign
 pub(crate) use render::split_documents;
 pub use render::{
     Location, RenderError, RenderInput, Rendered, RenderedObject, StoreRef, StoreUrl,
-    TemplateProblem,
+    TemplateProblem, own_domain, store_host,
 };
 pub use secrets::{Alphabet, SecretSpec, StoreSecrets};
 

@@ -302,6 +302,23 @@ fn line_text(text: &str, line: usize) -> String {
         .to_owned()
 }
 
+/// The host a store is served at (`host` in templates): its `domain` parameter, or
+/// `<store name>.<base domain>`. Unique across stores (the database holds it).
+pub fn store_host(name: &str, params: &Value, platform: &PlatformSettings) -> String {
+    match own_domain(params) {
+        Some(d) => d.to_owned(),
+        None => format!("{name}.{}", platform.base_domain),
+    }
+}
+
+/// The store's own `domain` parameter, when it sets one.
+pub fn own_domain(params: &Value) -> Option<&str> {
+    params
+        .get("domain")
+        .and_then(Value::as_str)
+        .filter(|d| !d.is_empty())
+}
+
 impl Blueprint {
     /// Renders a store. Validates the store name and parameters, requires every declared
     /// secret, and returns every object typed, labelled and sorted by phase.
@@ -449,13 +466,18 @@ impl Blueprint {
     /// settings, to refuse before it exists what its first real render would refuse:
     /// volumes that together overrun the plan's storage quota (`ExceedsPlan`), or
     /// parameters the blueprint's templates cannot render (`Template`).
-    pub fn check_renders(&self, name: &str, params: &Value) -> Result<(), RenderError> {
+    pub fn check_renders(
+        &self,
+        name: &str,
+        params: &Value,
+        platform: &PlatformSettings,
+    ) -> Result<(), RenderError> {
         let store = StoreRef::new(name, Uuid::nil());
         self.render(&RenderInput {
             store: &store,
             params,
             secrets: &self.generate_secrets(),
-            platform: &PlatformSettings::default(),
+            platform,
         })
         .map(drop)
     }
@@ -507,10 +529,7 @@ impl Blueprint {
             .get(&plan_name)
             .cloned()
             .unwrap_or_else(|| Value::Object(Default::default()));
-        let host = match params.get("domain").and_then(Value::as_str) {
-            Some(d) if !d.is_empty() => d.to_owned(),
-            _ => format!("{}.{}", store.name, input.platform.base_domain),
-        };
+        let host = store_host(&store.name, &params, input.platform);
         let scheme = if input.platform.tls_issuer.is_some() {
             "https"
         } else {

@@ -27,6 +27,9 @@ pub enum DbError {
     )]
     DuplicateNamespace { namespace: String },
 
+    #[error("another store is already served at `{host}`")]
+    DuplicateHost { host: String },
+
     #[error(
         "store limit reached: this account may have at most {limit} stores; delete one, or ask an admin to raise the limit"
     )]

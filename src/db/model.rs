@@ -167,6 +167,8 @@ pub struct NewStore {
     pub blueprint_version: String,
     pub params: serde_json::Value,
     pub namespace: String,
+    /// Where it will be served (`crate::blueprint::store_host`), unique across stores.
+    pub host: Option<String>,
 }
 
 impl NewStore {
@@ -189,6 +191,15 @@ impl NewStore {
             engine: engine.into(),
             blueprint_version: blueprint_version.into(),
             params,
+            host: None,
+        }
+    }
+
+    /// The same store, served at `host`.
+    pub fn with_host(self, host: impl Into<String>) -> NewStore {
+        NewStore {
+            host: Some(host.into()),
+            ..self
         }
     }
 }

@@ -22,7 +22,7 @@ impl Db {
     /// generation 1, due now) and its `created` event.
     ///
     /// Errors: `NotFound` (no such user), `LimitReached`, `DuplicateName` (same owner,
-    /// same name), `DuplicateNamespace`. Concurrent creates by one user are serialised
+    /// same name), `DuplicateHost` (any owner), `DuplicateNamespace`. Concurrent creates by one user are serialised
     /// on the user's row, so they never exceed the limit.
     pub async fn create_store(&self, new: NewStore) -> Result<Store, DbError> {
         let txn = self.begin().await?;
@@ -72,6 +72,17 @@ impl Db {
         if count >= u64::from(limit) {
             return Err(DbError::LimitReached { limit });
         }
+        // A name of the owner's own is the clearer answer than the host it implies
+        // (which the insert would report first on SQLite).
+        let same_name = stores::Entity::find()
+            .filter(stores::Column::UserId.eq(new.user_id))
+            .filter(stores::Column::Name.eq(new.name.as_str()))
+            .count(txn)
+            .await
+            .map_err(self.e())?;
+        if same_name > 0 {
+            return Err(DbError::DuplicateName { name: new.name });
+        }
 
         let now = now();
         let model = stores::ActiveModel {
@@ -95,11 +106,15 @@ impl Db {
             provision_deadline_at: Set(None),
             created_at: Set(now),
             updated_at: Set(now),
+            host: Set(new.host.clone()),
         };
         let row = model
             .insert(txn)
             .await
             .map_err(|e| match unique_violation(&e) {
+                Some(msg) if msg.contains("host") => DbError::DuplicateHost {
+                    host: new.host.clone().unwrap_or_default(),
+                },
                 // Check "namespace" first: it contains "name".
                 Some(msg) if msg.contains("namespace") => DbError::DuplicateNamespace {
                     namespace: new.namespace.clone(),
@@ -124,6 +139,37 @@ impl Db {
         )
         .await?;
         Store::try_from(row).map_err(DbError::Query)
+    }
+
+    /// Records the host of every store created before hosts were recorded, as
+    /// `host_of(name, params)` gives it. A host another store already holds is left
+    /// unrecorded (and reported): those two stores share an address until one is
+    /// deleted. Returns how many hosts were recorded, and the stores left without one.
+    pub async fn fill_missing_hosts(
+        &self,
+        host_of: impl Fn(&str, &serde_json::Value) -> String,
+    ) -> Result<(usize, Vec<(Uuid, String)>), DbError> {
+        let rows = stores::Entity::find()
+            .filter(stores::Column::Host.is_null())
+            .all(&self.conn)
+            .await
+            .map_err(self.e())?;
+        let (mut filled, mut clashes) = (0, Vec::new());
+        for row in rows {
+            let host = host_of(&row.name, &row.params);
+            let result = stores::Entity::update_many()
+                .col_expr(stores::Column::Host, Expr::value(host.clone()))
+                .filter(stores::Column::Id.eq(row.id))
+                .filter(stores::Column::Host.is_null())
+                .exec(&self.conn)
+                .await;
+            match result {
+                Ok(_) => filled += 1,
+                Err(e) if unique_violation(&e).is_some() => clashes.push((row.id, host)),
+                Err(e) => return Err(self.e()(e)),
+            }
+        }
+        Ok((filled, clashes))
     }
 
     pub async fn get_store(&self, id: Uuid) -> Result<Option<Store>, DbError> {

@@ -5,7 +5,7 @@
 
 use crate::support::cluster::kube_client;
 use crate::support::db::{each_backend, fresh};
-use crate::support::server::{Resp, TestServer};
+use crate::support::server::{PLATFORM_HOST, Resp, TestServer};
 use futures::StreamExt as _;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -635,10 +635,18 @@ async fn tenants_cannot_see_or_touch_each_others_stores() {
                 "{method} {suffix}"
             );
         }
-        // B's list never shows A's store; B may use the same name.
+        // B's list never shows A's store; B may use the same name, at its own host.
         let list = ts.get("/api/stores", tb).await.json();
         assert_eq!(list["items"], json!([]));
-        create(&ts, &b.token, "a-shop").await;
+        let r = ts
+            .post(
+                "/api/stores",
+                tb,
+                json!({"name": "a-shop", "engine": "woocommerce",
+                       "params": {"domain": "a-shop.example.org"}}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
         let list = ts.get("/api/stores", tb).await.json();
         assert_eq!(list["items"].as_array().unwrap().len(), 1);
         assert_ne!(list["items"][0]["id"], id);
@@ -688,6 +696,76 @@ async fn duplicate_names_and_the_store_limit() {
             ts.get("/api/me", Some(&a.token)).await.json()["store_count"],
             2
         );
+        ts.stop().await;
+    })
+    .await;
+}
+
+/// No store can be served at another store's host, whoever owns it, nor at the
+/// platform's: the second is refused at the field that chose the host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_hosts_are_unique_across_accounts_and_keep_off_the_platform() {
+    each_backend(|db| async move {
+        let ts = TestServer::start(&db, TestServer::settings()).await;
+        let a = ts.member("host-a", 10).await;
+        let b = ts.member("host-b", 10).await;
+        let tb = Some(b.token.as_str());
+        let post = |name: &str, domain: &str| {
+            json!({"name": name, "engine": "woocommerce", "params": {"domain": domain}})
+        };
+        create(&ts, &a.token, "shop").await;
+        let taken = "shop.stores.localtest.me";
+
+        // The same name: the same default host.
+        let p = ts.post("/api/stores", tb, shop("shop")).await.problem(409);
+        assert!(p["type"].as_str().unwrap().ends_with("/host-taken"), "{p}");
+        assert_eq!(p["errors"][0]["field"], "name", "{p}");
+        let message = p["errors"][0]["message"].as_str().unwrap();
+        assert!(message.contains(taken), "{message}");
+        assert!(message.contains("set `domain`"), "says how: {message}");
+        // A's host claimed as a domain.
+        let p = ts
+            .post("/api/stores", tb, post("mine", taken))
+            .await
+            .problem(409);
+        assert_eq!(p["errors"][0]["field"], "params/domain", "{p}");
+        // A's custom domain, claimed by B's default host or by B's domain.
+        let r = ts
+            .post("/api/stores", Some(&a.token), post("second", "shop.example.org"))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let p = ts
+            .post("/api/stores", tb, post("other", "shop.example.org"))
+            .await
+            .problem(409);
+        assert!(p["detail"].as_str().unwrap().contains("shop.example.org"), "{p}");
+        // The platform's own host and the base domain itself are reserved.
+        for host in [PLATFORM_HOST, "stores.localtest.me"] {
+            let r = ts.post("/api/stores", tb, post("squat", host)).await;
+            let p = r.problem(422);
+            assert_eq!(p["errors"][0]["field"], "params/domain", "{p}");
+            assert!(
+                p["errors"][0]["message"].as_str().unwrap().contains("reserved"),
+                "{p}"
+            );
+        }
+        // Nothing of B's was created; A still has both.
+        assert_eq!(ts.get("/api/stores", tb).await.json()["items"], json!([]));
+        let mine = ts.get("/api/stores", Some(&a.token)).await.json();
+        assert_eq!(mine["items"].as_array().unwrap().len(), 2);
+        // A host is free again once its store is gone.
+        let stores = db.list_stores(Default::default()).await.unwrap();
+        let id = stores.iter().find(|s| s.name == "shop").unwrap().id;
+        let owner = "test-orchestrator";
+        assert!(
+            db.claim(id, owner, Duration::from_secs(30), chrono::Utc::now())
+                .await
+                .unwrap()
+        );
+        db.delete_store(id, owner, NewEvent::new(EventType::NamespaceDeleted, "gone"))
+            .await
+            .unwrap();
+        create(&ts, &b.token, "shop").await;
         ts.stop().await;
     })
     .await;

@@ -56,7 +56,13 @@ fn secs(s: i64) -> TimeDelta {
 async fn migrations_apply_on_an_empty_database_and_then_do_nothing() {
     each_empty_backend(|t: TestDb| async move {
         let applied = t.migrate().await.unwrap();
-        assert_eq!(applied, vec!["m20250601_000001_initial".to_owned()]);
+        assert_eq!(
+            applied,
+            vec![
+                "m20250601_000001_initial".to_owned(),
+                "m20261127_000001_store_host".to_owned()
+            ]
+        );
         let again = t.migrate().await.unwrap();
         assert!(again.is_empty(), "second run applied {again:?}");
         // The schema is usable.
@@ -171,6 +177,43 @@ async fn store_names_are_unique_per_user() {
         // Another user may use the name.
         store(&t, &b, "shop").await;
         assert_eq!(t.list_stores(StoreQuery::default()).await.unwrap().len(), 2);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn hosts_are_unique_across_users_and_old_rows_get_theirs_recorded() {
+    each_backend(|t: TestDb| async move {
+        let a = user(&t, "a@example.com", 10).await;
+        let b = user(&t, "b@example.com", 10).await;
+        let host = |name: &str, _: &serde_json::Value| format!("{name}.stores.test");
+        t.create_store(new_store(&a, "shop").with_host("shop.stores.test"))
+            .await
+            .unwrap();
+        match t
+            .create_store(new_store(&b, "shop").with_host("shop.stores.test"))
+            .await
+        {
+            Err(e @ DbError::DuplicateHost { .. }) => {
+                assert!(e.to_string().contains("`shop.stores.test`"), "{e}")
+            }
+            other => panic!("expected DuplicateHost, got {other:?}"),
+        }
+        // Rows without a host (created before hosts were recorded): filled in, except
+        // where another store already holds the host.
+        let old = store(&t, &b, "books").await;
+        let clash = store(&t, &b, "shop").await;
+        let (filled, clashes) = t.fill_missing_hosts(host).await.unwrap();
+        assert_eq!(filled, 1);
+        assert_eq!(clashes, vec![(clash.id, "shop.stores.test".to_owned())]);
+        match t
+            .create_store(new_store(&a, "books").with_host("books.stores.test"))
+            .await
+        {
+            Err(DbError::DuplicateHost { .. }) => {}
+            other => panic!("the recorded host of {} holds: {other:?}", old.id),
+        }
+        assert_eq!(t.fill_missing_hosts(host).await.unwrap().0, 0);
     })
     .await;
 }
@@ -990,7 +1033,7 @@ async fn the_default_sqlite_database_is_created_in_the_data_directory() {
     };
     let db = Db::connect(&settings.url()).await.unwrap();
     assert_eq!(db.backend(), Backend::Sqlite);
-    assert_eq!(db.migrate().await.unwrap().len(), 1);
+    assert_eq!(db.migrate().await.unwrap().len(), 2);
     assert!(dir.path().join("nested/data/storeplane.db").exists());
     db.close().await.unwrap();
     // Reopened: the schema is there.

@@ -300,6 +300,7 @@ fn chart_renders_the_blueprints_objects_with_custom_domain_tls_and_platform() {
         ingress_namespace: "traefik-system".into(),
         tls_issuer: Some("letsencrypt-prod".into()),
         storage_class: Some("fast-ssd".into()),
+        reserved_hosts: Vec::new(),
     };
     assert_same_objects(&inputs);
     // And the custom inputs did reach the objects.

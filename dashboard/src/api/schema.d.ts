@@ -24,8 +24,11 @@ export interface paths {
          * @description Requests a new store of an engine. The name is checked first, then the engine,
          *     then `params` against the engine's JSON Schema (every violation is listed, the
          *     field as `params/<json pointer>`), then that the volumes fit the plan's storage
-         *     quota (refused at `params/plan`). A name the caller already uses is a 409; an
-         *     account at its store limit gets a 403 stating the limit. The answer comes at once
+         *     quota (refused at `params/plan`). A name the caller already uses is a 409; so is
+         *     a host another store is served at, whoever owns it (`host-taken`, at `name` or
+         *     `params/domain`: the store's `domain`, else `<name>.<base domain>`); the
+         *     platform's own hosts are refused with a 422. An account at its store limit gets
+         *     a 403 stating the limit. The answer comes at once
          *     (201, `status` = `provisioning`); provisioning continues in the background.
          *     Limited per client IP (10 per 15 minutes by default).
          */

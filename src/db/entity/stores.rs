@@ -33,6 +33,10 @@ pub struct Model {
     pub provision_deadline_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// Where the store is served (`crate::blueprint::store_host`); unique. `None` only
+    /// for rows older than the column, until `storeplane serve` fills it in.
+    #[sea_orm(unique)]
+    pub host: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use storeplane::api::{AppState, RunningServer};
 use storeplane::blueprint::Catalog;
-use storeplane::config::ApiSettings;
+use storeplane::config::{ApiSettings, PlatformSettings};
 use storeplane::db::{Db, NewUser, Role, User};
 use storeplane::metrics::Metrics;
 use storeplane::reconcile::Waker;
@@ -120,7 +120,15 @@ impl TestServer {
         kube: Option<kube::Client>,
     ) -> TestServer {
         let catalog = Arc::new(Catalog::builtin().expect("built-in blueprints"));
-        let state = AppState::new(db.clone(), catalog, waker, Metrics::new(), settings, kube);
+        let state = AppState::new(
+            db.clone(),
+            catalog,
+            waker,
+            Metrics::new(),
+            settings,
+            test_platform(),
+            kube,
+        );
         let server = storeplane::api::start(state.clone(), "127.0.0.1:0")
             .await
             .expect("start the API server");
@@ -243,3 +251,15 @@ impl TestServer {
         }
     }
 }
+
+/// The platform settings test servers check stores against: the default base domain,
+/// and [`PLATFORM_HOST`] kept from stores.
+pub fn test_platform() -> PlatformSettings {
+    PlatformSettings {
+        reserved_hosts: vec![PLATFORM_HOST.to_owned()],
+        ..PlatformSettings::default()
+    }
+}
+
+/// The host a test server says the platform itself is served at.
+pub const PLATFORM_HOST: &str = "console.localtest.me";
