@@ -27,6 +27,15 @@ pub const PARAMS: Params = match Params::new(M_COST_KIB, T_COST, P_COST, None) {
     Err(_) => panic!("argon2 parameters out of range"),
 };
 
+/// Password hashes computed at once, process-wide. Each holds `M_COST_KIB` of memory
+/// while it runs, so without a bound a burst of sign-ins (unknown accounts included:
+/// they are verified against a dummy hash) would take memory without limit: with
+/// this, at most 4 × 19 MiB. Callers beyond it wait their turn.
+pub const MAX_CONCURRENT_HASHES: usize = 4;
+
+static HASH_SLOTS: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(MAX_CONCURRENT_HASHES);
+
 /// Shortest password accepted.
 pub const MIN_PASSWORD_LEN: usize = 12;
 /// Longest password accepted (hashing is cheap either way; this bounds request sizes).
@@ -114,6 +123,7 @@ pub fn normalize_email(email: &str) -> Result<String, AuthError> {
 pub async fn hash_password(password: String) -> Result<String, AuthError> {
     let password = Zeroizing::new(password);
     check_password_rules(&password)?;
+    let _slot = HASH_SLOTS.acquire().await.expect("never closed");
     tokio::task::spawn_blocking(move || hash_blocking(&password))
         .await
         .map_err(AuthError::Task)?
@@ -147,6 +157,7 @@ pub async fn warm_up() {
 pub async fn verify_password(hash: Option<&str>, password: &str) -> bool {
     let hash = hash.map(str::to_owned);
     let password = Zeroizing::new(password.to_owned());
+    let _slot = HASH_SLOTS.acquire().await.expect("never closed");
     tokio::task::spawn_blocking(move || match hash {
         Some(hash) => verify_blocking(&hash, &password),
         None => {
@@ -223,6 +234,21 @@ mod tests {
         assert!(!verify_password(Some(&hash), "").await);
         assert!(!verify_password(None, "correct horse battery").await);
         assert!(!verify_password(Some("not a phc string"), "x").await);
+    }
+
+    #[tokio::test]
+    async fn hashing_waits_while_every_slot_is_taken() {
+        let taken = HASH_SLOTS
+            .acquire_many(MAX_CONCURRENT_HASHES as u32)
+            .await
+            .unwrap();
+        let sign_in = tokio::spawn(async { verify_password(None, "a guess").await });
+        let new_password = tokio::spawn(hash_password("correct horse battery".into()));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!sign_in.is_finished() && !new_password.is_finished());
+        drop(taken);
+        assert!(!sign_in.await.unwrap());
+        assert!(new_password.await.unwrap().is_ok());
     }
 
     #[tokio::test]

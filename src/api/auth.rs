@@ -7,7 +7,7 @@
 
 use super::problem::ApiError;
 use super::state::AppState;
-use crate::db::{Role, User};
+use crate::db::{DbError, Role, User};
 use chrono::{DateTime, Utc};
 use poem_openapi::SecurityScheme;
 use poem_openapi::auth::Bearer;
@@ -99,23 +99,29 @@ pub async fn authenticate(state: &AppState, auth: &BearerAuth) -> Result<Caller,
         return Err(invalid_token());
     }
     let hash = crate::auth::hash_token(token);
-    let now = Utc::now();
-    if let Some(user) = state.tokens.get(&hash, now) {
-        return Ok(Caller {
+    match account_for_token(state, &hash).await? {
+        Some(user) => Ok(Caller {
             user,
             token_hash: hash,
-        });
+        }),
+        None => Err(invalid_token()),
     }
-    match state.db.user_for_token(&hash, now).await? {
+}
+
+/// The account a token (by its hash) still stands for: `None` once it is revoked or
+/// expired. Long requests (event streams) ask again as they go.
+pub async fn account_for_token(state: &AppState, hash: &str) -> Result<Option<User>, DbError> {
+    let now = Utc::now();
+    if let Some(user) = state.tokens.get(hash, now) {
+        return Ok(Some(user));
+    }
+    Ok(match state.db.user_for_token(hash, now).await? {
         Some((user, record)) => {
             state
                 .tokens
-                .put(hash.clone(), user.clone(), record.expires_at);
-            Ok(Caller {
-                user,
-                token_hash: hash,
-            })
+                .put(hash.to_owned(), user.clone(), record.expires_at);
+            Some(user)
         }
-        None => Err(invalid_token()),
-    }
+        None => None,
+    })
 }

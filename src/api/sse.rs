@@ -3,12 +3,14 @@
 //! the event), and turns what it finds into server-sent events: `store_event` (with the
 //! event id as SSE `id`), `store` when status or progress changed, `deleted` at the end.
 //!
-//! Ends when the store is gone or the server shuts down. Reads through `crate::db` only.
+//! Ends when the store is gone, when the token it was opened with is revoked or expires
+//! (checked every `REAUTH`; the client's reconnect then gets the 401), or when the
+//! server shuts down. Reads through `crate::db` only.
 
-use super::auth::Caller;
+use super::auth::{Caller, account_for_token};
 use super::dto::{Event, Store, StoreDeleted, StreamMessage};
 use super::state::AppState;
-use crate::db::StoreEvent;
+use crate::db::{Role, StoreEvent};
 use crate::domain::StoreStatus;
 use crate::telemetry::error_chain;
 use chrono::{DateTime, Utc};
@@ -24,6 +26,9 @@ use uuid::Uuid;
 pub const POLL: Duration = Duration::from_millis(500);
 /// How often a comment is sent to keep idle connections open.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// How often a stream checks that its token still stands (sign-out, expiry, a changed
+/// role), so an open stream never outlives the session it was opened with by more.
+pub const REAUTH: Duration = Duration::from_secs(10);
 /// Most events read per poll.
 const BATCH: u64 = 200;
 
@@ -31,6 +36,8 @@ struct Cursor {
     state: Arc<AppState>,
     /// `None`: an admin (sees any store).
     owner: Option<Uuid>,
+    token_hash: String,
+    checked: tokio::time::Instant,
     id: Uuid,
     after: Option<i64>,
     latest: Option<StoreEvent>,
@@ -49,6 +56,8 @@ pub fn store_stream(
     let cursor = Cursor {
         state,
         owner: (!caller.is_admin()).then_some(caller.user.id),
+        token_hash: caller.token_hash,
+        checked: tokio::time::Instant::now(),
         id,
         after,
         latest: None,
@@ -64,6 +73,19 @@ pub fn store_stream(
             tokio::select! {
                 _ = tokio::time::sleep(POLL) => {}
                 _ = c.state.shutdown.cancelled() => return None,
+            }
+        }
+        if c.checked.elapsed() >= REAUTH {
+            match account_for_token(&c.state, &c.token_hash).await {
+                Ok(Some(user)) => {
+                    c.owner = (user.role != Role::Admin).then_some(user.id);
+                    c.checked = tokio::time::Instant::now();
+                }
+                Ok(None) => return None,
+                // The database is away: keep the stream, and ask again next poll.
+                Err(e) => {
+                    tracing::warn!(store_id = %c.id, error = %error_chain(&e), "event stream: could not check the token");
+                }
             }
         }
         let batch = poll(&mut c).await;

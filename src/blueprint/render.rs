@@ -295,6 +295,22 @@ fn parse_yaml(doc: &str) -> Result<Value, serde_yaml::Error> {
     }
 }
 
+/// `text` with every secret value, as is and base64-encoded (the form a Secret's
+/// `data` holds), replaced by `<secret>`.
+fn redact_secrets(text: &str, secrets: &StoreSecrets) -> String {
+    use base64::Engine as _;
+    let mut out = text.to_owned();
+    for (_, value) in secrets.iter().filter(|(_, v)| !v.is_empty()) {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(value);
+        for form in [value, encoded.as_str()] {
+            if out.contains(form) {
+                out = out.replace(form, "<secret>");
+            }
+        }
+    }
+    out
+}
+
 fn line_text(text: &str, line: usize) -> String {
     text.lines()
         .nth(line.saturating_sub(1))
@@ -424,6 +440,15 @@ impl Blueprint {
             }
         }
         if !problems.is_empty() {
+            // Problems travel on to logs, events and API answers: the store's
+            // credentials, which a faulty template may have put on the line quoted or
+            // into a decoder's message, never do.
+            for p in &mut problems {
+                p.message = redact_secrets(&p.message, input.secrets);
+                if let Location::Rendered { text, .. } = &mut p.location {
+                    *text = redact_secrets(text, input.secrets);
+                }
+            }
             return Err(RenderError::Template {
                 blueprint: self.name.clone(),
                 problems,

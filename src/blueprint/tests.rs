@@ -5,6 +5,7 @@
 use super::*;
 use crate::config::{BlueprintSettings, PlatformSettings};
 use crate::domain;
+use base64::Engine as _;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -589,6 +590,39 @@ fn wrong_types_name_the_field_and_line() {
         p.contains("spec.replicas: invalid type: string \"one\", expected i32"),
         "{p}"
     );
+}
+
+#[test]
+fn problems_never_quote_a_secret() {
+    let woo = CATALOG.get("woocommerce").unwrap();
+    let secret = fixed_secrets(woo)
+        .iter()
+        .find(|(name, _)| *name == "mysql_password")
+        .map(|(_, v)| v.to_owned())
+        .unwrap();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&secret);
+    for (line, edit) in [
+        // The line quoted holds the encoded secret.
+        (
+            "  MYSQL_PASSWORD: {{ secrets.mysql_password | b64encode }}\n",
+            "  MYSQL_PASSWORD: [{{ secrets.mysql_password | b64encode }}]\n",
+        ),
+        // The line and the decoder's message hold the secret itself.
+        (
+            "type: Opaque\n",
+            "type: Opaque\nimmutable: {{ secrets.mysql_password }}\n",
+        ),
+    ] {
+        let err =
+            render_planted("woocommerce", "secrets.yaml.j2", replace_once(line, edit)).unwrap_err();
+        let text = err.problems().join("\n");
+        assert!(text.contains("secrets.yaml.j2"), "{text}");
+        assert!(text.contains("<secret>"), "{text}");
+        assert!(
+            !text.contains(&secret) && !text.contains(&encoded),
+            "{text}"
+        );
+    }
 }
 
 #[test]

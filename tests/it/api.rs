@@ -1094,6 +1094,27 @@ async fn event_stream_sends_past_and_new_events_then_the_end() {
         assert_eq!(d.data["id"], id.to_string());
         assert!(sse.next().await.is_none(), "the stream ends");
         drop(again);
+
+        // Signing out ends the streams opened with the token (within `REAUTH`), and
+        // not with `deleted`: the store is still there.
+        let other = create(&ts, &a.token, "live-two").await;
+        let path = format!(
+            "/api/stores/{}/events/stream",
+            other["id"].as_str().unwrap()
+        );
+        let mut open = Sse::open(&ts, &path, &a.token, None).await;
+        open.next_of("store").await;
+        let r = ts
+            .send(ts.request(Method::POST, "/api/auth/logout", Some(&a.token)))
+            .await;
+        assert_eq!(r.status, 204, "{}", r.text);
+        let ended = tokio::time::timeout(Duration::from_secs(25), async {
+            while let Some(e) = open.next().await {
+                assert_ne!(e.event, "deleted", "{e:?}");
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "the stream outlived its token by 25 s");
         ts.stop().await;
     })
     .await;
