@@ -272,7 +272,8 @@ pub struct ApiSettings {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "STOREPLANE_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
-    /// Take the client IP from `X-Forwarded-For` (only behind a trusted proxy).
+    /// Take the client IP from `X-Forwarded-For`: its last entry, the address the
+    /// proxy in front saw (only behind one trusted proxy that appends to the header).
     #[arg(long, env = "STOREPLANE_TRUST_FORWARDED_FOR", default_value_t = false)]
     pub trust_forwarded_for: bool,
     /// Send `Strict-Transport-Security` (set when served over TLS).

@@ -1,6 +1,6 @@
 //! The edge of every request, outermost: a request id (`X-Request-Id`, echoed; an
 //! incoming one is kept when it is short and plain), the client IP (peer address, or
-//! the first `X-Forwarded-For` hop when trusted), the body size limit (413), the rate
+//! the last `X-Forwarded-For` entry, the one the trusted proxy added, when trusted), the body size limit (413), the rate
 //! limits of `/api` routes, the mapping of every error to a problem+json response,
 //! security headers like helmet's, Prometheus counters by route template, and one
 //! access log line per request (method, route, status, duration, client IP; the
@@ -69,13 +69,15 @@ fn usable_request_id(v: &str) -> bool {
 }
 
 fn client_ip(req: &Request, trust_forwarded_for: bool) -> IpAddr {
+    // The trusted proxy appends the address it saw to whatever the client sent: only
+    // the last entry is its word, every earlier one the client's.
     if trust_forwarded_for
-        && let Some(first) = req
+        && let Some(last) = req
             .header("x-forwarded-for")
-            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.rsplit(',').next())
             .and_then(|v| v.trim().parse::<IpAddr>().ok())
     {
-        return first;
+        return last;
     }
     req.remote_addr()
         .as_socket_addr()

@@ -206,6 +206,35 @@ async fn spoofed_forwarded_headers_and_bogus_tokens_do_not_escape_the_per_ip_lim
         );
         ts.stop().await;
 
+        // Behind a trusted proxy: the proxy appends the address it saw; what the
+        // client wrote before it is not the key.
+        let ts = TestServer::start(
+            &db,
+            ApiSettings {
+                rate_limit: "5/1m".parse().unwrap(),
+                trust_forwarded_for: true,
+                ..TestServer::settings()
+            },
+        )
+        .await;
+        let alice = ts.member("alice-proxied", 10).await; // not through the proxy
+        let mut statuses = Vec::new();
+        for i in 0..6 {
+            let r = ts
+                .send(
+                    ts.request(Method::GET, "/api/stores", Some(&alice.token))
+                        .header("x-forwarded-for", format!("203.0.113.{i}, 192.0.2.50")),
+                )
+                .await;
+            statuses.push(r.status);
+        }
+        assert_eq!(
+            statuses,
+            [200, 200, 200, 200, 200, 429],
+            "one key: the address the proxy saw"
+        );
+        ts.stop().await;
+
         // Guessing tokens costs quota like any request: no free 401s.
         let ts = TestServer::start(
             &db,

@@ -793,7 +793,8 @@ async fn rate_limits_per_ip_for_creation_and_for_sign_in() {
         .await;
         let from = |ip: &str, method: Method, path: &str, token: Option<&str>| {
             ts.request(method, path, token)
-                .header("x-forwarded-for", format!("{ip}, 10.9.9.9"))
+                // Whatever the client claimed first, then what the proxy saw.
+                .header("x-forwarded-for", format!("10.9.9.9, {ip}"))
         };
         // Sign in from its own address (it counts against the global quota too).
         let a = ts
