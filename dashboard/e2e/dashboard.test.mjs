@@ -222,7 +222,7 @@ describe("the dashboard against storeplane serve on testenv", () => {
       await context.close();
     });
 
-    test("every control has a label, and the page works at 360 px without sideways scrolling", { timeout: 120_000 }, async () => {
+    test("every control has a label, and the pages work from 360 px up without sideways scrolling, even with the longest store name", { timeout: 120_000 }, async () => {
       const { context, page } = await signIn(alice, { width: 360, height: 740 });
       await page.goto(server.url + "/stores/new");
       await page.getByLabel("Store title").waitFor();
@@ -242,6 +242,26 @@ describe("the dashboard against storeplane serve on testenv", () => {
       const ring = await page.evaluate(() => getComputedStyle(/** @type {Element} */ (document.activeElement)).outlineStyle);
       assert.equal(ring, "solid", "the focused element shows a focus ring");
       assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), "no horizontal scroll");
+
+      // The longest name a store may have fits the list at the widths between the
+      // card layout and a wide screen too.
+      const longName = "a-store-name-as-long-as-names-may-be-xyz";
+      assert.equal(longName.length, 40);
+      const token = await tokenFor(server.url, alice);
+      const long = await apiCall(server.url, "POST", "/api/stores", { token, body: { name: longName, engine: "woocommerce" } });
+      try {
+        await page.reload();
+        for (const width of [360, 700, 900]) {
+          await page.setViewportSize({ width, height: 740 });
+          await storeRow(page, longName).waitFor();
+          assert.ok(
+            await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth),
+            `no horizontal scroll at ${width} px with a ${longName.length}-character name`,
+          );
+        }
+      } finally {
+        await apiCall(server.url, "DELETE", `/api/stores/${long.id}`, { token });
+      }
       await context.close();
     });
   });
