@@ -39,12 +39,31 @@ impl Db {
         now: DateTime<Utc>,
         limit: u64,
     ) -> Result<Vec<Store>, DbError> {
+        self.claim_due_except(owner, lease, now, limit, &[]).await
+    }
+
+    /// [`Db::claim_due`], never claiming one of `except`: the stores this owner's own
+    /// workers are on. The lease names a process, not a worker, so a store whose lease
+    /// ran out under a worker of this process that is still running would otherwise be
+    /// claimed again by the same owner, and both workers would pass every owner check.
+    pub async fn claim_due_except(
+        &self,
+        owner: &str,
+        lease: Duration,
+        now: DateTime<Utc>,
+        limit: u64,
+        except: &[Uuid],
+    ) -> Result<Vec<Store>, DbError> {
         let now = at(now);
-        let candidates: Vec<Uuid> = stores::Entity::find()
+        let mut query = stores::Entity::find()
             .select_only()
             .column(stores::Column::Id)
             .filter(stores::Column::NextReconcileAt.lte(now))
-            .filter(lease_free(now))
+            .filter(lease_free(now));
+        if !except.is_empty() {
+            query = query.filter(stores::Column::Id.is_not_in(except.iter().copied()));
+        }
+        let candidates: Vec<Uuid> = query
             .order_by_asc(stores::Column::NextReconcileAt)
             .limit(limit)
             .into_tuple()

@@ -16,15 +16,16 @@ mod worker;
 use crate::apply::Applier;
 use crate::blueprint::Catalog;
 use crate::config::{OrchestratorSettings, PlatformSettings};
-use crate::db::Db;
+use crate::db::{Db, DbError, Store};
 use crate::domain::StoreStatus;
 use crate::metrics::{Metrics, StatusLabel};
 use crate::telemetry::error_chain;
 use crate::vault::Vault;
 use chrono::Utc;
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-use std::sync::Arc;
+use std::collections::{BinaryHeap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -68,6 +69,101 @@ pub(crate) struct Context {
     pub platform: PlatformSettings,
     pub instance: String,
     pub metrics: Metrics,
+    pub faults: Faults,
+}
+
+/// Faults a test injects where the real components cannot fail on demand. Inert unless
+/// a test sets one.
+#[doc(hidden)]
+#[derive(Clone, Default)]
+pub struct Faults {
+    renewals_fail: Arc<AtomicBool>,
+}
+
+impl Faults {
+    /// While `true`, every lease renewal fails as if the database were unreachable
+    /// (the rest of the database keeps working).
+    pub fn fail_renewals(&self, fail: bool) {
+        self.renewals_fail.store(fail, Ordering::Relaxed);
+    }
+
+    pub(crate) fn renewals_fail(&self) -> bool {
+        self.renewals_fail.load(Ordering::Relaxed)
+    }
+}
+
+/// The stores this process's workers are on. A lease names the process, not the
+/// worker, so the database cannot tell two workers of one process apart: a store whose
+/// lease ran out while its worker was still running (renewals failing, a paused
+/// process) would be claimed again by the same owner, and both workers would pass
+/// every owner check. Claims skip these stores.
+#[derive(Clone, Default)]
+struct Working(Arc<Mutex<HashSet<Uuid>>>);
+
+impl Working {
+    fn ids(&self) -> Vec<Uuid> {
+        self.0
+            .lock()
+            .expect("working set")
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    /// Marks `id` as worked on until the guard is dropped (the worker's task ended, or
+    /// was dropped); `None` when a worker already is on it.
+    fn enter(&self, id: Uuid) -> Option<WorkingOn> {
+        self.0
+            .lock()
+            .expect("working set")
+            .insert(id)
+            .then(|| WorkingOn {
+                set: self.clone(),
+                id,
+            })
+    }
+}
+
+/// A store in [`Working`], removed on drop.
+struct WorkingOn {
+    set: Working,
+    id: Uuid,
+}
+
+impl Drop for WorkingOn {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.set.0.lock() {
+            set.remove(&self.id);
+        }
+    }
+}
+
+/// Claims up to `limit` due stores for this process (`owner`), none that one of its
+/// workers is on; each comes with its place in `working`.
+async fn claim(
+    db: &Db,
+    owner: &str,
+    lease: Duration,
+    now: chrono::DateTime<Utc>,
+    limit: u64,
+    working: &Working,
+) -> Result<Vec<(Store, WorkingOn)>, DbError> {
+    let stores = db
+        .claim_due_except(owner, lease, now, limit, &working.ids())
+        .await?;
+    Ok(stores
+        .into_iter()
+        .filter_map(|store| match working.enter(store.id) {
+            Some(on) => Some((store, on)),
+            None => {
+                // Cannot happen (only this loop enters stores, and it excluded these).
+                // The claim renewed the running worker's own lease, which that worker
+                // goes on renewing and releases: nothing to hand back.
+                tracing::error!(store_id = %store.id, "claimed a store this replica is already working on; leaving it to that worker");
+                None
+            }
+        })
+        .collect())
 }
 
 /// The orchestrator of one replica.
@@ -103,6 +199,7 @@ impl Orchestrator {
                 platform,
                 instance,
                 metrics,
+                faults: Faults::default(),
             }),
             notify: waker.notify.clone(),
         }
@@ -110,6 +207,12 @@ impl Orchestrator {
 
     pub fn instance(&self) -> &str {
         &self.ctx.instance
+    }
+
+    /// Test seam: the faults this orchestrator can be told to suffer.
+    #[doc(hidden)]
+    pub fn faults(&self) -> Faults {
+        self.ctx.faults.clone()
     }
 
     /// Runs until `shutdown` is cancelled, then lets running work finish for a short
@@ -128,24 +231,27 @@ impl Orchestrator {
         let mut db_backoff = 0u32;
         tracing::info!(instance = %ctx.instance, workers, "orchestrator started");
 
+        let working = Working::default();
         loop {
+            // The leases claimed below start no earlier than this.
+            let round = Instant::now();
             // Claim as much due work as there are free slots.
             let free = slots.available_permits();
             let mut claim_failed = false;
             if free > 0 {
-                match ctx
-                    .db
-                    .claim_due(
-                        &ctx.instance,
-                        ctx.settings.lease_duration,
-                        Utc::now(),
-                        free as u64,
-                    )
-                    .await
+                match claim(
+                    &ctx.db,
+                    &ctx.instance,
+                    ctx.settings.lease_duration,
+                    Utc::now(),
+                    free as u64,
+                    &working,
+                )
+                .await
                 {
                     Ok(stores) => {
                         db_backoff = 0;
-                        for store in stores {
+                        for (store, on) in stores {
                             let permit = slots
                                 .clone()
                                 .try_acquire_owned()
@@ -155,7 +261,9 @@ impl Orchestrator {
                             let due_tx = due_tx.clone();
                             tasks.spawn(async move {
                                 ctx.metrics.workers_busy.inc();
-                                let next = worker::work(&ctx, store, interrupt).await;
+                                let next = worker::work(&ctx, store, round, interrupt).await;
+                                // The store may be claimed again once its worker is done.
+                                drop(on);
                                 ctx.metrics.workers_busy.dec();
                                 ctx.metrics.reconciles.inc();
                                 if let Some(at) = next {
@@ -306,5 +414,68 @@ impl Listener {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{NewStore, NewUser, Role};
+
+    async fn db_with_store() -> (Db, Store) {
+        let (db, _) = Db::open("sqlite::memory:")
+            .await
+            .expect("in-memory database");
+        let user = db
+            .create_user(NewUser {
+                email: "owner@example.test".into(),
+                password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+                role: Role::Member,
+                store_limit: Some(5),
+            })
+            .await
+            .expect("user");
+        let store = db
+            .create_store(NewStore::new(
+                user.id,
+                "shop",
+                "woocommerce",
+                "1.0.0",
+                serde_json::json!({}),
+            ))
+            .await
+            .expect("store");
+        (db, store)
+    }
+
+    #[tokio::test]
+    async fn a_store_this_replica_works_on_is_not_claimed_again_when_its_lease_lapses() {
+        let (db, store) = db_with_store().await;
+        let working = Working::default();
+        let lease = Duration::from_secs(30);
+        let t0 = Utc::now();
+        let first = claim(&db, "me", lease, t0, 10, &working).await.unwrap();
+        assert_eq!(
+            first.iter().map(|(s, _)| s.id).collect::<Vec<_>>(),
+            [store.id]
+        );
+        let held = db.get_store(store.id).await.unwrap().unwrap();
+
+        // The worker is still on the store when its lease has run out (its renewals
+        // failed, or the process was paused): the store is due and its lease free, but
+        // this replica does not start a second worker on it, nor touch the lease.
+        let later = t0 + chrono::Duration::seconds(31);
+        let again = claim(&db, "me", lease, later, 10, &working).await.unwrap();
+        assert!(again.is_empty(), "claimed twice by one replica");
+        assert_eq!(db.get_store(store.id).await.unwrap().unwrap(), held);
+
+        // Once the worker is done, the store can be claimed again.
+        drop(first);
+        let after = claim(&db, "me", lease, later, 10, &working).await.unwrap();
+        assert_eq!(
+            after.iter().map(|(s, _)| s.id).collect::<Vec<_>>(),
+            [store.id]
+        );
+        assert!(working.enter(store.id).is_none(), "worked on again");
     }
 }

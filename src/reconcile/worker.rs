@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
@@ -52,48 +53,73 @@ impl WorkError {
     }
 }
 
-/// Works on `store` (already leased by this replica) until done, failed or
-/// interrupted. Returns when the store should next be looked at by this replica's
-/// timers (the database holds the same time for every replica).
+/// Works on `store` (already leased by this replica since `claimed_at` or earlier)
+/// until done, failed or interrupted. Returns when the store should next be looked at
+/// by this replica's timers (the database holds the same time for every replica).
 pub(crate) async fn work(
     ctx: &Context,
     store: Store,
+    claimed_at: Instant,
     interrupt: CancellationToken,
 ) -> Option<DateTime<Utc>> {
     let id = store.id;
     let generation = store.generation;
-    // Stops the work when the lease is lost, or when a new request (a delete, a retry)
-    // moved the store to a new generation: the work in hand is then stale.
+    let lease = ctx.settings.lease_duration;
+    // Stops the work when the lease is lost or about to run out, or when a new request
+    // (a delete, a retry) moved the store to a new generation: the work in hand is then
+    // stale.
     let stop = CancellationToken::new();
     // Aborted when this function returns or is dropped (a crash of the orchestrator
     // task): a dead worker must not keep its lease alive.
     let renewer = {
         let db = ctx.db.clone();
         let owner = ctx.instance.clone();
-        let lease = ctx.settings.lease_duration;
+        let faults = ctx.faults.clone();
         let stop = stop.clone();
-        AbortOnDropHandle::new(tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(lease / 3).await;
-                match db.renew_lease(id, &owner, lease, Utc::now()).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::warn!(store_id = %id, "lease lost to another replica; stopping work on the store");
-                        stop.cancel();
-                        return;
+        let renew = {
+            let db = db.clone();
+            move || {
+                let db = db.clone();
+                let owner = owner.clone();
+                let fail = faults.renewals_fail();
+                async move {
+                    if fail {
+                        return Err(DbError::Query(sea_orm::DbErr::Custom(
+                            "lease renewals fail (injected fault)".into(),
+                        )));
                     }
-                    Err(e) => {
-                        tracing::warn!(store_id = %id, error = %error_chain(&e), "could not renew the lease")
-                    }
-                }
-                if let Ok(Some(now)) = db.get_store(id).await
-                    && now.generation != generation
-                {
-                    tracing::info!(store_id = %id, "a new request arrived; stopping the current work");
-                    stop.cancel();
-                    return;
+                    db.renew_lease(id, &owner, lease, Utc::now()).await
                 }
             }
+        };
+        let current_generation = move || {
+            let db = db.clone();
+            async move { Ok(db.get_store(id).await?.map(|s| s.generation)) }
+        };
+        AbortOnDropHandle::new(tokio::spawn(async move {
+            let why = tracing::Instrument::instrument(
+                keep_lease(renew, current_generation, generation, lease, claimed_at),
+                tracing::info_span!("lease", store_id = %id),
+            )
+            .await;
+            match why {
+                Stop::LeaseLost => {
+                    tracing::warn!(store_id = %id, "lease lost to another replica; stopping work on the store")
+                }
+                Stop::LeaseRunningOut { since_renewed } => tracing::warn!(
+                    store_id = %id,
+                    since_renewed_ms = since_renewed.as_millis() as u64,
+                    lease_ms = lease.as_millis() as u64,
+                    "the lease could not be renewed for {}; stopping work on the store before \
+                     the lease runs out, so that no other worker can take the store over while \
+                     this one still writes to it",
+                    humantime::format_duration(Duration::from_millis(since_renewed.as_millis() as u64))
+                ),
+                Stop::NewGeneration => {
+                    tracing::info!(store_id = %id, "a new request arrived; stopping the current work")
+                }
+            }
+            stop.cancel();
         }))
     };
     let span =
@@ -103,26 +129,128 @@ pub(crate) async fn work(
         _ = interrupt.cancelled() => None,
         _ = stop.cancelled() => None,
     };
+    // The attempt is over (finished, or dropped where it stood): nothing renews the
+    // lease any more, and every database call below is bounded, so a worker whose
+    // database is away still ends, and its store can be worked again.
     drop(renewer);
+    let bound = lease / 3;
     let now = Utc::now();
     match outcome {
         // Finished: `step` recorded the outcome and released the lease in one statement.
         Some(Ok(next)) => next,
         Some(Err(WorkError::Db(DbError::LeaseLost { .. }))) => None,
         Some(Err(WorkError::Db(DbError::GenerationChanged { .. }))) | None => {
-            // Interrupted (shutdown), or stale: hand the store back due now, so this or
-            // another replica starts on its current generation at once. A lost lease
-            // has nothing to hand back.
-            match ctx.db.release(id, &ctx.instance, Some(now)).await {
-                Ok(()) => Some(now),
-                Err(DbError::LeaseLost { .. }) => None,
-                Err(e) => {
+            // Interrupted (shutdown, a lease that could not be renewed), or stale: hand
+            // the store back due now, so this or another replica starts on its current
+            // generation at once. A lost lease has nothing to hand back.
+            match tokio::time::timeout(bound, ctx.db.release(id, &ctx.instance, Some(now))).await {
+                Ok(Ok(())) => Some(now),
+                Ok(Err(DbError::LeaseLost { .. })) => None,
+                Ok(Err(e)) => {
                     tracing::warn!(store_id = %id, error = %error_chain(&e), "could not release the lease; it will expire");
+                    None
+                }
+                Err(_) => {
+                    tracing::warn!(store_id = %id, "releasing the lease timed out; it will expire");
                     None
                 }
             }
         }
-        Some(Err(e)) => fail(ctx, &store, e).await,
+        Some(Err(e)) => match tokio::time::timeout(bound, fail(ctx, &store, e)).await {
+            Ok(next) => next,
+            Err(_) => {
+                tracing::warn!(store_id = %id, "recording the failure timed out; the lease will expire and the store be retried");
+                None
+            }
+        },
+    }
+}
+
+/// Why a worker must stop before its attempt is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// Another replica holds the lease now, or the store is gone.
+    LeaseLost,
+    /// No renewal succeeded for this long: the lease is about to run out, and once it
+    /// has, anyone (this replica included) may claim the store.
+    LeaseRunningOut { since_renewed: Duration },
+    /// A new request moved the store to a new generation.
+    NewGeneration,
+}
+
+/// Renews a lease taken at `renewed_at` every third of `lease` for as long as the work
+/// runs, and returns when the work must stop. Each renewal is bounded by a timeout; a
+/// failed one is retried sooner. Once no renewal has succeeded for `lease` minus one
+/// renewal period, the work stops: that period is the margin for stopping it and for
+/// the clocks of the replicas, so that the lease is still ours until the work has
+/// stopped. After each renewal the store's generation is checked (`generation`
+/// returning `None`: the store is gone, which the next renewal reports).
+async fn keep_lease<R, RF, G, GF>(
+    mut renew: R,
+    mut generation: G,
+    current: i64,
+    lease: Duration,
+    mut renewed_at: Instant,
+) -> Stop
+where
+    R: FnMut() -> RF,
+    RF: Future<Output = Result<bool, DbError>>,
+    G: FnMut() -> GF,
+    GF: Future<Output = Result<Option<i64>, DbError>>,
+{
+    let every = lease / 3;
+    let valid_for = lease - every;
+    let mut failed = false;
+    loop {
+        let deadline = renewed_at + valid_for;
+        let pause = if failed { every / 2 } else { every };
+        let attempt = tokio::time::timeout_at(deadline, async {
+            tokio::time::sleep(pause).await;
+            let sent = Instant::now();
+            (sent, tokio::time::timeout(every / 2, renew()).await)
+        })
+        .await;
+        let stops_in_ms = || {
+            deadline
+                .saturating_duration_since(Instant::now())
+                .as_millis() as u64
+        };
+        match attempt {
+            Err(_) => {
+                return Stop::LeaseRunningOut {
+                    since_renewed: renewed_at.elapsed(),
+                };
+            }
+            Ok((sent, Ok(Ok(true)))) => {
+                renewed_at = sent;
+                failed = false;
+            }
+            Ok((_, Ok(Ok(false)))) => return Stop::LeaseLost,
+            Ok((_, Ok(Err(e)))) => {
+                tracing::warn!(error = %error_chain(&e), stops_in_ms = stops_in_ms(), "could not renew the lease; the work stops unless a renewal succeeds in time");
+                failed = true;
+                continue;
+            }
+            Ok((_, Err(_))) => {
+                tracing::warn!(
+                    timeout_ms = (every / 2).as_millis() as u64,
+                    stops_in_ms = stops_in_ms(),
+                    "renewing the lease timed out; the work stops unless a renewal succeeds in time"
+                );
+                failed = true;
+                continue;
+            }
+        }
+        let checked = tokio::time::timeout_at(
+            renewed_at + valid_for,
+            tokio::time::timeout(every / 2, generation()),
+        )
+        .await;
+        if let Ok(Ok(Ok(Some(now)))) = checked
+            && now != current
+        {
+            return Stop::NewGeneration;
+        }
     }
 }
 
@@ -688,6 +816,103 @@ mod tests {
             Step::Record(e) => ("record", Some(e.event_type)),
             Step::RecordIfMissing(e) => ("if-missing", Some(e.event_type)),
             Step::Skip => ("skip", None),
+        }
+    }
+
+    const LEASE: Duration = Duration::from_millis(1500);
+
+    fn unavailable() -> DbError {
+        DbError::Query(sea_orm::DbErr::Custom("the database is away".into()))
+    }
+
+    /// How long `keep_lease` took to stop, and why; `None`: still going after two
+    /// leases.
+    async fn run_keep_lease<R, RF>(renew: R, generation: i64) -> Option<(Stop, Duration)>
+    where
+        R: FnMut() -> RF,
+        RF: Future<Output = Result<bool, DbError>>,
+    {
+        let claimed = Instant::now();
+        let stop = tokio::time::timeout(
+            2 * LEASE,
+            keep_lease(
+                renew,
+                || async move { Ok(Some(generation)) },
+                1,
+                LEASE,
+                claimed,
+            ),
+        )
+        .await
+        .ok()?;
+        Some((stop, claimed.elapsed()))
+    }
+
+    #[tokio::test]
+    async fn a_worker_whose_renewals_fail_stops_before_its_lease_runs_out() {
+        let failing = run_keep_lease(|| async { Err(unavailable()) }, 1);
+        let hanging = run_keep_lease(
+            || async {
+                std::future::pending::<()>().await;
+                Ok(true)
+            },
+            1,
+        );
+        let (failing, hanging) = tokio::join!(failing, hanging);
+        for (what, outcome) in [("failing", failing), ("hanging", hanging)] {
+            let (stop, took) = outcome.unwrap_or_else(|| panic!("{what} renewals: never stopped"));
+            assert!(
+                matches!(stop, Stop::LeaseRunningOut { since_renewed } if since_renewed >= LEASE * 2 / 3),
+                "{what}: {stop:?}"
+            );
+            // Stopped once a renewal period of the lease was left, before it ran out.
+            assert!(
+                took >= LEASE * 2 / 3 && took < LEASE,
+                "{what} renewals: stopped after {took:?} of a {LEASE:?} lease"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn renewals_that_succeed_even_every_other_time_keep_the_work_going() {
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let always = run_keep_lease(
+            || async {
+                calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(true)
+            },
+            1,
+        );
+        let flaky_calls = std::sync::atomic::AtomicUsize::new(0);
+        let flaky = run_keep_lease(
+            || async {
+                // A failed renewal is retried sooner: fail, succeed, fail, …
+                if flaky_calls
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    .is_multiple_of(2)
+                {
+                    Err(unavailable())
+                } else {
+                    Ok(true)
+                }
+            },
+            1,
+        );
+        let (always, flaky) = tokio::join!(always, flaky);
+        assert_eq!(always, None, "stopped although every renewal succeeded");
+        assert_eq!(flaky, None, "stopped although the lease never ran short");
+        assert!(calls.into_inner() >= 4);
+    }
+
+    #[tokio::test]
+    async fn a_lost_lease_or_a_new_generation_stops_the_work_at_the_next_renewal() {
+        let lost = run_keep_lease(|| async { Ok(false) }, 1);
+        let moved_on = run_keep_lease(|| async { Ok(true) }, 2);
+        let (lost, moved_on) = tokio::join!(lost, moved_on);
+        for (outcome, want) in [(lost, Stop::LeaseLost), (moved_on, Stop::NewGeneration)] {
+            let (stop, took) = outcome.expect("stopped");
+            assert_eq!(stop, want);
+            assert!(took < LEASE * 2 / 3, "{want:?} after {took:?}");
         }
     }
 

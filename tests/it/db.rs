@@ -483,6 +483,34 @@ async fn racing_sweeps_split_due_stores_between_replicas() {
 }
 
 #[tokio::test]
+async fn a_claim_skips_the_stores_its_owner_is_already_working_on() {
+    each_backend(|t: TestDb| async move {
+        let u = user(&t, "a@example.com", 10).await;
+        let worked = store(&t, &u, "worked").await;
+        let other = store(&t, &u, "other").await;
+        let now = t0();
+        assert!(t.claim(worked.id, "me", LEASE, now).await.unwrap());
+        let held = t.get_store(worked.id).await.unwrap().unwrap();
+        // The lease ran out while the owner's worker is still on the store.
+        let later = now + secs(31);
+        let claimed = t
+            .claim_due_except("me", LEASE, later, 10, &[worked.id])
+            .await
+            .unwrap();
+        assert_eq!(claimed.iter().map(|s| s.id).collect::<Vec<_>>(), [other.id]);
+        assert_eq!(
+            t.get_store(worked.id).await.unwrap().unwrap(),
+            held,
+            "the excluded store is not touched"
+        );
+        // Without the exclusion the same owner would claim it again.
+        let again = t.claim_due("me", LEASE, later, 10).await.unwrap();
+        assert_eq!(again.iter().map(|s| s.id).collect::<Vec<_>>(), [worked.id]);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn lease_times_compare_in_time_order_to_the_microsecond() {
     each_backend(|t: TestDb| async move {
         let u = user(&t, "a@example.com", 10).await;

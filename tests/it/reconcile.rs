@@ -16,7 +16,7 @@ use storeplane::config::{BlueprintSettings, OrchestratorSettings, PlatformSettin
 use storeplane::db::{Backend, Db, NewStore, NewUser, Role, Store, StoreEvent};
 use storeplane::domain::{EventType, StoreStatus, labels};
 use storeplane::metrics::Metrics;
-use storeplane::reconcile::{Orchestrator, Waker};
+use storeplane::reconcile::{Faults, Orchestrator, Waker};
 use storeplane::vault::Vault;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -43,6 +43,7 @@ struct Replica {
     stop: CancellationToken,
     task: JoinHandle<()>,
     metrics: Metrics,
+    faults: Faults,
 }
 
 impl Replica {
@@ -73,6 +74,7 @@ impl Replica {
             &waker,
             metrics.clone(),
         );
+        let faults = orchestrator.faults();
         let stop = CancellationToken::new();
         let task = tokio::spawn(orchestrator.run(stop.clone()));
         (
@@ -80,6 +82,7 @@ impl Replica {
                 stop,
                 task,
                 metrics,
+                faults,
             },
             waker,
         )
@@ -767,6 +770,66 @@ async fn a_delete_during_provisioning_wins() {
     assert!(!namespace_exists(&store.namespace).await);
     let kinds = types(&events(&t.db, store.id).await);
     assert!(!kinds.contains(&EventType::StoreReady), "{kinds:?}");
+    replica.stop().await;
+    t.finish().await;
+}
+
+#[tokio::test]
+async fn a_worker_whose_lease_cannot_be_renewed_stops_before_the_lease_runs_out() {
+    let t = fresh(Backend::Sqlite).await;
+    let catalog = Arc::new(Catalog::builtin().unwrap());
+    let owner = user(&t.db, 5).await;
+    // A lease shorter than a medusa store takes to provision (~3 s): a worker that
+    // cannot renew must stop (after 1 s) long before its attempt would be done.
+    let lease = Duration::from_millis(1500);
+    let mut s = settings("unrenewed");
+    s.lease_duration = lease;
+    let (replica, waker) = Replica::start(&t.db, catalog.clone(), vault(), s).await;
+    replica.faults.fail_renewals(true);
+    let name = format!("unrenewed-{}", &Uuid::new_v4().simple().to_string()[..5]);
+    let store = create(&t.db, &catalog, owner, "medusa", &name).await;
+    waker.wake(store.id).await;
+
+    // While no renewal succeeds, workers come and go, and none holds the store past its
+    // lease: a lease that ran out while held is a store another worker (another
+    // replica, or this one) may be working on at the same time.
+    let watch_until = tokio::time::Instant::now() + 6 * lease;
+    let mut leases = std::collections::BTreeSet::new();
+    while tokio::time::Instant::now() < watch_until {
+        let now = chrono::Utc::now();
+        let s = t.db.get_store(store.id).await.unwrap().unwrap();
+        if let (Some(holder), Some(until)) = (&s.lease_owner, s.lease_until) {
+            assert!(
+                until + chrono::Duration::milliseconds(250) > now,
+                "the lease ran out at {until} while {holder} still held it (now {now})\nevents:\n{}",
+                events_text(&t.db, store.id).await
+            );
+            leases.insert(until);
+        }
+        if s.status == StoreStatus::Ready {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let attempts = replica.metrics.reconciles.get();
+    assert!(
+        attempts >= 2 && leases.len() >= 2,
+        "the first worker stopped and the store was claimed again: {attempts} attempts, \
+         {} leases",
+        leases.len()
+    );
+
+    // Renewals work again: the store converges, and the attempts that were stopped left
+    // nothing behind: no lease, no repeated or missing step in the story.
+    replica.faults.fail_renewals(false);
+    let done = ready(&t.db, store.id).await;
+    assert!(done.lease_owner.is_none(), "the lease is handed back");
+    assert_eq!(done.error_message, None);
+    told_once(&events(&t.db, store.id).await, &store.engine);
+
+    t.db.request_delete(store.id).await.unwrap();
+    waker.wake(store.id).await;
+    gone(&t.db, store.id).await;
     replica.stop().await;
     t.finish().await;
 }
