@@ -111,7 +111,8 @@ pub enum EventType {
     PhaseCompleted,
     /// Every object of the store was applied.
     ResourcesApplied,
-    /// An attempt failed with a transient error and will be retried.
+    /// An attempt failed and will be retried: a transient error (with backoff), or any
+    /// error re-applying a ready store, which stays ready (at the next resync).
     RetryScheduled,
     /// Provisioning gave up; the message says which object and why.
     ProvisioningFailed,

@@ -4,6 +4,7 @@
 use super::{Context, backoff};
 use crate::apply::{ApplyError, Desired, PhaseReport};
 use crate::blueprint::{Blueprint, StoreRef, StoreSecrets};
+use crate::config::OrchestratorSettings;
 use crate::db::{DbError, NewEvent, Store, StoreUpdate, StoreUrlRecord};
 use crate::domain::{EventType, Phase, StoreStatus};
 use crate::metrics::ApplyErrorLabels;
@@ -539,10 +540,7 @@ async fn credentials(
     Ok(secrets)
 }
 
-/// Records a failed attempt and hands the lease back: a retry with backoff while the
-/// error is transient (and, while converging, the deadline has not passed), else
-/// `failed` with the reason. Deletion never gives up: a namespace that will not go away
-/// is reported and retried until whatever holds it is resolved.
+/// Records a failed attempt and hands the lease back (see [`after_failure`]).
 fn fail<'a>(
     ctx: &'a Context,
     store: &'a Store,
@@ -554,7 +552,6 @@ fn fail<'a>(
 async fn fail_inner(ctx: &Context, store: &Store, err: WorkError) -> Option<DateTime<Utc>> {
     let attempts = store.attempts.saturating_add(1);
     let transient = err.is_transient_at(attempts);
-    let message = error_chain(&err);
     ctx.metrics
         .apply_errors
         .get_or_create(&ApplyErrorLabels {
@@ -562,57 +559,11 @@ async fn fail_inner(ctx: &Context, store: &Store, err: WorkError) -> Option<Date
         })
         .inc();
     let now = Utc::now();
-    let deleting = store.status == StoreStatus::Deleting;
-    let converging =
-        store.status == StoreStatus::Provisioning || store.observed_generation < store.generation;
-    let past_deadline = converging && store.provision_deadline_at.is_some_and(|d| now >= d);
-    let (update, event, next) = if deleting || (transient && !past_deadline) {
-        let delay = if transient {
-            backoff::delay(attempts)
-        } else {
-            backoff::CAP
-        };
-        let next = now + to_chrono(delay);
-        tracing::warn!(attempts, retry_in_ms = delay.as_millis() as u64, error = %message, "attempt failed; will retry");
-        (
-            StoreUpdate {
-                attempts: Some(attempts),
-                error_message: Some(Some(message.clone())),
-                next_reconcile_at: Some(Some(next)),
-                ..Default::default()
-            },
-            NewEvent::new(
-                EventType::RetryScheduled,
-                format!(
-                    "attempt {attempts} failed: {message}; retrying in {}",
-                    humantime::format_duration(Duration::from_secs(delay.as_secs().max(1)))
-                ),
-            ),
-            Some(next),
-        )
-    } else {
-        let reason = if transient {
-            format!(
-                "gave up after {} ({attempts} attempts): {message}",
-                humantime::format_duration(ctx.settings.provision_deadline)
-            )
-        } else {
-            message
-        };
-        tracing::warn!(error = %reason, "store failed");
-        (
-            StoreUpdate {
-                status: Some(StoreStatus::Failed),
-                attempts: Some(attempts),
-                error_message: Some(Some(reason.clone())),
-                next_reconcile_at: Some(None),
-                provision_deadline_at: Some(None),
-                ..Default::default()
-            },
-            NewEvent::new(EventType::ProvisioningFailed, reason),
-            None,
-        )
-    };
+    let Failure {
+        update,
+        event,
+        next,
+    } = after_failure(store, transient, error_chain(&err), &ctx.settings, now);
     match ctx
         .db
         .record(
@@ -635,6 +586,109 @@ async fn fail_inner(ctx: &Context, store: &Store, err: WorkError) -> Option<Date
         Err(e) => {
             tracing::warn!(error = %error_chain(&e), "could not record the failure; the lease will expire and the store be retried");
             None
+        }
+    }
+}
+
+/// What a failed attempt records.
+#[derive(Debug)]
+struct Failure {
+    update: StoreUpdate,
+    event: NewEvent,
+    /// When to look again; `None`: not until a request.
+    next: Option<DateTime<Utc>>,
+}
+
+/// What to record after an attempt on `store` failed with `message`:
+/// - while the error is transient (and, while converging, the deadline has not passed),
+///   a retry with backoff;
+/// - a ready store whose re-apply (a resync, a drift repair) fails for good stays
+///   `ready`: it still serves what was applied before. The error is recorded and the
+///   re-apply tried again at the next resync, so drift repair carries on and a fix
+///   (e.g. a blueprint or cluster change) is picked up;
+/// - a converging store otherwise becomes `failed` with the reason, and waits for a
+///   retry request;
+/// - deletion never gives up: a namespace that will not go away is reported and retried
+///   until whatever holds it is resolved.
+fn after_failure(
+    store: &Store,
+    transient: bool,
+    message: String,
+    settings: &OrchestratorSettings,
+    now: DateTime<Utc>,
+) -> Failure {
+    let attempts = store.attempts.saturating_add(1);
+    let deleting = store.status == StoreStatus::Deleting;
+    let converging =
+        store.status == StoreStatus::Provisioning || store.observed_generation < store.generation;
+    let serving = store.status == StoreStatus::Ready && !converging;
+    let past_deadline = converging && store.provision_deadline_at.is_some_and(|d| now >= d);
+    if deleting || (transient && !past_deadline) {
+        let delay = if transient {
+            backoff::delay(attempts)
+        } else {
+            backoff::CAP
+        };
+        let next = now + to_chrono(delay);
+        tracing::warn!(attempts, retry_in_ms = delay.as_millis() as u64, error = %message, "attempt failed; will retry");
+        Failure {
+            update: StoreUpdate {
+                attempts: Some(attempts),
+                error_message: Some(Some(message.clone())),
+                next_reconcile_at: Some(Some(next)),
+                ..Default::default()
+            },
+            event: NewEvent::new(
+                EventType::RetryScheduled,
+                format!(
+                    "attempt {attempts} failed: {message}; retrying in {}",
+                    humantime::format_duration(Duration::from_secs(delay.as_secs().max(1)))
+                ),
+            ),
+            next: Some(next),
+        }
+    } else if serving {
+        let delay = settings.resync_period;
+        let next = now + to_chrono(delay);
+        tracing::warn!(attempts, retry_in_ms = delay.as_millis() as u64, error = %message, "re-applying a ready store failed; it stays ready and is re-applied at the next resync");
+        Failure {
+            update: StoreUpdate {
+                attempts: Some(attempts),
+                error_message: Some(Some(message.clone())),
+                next_reconcile_at: Some(Some(next)),
+                ..Default::default()
+            },
+            event: NewEvent::new(
+                EventType::RetryScheduled,
+                format!(
+                    "re-applying the ready store failed: {message}; it stays ready and keeps \
+                     serving what was applied before; next re-apply at the resync in {}",
+                    humantime::format_duration(Duration::from_secs(delay.as_secs().max(1)))
+                ),
+            ),
+            next: Some(next),
+        }
+    } else {
+        let reason = if transient {
+            format!(
+                "gave up after {} ({attempts} attempts): {message}",
+                humantime::format_duration(settings.provision_deadline)
+            )
+        } else {
+            message
+        };
+        tracing::warn!(error = %reason, "store failed");
+        Failure {
+            update: StoreUpdate {
+                status: Some(StoreStatus::Failed),
+                attempts: Some(attempts),
+                error_message: Some(Some(reason.clone())),
+                next_reconcile_at: Some(None),
+                provision_deadline_at: Some(None),
+                ..Default::default()
+            },
+            event: NewEvent::new(EventType::ProvisioningFailed, reason),
+            next: None,
         }
     }
 }
@@ -914,6 +968,85 @@ mod tests {
             assert_eq!(stop, want);
             assert!(took < LEASE * 2 / 3, "{want:?} after {took:?}");
         }
+    }
+
+    fn store(status: StoreStatus, observed_generation: i64) -> Store {
+        let now = Utc::now();
+        Store {
+            id: uuid::Uuid::now_v7(),
+            user_id: uuid::Uuid::now_v7(),
+            name: "shop".into(),
+            engine: "woocommerce".into(),
+            blueprint_version: "1.0.0".into(),
+            params: serde_json::json!({}),
+            status,
+            namespace: "store-shop-00000001".into(),
+            urls: Vec::new(),
+            error_message: None,
+            generation: 1,
+            observed_generation,
+            lease_owner: Some("me".into()),
+            lease_until: None,
+            secrets_sealed: None,
+            next_reconcile_at: Some(now),
+            attempts: 0,
+            provision_deadline_at: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[test]
+    fn a_ready_store_whose_reapply_fails_for_good_stays_ready_and_is_retried_at_the_resync() {
+        let settings = crate::config::OrchestratorSettings::default();
+        let now = Utc::now();
+        let resync = now + to_chrono(settings.resync_period);
+        let message = "the store's credentials cannot be read: wrong key";
+
+        let f = after_failure(
+            &store(StoreStatus::Ready, 1),
+            false,
+            message.into(),
+            &settings,
+            now,
+        );
+        assert_eq!(f.update.status, None, "a serving store stays ready");
+        assert_eq!(f.update.error_message, Some(Some(message.into())));
+        assert_eq!(f.update.next_reconcile_at, Some(Some(resync)));
+        assert_eq!(f.update.provision_deadline_at, None);
+        assert_eq!(f.next, Some(resync), "drift repair carries on");
+        assert_eq!(f.event.event_type, EventType::RetryScheduled);
+        assert!(
+            f.event.message.contains(message) && f.event.message.contains("stays ready"),
+            "{}",
+            f.event.message
+        );
+
+        // A transient error on a ready store is retried with backoff, as before.
+        let f = after_failure(
+            &store(StoreStatus::Ready, 1),
+            true,
+            message.into(),
+            &settings,
+            now,
+        );
+        assert_eq!(f.update.status, None);
+        assert!(
+            f.next
+                .is_some_and(|t| t <= now + to_chrono(backoff::ceiling(1)))
+        );
+
+        // The same error while provisioning fails the store.
+        let f = after_failure(
+            &store(StoreStatus::Provisioning, 0),
+            false,
+            message.into(),
+            &settings,
+            now,
+        );
+        assert_eq!(f.update.status, Some(StoreStatus::Failed));
+        assert_eq!(f.event.event_type, EventType::ProvisioningFailed);
+        assert_eq!(f.next, None);
     }
 
     #[test]

@@ -108,6 +108,11 @@ fn vault() -> Arc<Vault> {
     Arc::new(Vault::from_key_hex(&key).expect("test key"))
 }
 
+/// A vault with another key: it cannot open what [`vault`] sealed.
+fn wrong_vault() -> Arc<Vault> {
+    Arc::new(Vault::from_key_hex(&"5c".repeat(32)).expect("test key"))
+}
+
 async fn user(db: &Db, limit: u32) -> Uuid {
     db.create_user(NewUser {
         email: format!("owner-{}@example.test", Uuid::new_v4().simple()),
@@ -826,6 +831,98 @@ async fn a_worker_whose_lease_cannot_be_renewed_stops_before_the_lease_runs_out(
     assert!(done.lease_owner.is_none(), "the lease is handed back");
     assert_eq!(done.error_message, None);
     told_once(&events(&t.db, store.id).await, &store.engine);
+
+    t.db.request_delete(store.id).await.unwrap();
+    waker.wake(store.id).await;
+    gone(&t.db, store.id).await;
+    replica.stop().await;
+    t.finish().await;
+}
+
+#[tokio::test]
+async fn a_ready_store_whose_reapply_fails_for_good_stays_ready_and_is_retried() {
+    let t = fresh(Backend::Sqlite).await;
+    let catalog = Arc::new(Catalog::builtin().unwrap());
+    let owner = user(&t.db, 5).await;
+    let resync = Duration::from_secs(3);
+    let with_resync = |instance: &str| {
+        let mut s = settings(instance);
+        s.resync_period = resync;
+        s
+    };
+    let (replica, waker) =
+        Replica::start(&t.db, catalog.clone(), vault(), with_resync("keyed")).await;
+    let name = format!("rekeyed-{}", &Uuid::new_v4().simple().to_string()[..5]);
+    let store = create(&t.db, &catalog, owner, "woocommerce", &name).await;
+    waker.wake(store.id).await;
+    let provisioned = ready(&t.db, store.id).await;
+    replica.stop().await;
+
+    // A replica that cannot open the store's credentials (a wrong key: an error no
+    // retry heals) resyncs it: the store keeps serving, so it stays ready, with the
+    // error told, and is re-applied at every resync.
+    let (replica, _) = Replica::start(
+        &t.db,
+        catalog.clone(),
+        wrong_vault(),
+        with_resync("unkeyed"),
+    )
+    .await;
+    let broken = wait_for(&t.db, store.id, "re-applied with an error", |s| {
+        s.is_some_and(|s| s.error_message.is_some() && s.lease_owner.is_none())
+    })
+    .await
+    .unwrap();
+    assert_eq!(broken.status, StoreStatus::Ready);
+    assert_eq!(broken.observed_generation, provisioned.observed_generation);
+    assert_eq!(broken.urls, provisioned.urls, "still serving at its URLs");
+    let message = broken.error_message.clone().unwrap();
+    assert!(message.contains("credentials"), "{message}");
+    let next = broken.next_reconcile_at.expect("re-applied again later");
+    let wait = (next - broken.updated_at).to_std().unwrap();
+    assert!(
+        wait >= resync - Duration::from_millis(100) && wait <= resync + Duration::from_secs(1),
+        "next re-apply in {wait:?}, not at the resync ({resync:?})"
+    );
+    let log = events(&t.db, store.id).await;
+    let last = log.last().unwrap();
+    assert_eq!(last.event_type, EventType::RetryScheduled);
+    assert!(
+        last.message.contains(&message) && last.message.contains("stays ready"),
+        "{}",
+        last.message
+    );
+    // The next resync tries again (and fails again): drift repair is not given up.
+    wait_for(&t.db, store.id, "re-applied twice", |s| {
+        s.is_some_and(|s| s.attempts >= 2 && s.lease_owner.is_none())
+    })
+    .await;
+    let kinds = types(&events(&t.db, store.id).await);
+    assert!(
+        kinds
+            .iter()
+            .filter(|k| **k == EventType::RetryScheduled)
+            .count()
+            >= 2,
+        "{kinds:?}"
+    );
+    assert!(!kinds.contains(&EventType::ProvisioningFailed), "{kinds:?}");
+    assert_eq!(
+        t.db.get_store(store.id).await.unwrap().unwrap().status,
+        StoreStatus::Ready
+    );
+    replica.stop().await;
+
+    // With the right key again, the next resync succeeds and clears the error.
+    let (replica, waker) =
+        Replica::start(&t.db, catalog.clone(), vault(), with_resync("rekeyed")).await;
+    let healed = wait_for(&t.db, store.id, "healed", |s| {
+        s.is_some_and(|s| s.error_message.is_none() && s.lease_owner.is_none())
+    })
+    .await
+    .unwrap();
+    assert_eq!(healed.status, StoreStatus::Ready);
+    assert_eq!(healed.attempts, 0);
 
     t.db.request_delete(store.id).await.unwrap();
     waker.wake(store.id).await;
