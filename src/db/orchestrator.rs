@@ -198,8 +198,21 @@ impl Db {
         update: StoreUpdate,
         event: Option<NewEvent>,
     ) -> Result<Store, DbError> {
+        self.record_events(id, owner, update, event.as_slice())
+            .await
+    }
+
+    /// [`Db::record`] with several events, appended in order in the same transaction:
+    /// all of them and the update, or nothing.
+    pub async fn record_events(
+        &self,
+        id: Uuid,
+        owner: &str,
+        update: StoreUpdate,
+        events: &[NewEvent],
+    ) -> Result<Store, DbError> {
         let txn = self.begin().await?;
-        let result = self.record_in(&txn, id, owner, update, event).await;
+        let result = self.record_in(&txn, id, owner, update, events).await;
         self.finish(txn, result).await
     }
 
@@ -209,7 +222,7 @@ impl Db {
         id: Uuid,
         owner: &str,
         update: StoreUpdate,
-        event: Option<NewEvent>,
+        events: &[NewEvent],
     ) -> Result<Store, DbError> {
         use stores::Column as C;
         let now = now();
@@ -268,7 +281,7 @@ impl Db {
                 _ => DbError::LeaseLost { store_id: id },
             });
         }
-        if let Some(event) = &event {
+        for event in events {
             insert_event(self, txn, id, event, now).await?;
         }
         self.find_store(txn, id).await?.ok_or(DbError::NotFound)

@@ -233,7 +233,9 @@ impl Orchestrator {
 
         let working = Working::default();
         loop {
-            // The leases claimed below start no earlier than this.
+            // Timers up to this instant are served by the claim below; one that comes
+            // due while it runs is kept for the next round. Taken before the claim's
+            // `now`, so a store due at a timer's time is due for the claim too.
             let round = Instant::now();
             // Claim as much due work as there are free slots.
             let free = slots.available_permits();
@@ -286,9 +288,7 @@ impl Orchestrator {
             } else {
                 None
             };
-            while timers.peek().is_some_and(|Reverse(t)| *t <= Instant::now()) {
-                timers.pop();
-            }
+            pop_due(&mut timers, round);
             let next_timer = pause.or_else(|| timers.peek().map(|Reverse(t)| *t));
 
             tokio::select! {
@@ -326,6 +326,14 @@ impl Orchestrator {
             while tasks.join_next().await.is_some() {}
         }
         tracing::info!(instance = %ctx.instance, "orchestrator stopped");
+    }
+}
+
+/// Drops the timers due at or before `upto`: the claim that started at `upto` served
+/// them. Later ones stay, so a timer that came due during the claim wakes the loop.
+fn pop_due(timers: &mut BinaryHeap<Reverse<Instant>>, upto: Instant) {
+    while timers.peek().is_some_and(|Reverse(t)| *t <= upto) {
+        timers.pop();
     }
 }
 
@@ -388,8 +396,12 @@ impl Listener {
                 return std::future::pending().await;
             }
             if self.inner.is_none() {
-                if let Some(at) = self.retry_at.take() {
+                // Cleared only once slept: this future is dropped whenever another
+                // branch of the orchestrator's select! fires, and the delay must survive
+                // that.
+                if let Some(at) = self.retry_at {
                     tokio::time::sleep_until(at).await;
+                    self.retry_at = None;
                 }
                 match self.db.listen_work().await {
                     Ok(Some(l)) => self.inner = Some(l),
@@ -477,5 +489,20 @@ mod tests {
             [store.id]
         );
         assert!(working.enter(store.id).is_none(), "worked on again");
+    }
+
+    #[test]
+    fn a_timer_that_comes_due_during_a_claim_is_kept() {
+        let round = Instant::now();
+        let mut timers = BinaryHeap::from([
+            Reverse(round - Duration::from_millis(5)),
+            Reverse(round),
+            Reverse(round + Duration::from_millis(1)),
+        ]);
+        pop_due(&mut timers, round);
+        assert_eq!(
+            timers.into_vec(),
+            [Reverse(round + Duration::from_millis(1))]
+        );
     }
 }

@@ -391,33 +391,32 @@ async fn provision(ctx: &Context, store: &Store) -> Result<Option<DateTime<Utc>>
     let next = now + to_chrono(ctx.settings.resync_period);
     let total = report.counts.created + report.counts.updated + report.counts.unchanged;
     if converging {
-        ctx.db
-            .record(
-                store.id,
-                &ctx.instance,
-                guarded(store, StoreUpdate::default()),
-                Some(
-                    NewEvent::new(
-                        EventType::ResourcesApplied,
-                        format!(
-                            "{total} objects applied ({} created, {} updated, {} unchanged){}",
-                            report.counts.created,
-                            report.counts.updated,
-                            report.counts.unchanged,
-                            pruned_text(&report.pruned)
-                        ),
-                    )
-                    .by(&ctx.instance),
-                ),
-            )
-            .await?;
+        let applied = NewEvent::new(
+            EventType::ResourcesApplied,
+            format!(
+                "{total} objects applied ({} created, {} updated, {} unchanged){}",
+                report.counts.created,
+                report.counts.updated,
+                report.counts.unchanged,
+                pruned_text(&report.pruned)
+            ),
+        )
+        .by(&ctx.instance);
         let url_text = urls
             .iter()
             .map(|u| format!("{}: {}", u.name, u.url))
             .collect::<Vec<_>>()
             .join(", ");
+        let ready = NewEvent::new(
+            EventType::StoreReady,
+            format!("store is ready at {url_text}"),
+        )
+        .by(&ctx.instance);
+        // Both events and the update in one transaction: a crash or a new request in
+        // between can neither leave `resources_applied` without its `store_ready` nor
+        // have it told twice by the attempt that carries on.
         ctx.db
-            .record(
+            .record_events(
                 store.id,
                 &ctx.instance,
                 finished(
@@ -434,13 +433,7 @@ async fn provision(ctx: &Context, store: &Store) -> Result<Option<DateTime<Utc>>
                         ..Default::default()
                     },
                 ),
-                Some(
-                    NewEvent::new(
-                        EventType::StoreReady,
-                        format!("store is ready at {url_text}"),
-                    )
-                    .by(&ctx.instance),
-                ),
+                &[applied, ready],
             )
             .await?;
         let took = (now - store.created_at).to_std().unwrap_or_default();

@@ -563,6 +563,60 @@ async fn lease_times_compare_in_time_order_to_the_microsecond() {
 }
 
 #[tokio::test]
+async fn record_events_writes_all_its_events_in_order_or_none() {
+    each_backend(|t: TestDb| async move {
+        let u = user(&t, "a@example.com", 10).await;
+        let s = store(&t, &u, "shop").await;
+        assert!(t.claim(s.id, "w", LEASE, t0()).await.unwrap());
+        let events = [
+            NewEvent::new(EventType::ResourcesApplied, "9 objects applied"),
+            NewEvent::new(EventType::StoreReady, "store is ready"),
+        ];
+        t.record_events(
+            s.id,
+            "w",
+            StoreUpdate {
+                status: Some(StoreStatus::Ready),
+                expected_generation: Some(1),
+                ..Default::default()
+            },
+            &events,
+        )
+        .await
+        .unwrap();
+        let log = t.list_events(s.id, None, 10).await.unwrap();
+        let told: Vec<_> = log.iter().map(|e| e.event_type).collect();
+        assert_eq!(
+            told,
+            [
+                EventType::Created,
+                EventType::ResourcesApplied,
+                EventType::StoreReady
+            ]
+        );
+        // A moved generation refuses the update and every event.
+        t.request_delete(s.id).await.unwrap();
+        let refused = t
+            .record_events(
+                s.id,
+                "w",
+                StoreUpdate {
+                    expected_generation: Some(1),
+                    ..Default::default()
+                },
+                &events,
+            )
+            .await;
+        assert!(
+            matches!(refused, Err(DbError::GenerationChanged { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(t.list_events(s.id, None, 10).await.unwrap().len(), 4);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn record_writes_under_the_lease_and_refuses_a_moved_generation() {
     each_backend(|t: TestDb| async move {
         let u = user(&t, "a@example.com", 10).await;
