@@ -103,7 +103,8 @@ impl From<StoreStatus> for domain::StoreStatus {
 /// Kind of an entry in a store's event log.
 ///
 /// `created` (requested), `namespace_created`, `phase_completed` (one apply phase is
-/// ready), `resources_applied`, `retry_scheduled` (a transient failure; it will retry),
+/// ready), `resources_applied`, `retry_scheduled` (an attempt failed and will be
+/// retried: a transient failure, or a re-apply of a ready store, which stays ready),
 /// `provisioning_failed` (gave up; the message names the object and the reason),
 /// `store_ready`, `drift_repaired`, `retry_requested`, `deleting`, `namespace_deleted`
 /// (the store is gone).

@@ -221,7 +221,14 @@ async fn objects(namespace: &str, store_id: Uuid) -> BTreeMap<String, String> {
             .list(&ListParams::default().labels(&format!("{}={store_id}", labels::STORE_ID)))
             .await
             .expect("list");
-        for o in list.items {
+        // Objects a controller made (the Jobs the store's CronJob starts every few
+        // minutes carry its labels too) are the cluster's, not the render's.
+        for o in list.items.into_iter().filter(|o| {
+            o.metadata
+                .owner_references
+                .as_ref()
+                .is_none_or(|r| r.is_empty())
+        }) {
             out.insert(
                 format!("{k}/{}", o.metadata.name.unwrap_or_default()),
                 o.metadata.resource_version.unwrap_or_default(),
