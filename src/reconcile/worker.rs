@@ -563,7 +563,7 @@ async fn fail_inner(ctx: &Context, store: &Store, err: WorkError) -> Option<Date
             store.id,
             &ctx.instance,
             finished(store, update),
-            Some(event.by(&ctx.instance)),
+            event.map(|e| e.by(&ctx.instance)),
         )
         .await
     {
@@ -587,7 +587,10 @@ async fn fail_inner(ctx: &Context, store: &Store, err: WorkError) -> Option<Date
 #[derive(Debug)]
 struct Failure {
     update: StoreUpdate,
-    event: NewEvent,
+    /// `None`: the same failure as last time, in a loop that never gives up (a
+    /// deletion, a ready store's re-apply); the log already says it, and the store's
+    /// `error_message` and `attempts` still tell the count.
+    event: Option<NewEvent>,
     /// When to look again; `None`: not until a request.
     next: Option<DateTime<Utc>>,
 }
@@ -602,7 +605,11 @@ struct Failure {
 /// - a converging store otherwise becomes `failed` with the reason, and waits for a
 ///   retry request;
 /// - deletion never gives up: a namespace that will not go away is reported and retried
-///   until whatever holds it is resolved.
+///   (every one to two minutes when the error is not transient) until whatever holds
+///   it is resolved.
+///
+/// In the two loops that never give up, a failure that repeats the previous one word
+/// for word adds no event, so a store stuck for days does not fill its log.
 fn after_failure(
     store: &Store,
     transient: bool,
@@ -616,12 +623,11 @@ fn after_failure(
         store.status == StoreStatus::Provisioning || store.observed_generation < store.generation;
     let serving = store.status == StoreStatus::Ready && !converging;
     let past_deadline = converging && store.provision_deadline_at.is_some_and(|d| now >= d);
+    let repeated = store.error_message.as_deref() == Some(message.as_str());
     if deleting || (transient && !past_deadline) {
-        let delay = if transient {
-            backoff::delay(attempts)
-        } else {
-            backoff::CAP
-        };
+        // A lasting fault is retried at the cap, jittered so stores stuck together do
+        // not retry together.
+        let delay = backoff::delay(if transient { attempts } else { u32::MAX });
         let next = now + to_chrono(delay);
         tracing::warn!(attempts, retry_in_ms = delay.as_millis() as u64, error = %message, "attempt failed; will retry");
         Failure {
@@ -631,13 +637,15 @@ fn after_failure(
                 next_reconcile_at: Some(Some(next)),
                 ..Default::default()
             },
-            event: NewEvent::new(
-                EventType::RetryScheduled,
-                format!(
-                    "attempt {attempts} failed: {message}; retrying in {}",
-                    humantime::format_duration(Duration::from_secs(delay.as_secs().max(1)))
-                ),
-            ),
+            event: (!(deleting && repeated)).then(|| {
+                NewEvent::new(
+                    EventType::RetryScheduled,
+                    format!(
+                        "attempt {attempts} failed: {message}; retrying in {}",
+                        humantime::format_duration(Duration::from_secs(delay.as_secs().max(1)))
+                    ),
+                )
+            }),
             next: Some(next),
         }
     } else if serving {
@@ -651,14 +659,17 @@ fn after_failure(
                 next_reconcile_at: Some(Some(next)),
                 ..Default::default()
             },
-            event: NewEvent::new(
-                EventType::RetryScheduled,
-                format!(
-                    "re-applying the ready store failed: {message}; it stays ready and keeps \
-                     serving what was applied before; next re-apply at the resync in {}",
-                    humantime::format_duration(Duration::from_secs(delay.as_secs().max(1)))
-                ),
-            ),
+            event: (!repeated).then(|| {
+                NewEvent::new(
+                    EventType::RetryScheduled,
+                    format!(
+                        "re-applying the ready store failed: {message}; it stays ready and \
+                         keeps serving what was applied before; next re-apply at the resync \
+                         in {}",
+                        humantime::format_duration(Duration::from_secs(delay.as_secs().max(1)))
+                    ),
+                )
+            }),
             next: Some(next),
         }
     } else {
@@ -680,7 +691,7 @@ fn after_failure(
                 provision_deadline_at: Some(None),
                 ..Default::default()
             },
-            event: NewEvent::new(EventType::ProvisioningFailed, reason),
+            event: Some(NewEvent::new(EventType::ProvisioningFailed, reason)),
             next: None,
         }
     }
@@ -990,6 +1001,59 @@ mod tests {
     }
 
     #[test]
+    fn loops_that_never_give_up_tell_a_repeated_failure_once() {
+        let settings = crate::config::OrchestratorSettings::default();
+        let now = Utc::now();
+        let held = "namespace store-shop-00000001 is still terminating: finalizer example.com/hold";
+        for status in [StoreStatus::Deleting, StoreStatus::Ready] {
+            let mut stuck = store(status, 1);
+            let first = after_failure(&stuck, false, held.into(), &settings, now);
+            assert!(
+                first.event.is_some(),
+                "{status:?}: the first failure is told"
+            );
+            stuck.error_message = Some(held.into());
+            stuck.attempts = 1;
+            let again = after_failure(&stuck, false, held.into(), &settings, now);
+            assert!(
+                again.event.is_none(),
+                "{status:?}: the same failure is not told again"
+            );
+            assert_eq!(again.update.attempts, Some(2), "but counted");
+            assert!(again.next.is_some(), "{status:?}: and retried");
+            let other = after_failure(&stuck, false, "another reason".into(), &settings, now);
+            assert!(other.event.is_some(), "{status:?}: a new reason is told");
+        }
+        // A stuck deletion retries at the cap, jittered: stores stuck together spread.
+        let delays: std::collections::BTreeSet<_> = (0..20)
+            .map(|_| {
+                let f = after_failure(
+                    &store(StoreStatus::Deleting, 1),
+                    false,
+                    held.into(),
+                    &settings,
+                    now,
+                );
+                let delay = (f.next.unwrap() - now).to_std().unwrap();
+                assert!(
+                    delay >= backoff::CAP / 2 && delay <= backoff::CAP,
+                    "{delay:?}"
+                );
+                delay
+            })
+            .collect();
+        assert!(delays.len() > 1, "jittered: {delays:?}");
+        // While provisioning, every retry is told (the log shows the attempts).
+        let mut provisioning = store(StoreStatus::Provisioning, 0);
+        provisioning.error_message = Some(held.into());
+        assert!(
+            after_failure(&provisioning, true, held.into(), &settings, now)
+                .event
+                .is_some()
+        );
+    }
+
+    #[test]
     fn a_ready_store_whose_reapply_fails_for_good_stays_ready_and_is_retried_at_the_resync() {
         let settings = crate::config::OrchestratorSettings::default();
         let now = Utc::now();
@@ -1008,11 +1072,12 @@ mod tests {
         assert_eq!(f.update.next_reconcile_at, Some(Some(resync)));
         assert_eq!(f.update.provision_deadline_at, None);
         assert_eq!(f.next, Some(resync), "drift repair carries on");
-        assert_eq!(f.event.event_type, EventType::RetryScheduled);
+        let event = f.event.expect("the first failure is told");
+        assert_eq!(event.event_type, EventType::RetryScheduled);
         assert!(
-            f.event.message.contains(message) && f.event.message.contains("stays ready"),
+            event.message.contains(message) && event.message.contains("stays ready"),
             "{}",
-            f.event.message
+            event.message
         );
 
         // A transient error on a ready store is retried with backoff, as before.
@@ -1038,7 +1103,7 @@ mod tests {
             now,
         );
         assert_eq!(f.update.status, Some(StoreStatus::Failed));
-        assert_eq!(f.event.event_type, EventType::ProvisioningFailed);
+        assert_eq!(f.event.unwrap().event_type, EventType::ProvisioningFailed);
         assert_eq!(f.next, None);
     }
 
