@@ -5,6 +5,7 @@
 // it (that is the trade-off against an HttpOnly cookie, which the bearer-only API does
 // not offer); the server's Content-Security-Policy (`script-src 'self'`) is what keeps
 // foreign scripts out. The token is never put in a URL.
+import { clearDraft } from "../lib/draft";
 import type { Me, Session } from "./types";
 
 const KEY = "storeplane.session";
@@ -72,6 +73,9 @@ export function updateUser(user: Me): void {
   if (state.session) set({ ...state, session: { ...state.session, user } });
 }
 
+/** Ends the session. Signing out also forgets the new-store draft (lib/draft.ts); an
+ * expired session keeps it, for after signing in again. */
 export function end(reason: Exclude<EndReason, null>): void {
+  if (reason === "signed-out") clearDraft();
   if (state.session || state.ended !== reason) set({ session: null, ended: reason });
 }

@@ -1,6 +1,7 @@
 // The list of what the API refused, at the top of a form: each entry links to its field
 // (when the form has one), and the summary takes focus so a keyboard or screen-reader
-// user learns at once that the form needs attention.
+// user learns at once that the form needs attention. Focus is what announces it (its
+// heading names it): it is not also role="alert", which would have it read twice.
 import { useEffect, useRef } from "react";
 
 export interface SummaryItem {
@@ -17,10 +18,10 @@ export function ErrorSummary({ title, items, detail }: { title: string; items: S
     ref.current?.focus();
   }, [title, items, detail]);
   return (
-    <div ref={ref} className="notice notice-error error-summary" role="alert" tabIndex={-1} aria-labelledby="error-summary-title">
-      <p id="error-summary-title" className="notice-title">
+    <div ref={ref} className="notice notice-error error-summary" role="group" tabIndex={-1} aria-labelledby="error-summary-title">
+      <h2 id="error-summary-title" className="notice-title">
         {title}
-      </p>
+      </h2>
       {detail ? <p>{detail}</p> : null}
       {items.length ? (
         <ul>

@@ -25,7 +25,13 @@ export interface JsonSchema {
   properties?: Record<string, JsonSchema>;
   required?: string[];
   readOnly?: boolean;
+  writeOnly?: boolean;
   deprecated?: boolean;
+}
+
+/** A secret (`format: password` or `writeOnly`): never kept anywhere but the form. */
+export function isSecret(schema: JsonSchema): boolean {
+  return schema.format === "password" || schema.writeOnly === true;
 }
 
 export type FieldKind = "text" | "email" | "select" | "integer" | "number" | "checkbox" | "unsupported";

@@ -1,6 +1,7 @@
-// The live feed against a fake server: which answers end it, and its timer's cleanup.
+// The live feed against a fake server: which answers end it, waiting out a 429, and its
+// timer's cleanup.
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { aStore, json, problem } from "../test/api";
+import { aStore, json, problem, tooMany } from "../test/api";
 import { StoreFeed, sleep } from "./storeFeed";
 
 afterEach(() => {
@@ -85,6 +86,44 @@ describe("StoreFeed", () => {
       expect(requests.filter((p) => p.endsWith("/events"))).toHaveLength(1);
     });
   }
+
+  it("waits a 429's Retry-After before opening the stream again, and says why", async () => {
+    vi.useFakeTimers();
+    const store = aStore();
+    let streams = 0;
+    answer = (path) => (path.endsWith("/stream") ? (++streams === 1 ? tooMany(7) : problem(503)) : json(200, store));
+    const f = start(store.id);
+    await vi.advanceTimersByTimeAsync(50);
+    expect(streams).toBe(1);
+    expect(f.getState()).toMatchObject({ mode: "reconnecting", limitedMs: 7000, error: { status: 429, retryAfter: 7 } });
+    await vi.advanceTimersByTimeAsync(6900);
+    expect(streams).toBe(1);
+    await vi.advanceTimersByTimeAsync(100);
+    expect(streams).toBeGreaterThan(1); // then every few ms (backoffMs: 1)
+  });
+
+  it("waits a 429's Retry-After between fallback refreshes", async () => {
+    vi.useFakeTimers();
+    const store = aStore();
+    let refreshes = 0;
+    answer = (path) =>
+      path.endsWith("/stream")
+        ? problem(503)
+        : path.endsWith("/events")
+          ? ++refreshes === 1
+            ? tooMany(30)
+            : json(200, { items: [] })
+          : json(200, store);
+    const f = start(store.id);
+    await vi.advanceTimersByTimeAsync(50);
+    expect(refreshes).toBe(1);
+    expect(f.getState()).toMatchObject({ mode: "polling", limitedMs: 30_000, error: { status: 429 } });
+    await vi.advanceTimersByTimeAsync(29_900);
+    expect(refreshes).toBe(1);
+    await vi.advanceTimersByTimeAsync(200);
+    expect(refreshes).toBeGreaterThan(1); // then every few ms (pollMs: 1)
+    expect(f.getState()).toMatchObject({ limitedMs: null, error: null });
+  });
 
   it("keeps trying after an answer that may change (503)", async () => {
     const store = aStore();

@@ -2,10 +2,11 @@
 // stream (`streamStoreEvents`, read with fetch so the token stays in a header),
 // reconnecting with `Last-Event-ID` after a dropped connection; after three failed
 // attempts in a row it falls back to asking `getStore` and `listStoreEvents` every five
-// seconds. Framework-free; `useStoreFeed` binds it to React.
+// seconds. A 429 (too many requests) is waited out for its `Retry-After` before the next
+// request, whichever it was. Framework-free; `useStoreFeed` binds it to React.
 import { useEffect, useMemo, useSyncExternalStore } from "react";
 import { api, unwrap } from "../api/client";
-import { ApiProblem, toProblem } from "../api/problem";
+import { ApiProblem, rateLimitWait, toProblem } from "../api/problem";
 import { readEventStream, type SseMessage } from "../api/sse";
 import type { Store, StoreEvent } from "../api/types";
 
@@ -19,6 +20,8 @@ export interface FeedState {
   gone: boolean;
   /** The last error, when it matters to the person (not found, server unreachable). */
   error: ApiProblem | null;
+  /** After a 429: how long the feed waits (its `Retry-After`) before asking again. */
+  limitedMs: number | null;
 }
 
 export interface FeedOptions {
@@ -54,7 +57,7 @@ function isFinal(e: unknown): e is ApiProblem {
 }
 
 export class StoreFeed {
-  private state: FeedState = { store: null, events: [], mode: "connecting", gone: false, error: null };
+  private state: FeedState = { store: null, events: [], mode: "connecting", gone: false, error: null, limitedMs: null };
   private readonly listeners = new Set<() => void>();
   private controller: AbortController | null = null;
   private readonly opts: FeedOptions;
@@ -106,13 +109,22 @@ export class StoreFeed {
     this.controller = null;
   }
 
+  /** Shows a failure that the feed will retry. After a 429 that is how long it waits
+   * first (its `Retry-After`, at least `usual`), returned; null for any other failure. */
+  private failed(e: unknown, usual: number): number | null {
+    const limited = rateLimitWait(e, usual);
+    this.update({ error: e instanceof ApiProblem ? e : null, limitedMs: limited });
+    return limited;
+  }
+
   private async run(signal: AbortSignal): Promise<void> {
     try {
-      this.update({ store: await this.getStore(signal), error: null });
+      this.update({ store: await this.getStore(signal), error: null, limitedMs: null });
     } catch (e) {
       if (isAbort(e) || signal.aborted) return;
       if (isFinal(e)) return this.goneWith(e);
-      this.update({ error: e instanceof ApiProblem ? e : null });
+      const limited = this.failed(e, this.opts.backoffMs);
+      if (limited !== null) await sleep(limited, signal);
     }
     let failures = 0;
     while (!signal.aborted && !this.state.gone) {
@@ -125,6 +137,12 @@ export class StoreFeed {
         if (isAbort(e) || signal.aborted) return;
         if (isFinal(e)) return this.goneWith(e);
         if (e instanceof ApiProblem && e.status === 401) return this.update({ mode: "ended" });
+        if (rateLimitWait(e, 0) !== null) {
+          // Asked to wait, not broken: not a failure that leads to the fallback.
+          this.update({ mode: "reconnecting" });
+          await sleep(this.failed(e, this.opts.backoffMs) ?? 0, signal);
+          continue;
+        }
       }
       if (this.state.gone || signal.aborted) return;
       failures = received ? 0 : failures + 1;
@@ -157,7 +175,7 @@ export class StoreFeed {
         throw e;
       }
     }
-    this.update({ mode: "live", error: null });
+    this.update({ mode: "live", error: null, limitedMs: null });
     await readEventStream(data, (m) => {
       onMessage();
       this.message(m);
@@ -200,12 +218,13 @@ export class StoreFeed {
           }),
         );
         this.addEvents(page.items);
-        this.update({ store: await this.getStore(signal), error: null });
+        this.update({ store: await this.getStore(signal), error: null, limitedMs: null });
       } catch (e) {
         if (isAbort(e) || signal.aborted) return;
         if (isFinal(e)) return this.goneWith(null);
         if (e instanceof ApiProblem && e.status === 401) return this.update({ mode: "ended" });
-        this.update({ error: e instanceof ApiProblem ? e : null });
+        await sleep(this.failed(e, this.opts.pollMs) ?? this.opts.pollMs, signal);
+        continue;
       }
       await sleep(this.opts.pollMs, signal);
     }

@@ -1,14 +1,16 @@
 // The create-store form: a name, an engine, and the engine's parameters as fields built
 // from its JSON Schema (`getBlueprint`). The API validates; what it refuses is shown at
 // the field it names (`name`, `engine`, `params/storage/database`) and summarised at the
-// top, with anything the form has no field for.
-import { useEffect, useMemo, useState, type FormEvent } from "react";
+// top, with anything the form has no field for. What the person enters is kept as a draft
+// (lib/draft.ts) until the store is created or they cancel, so an expired session or a
+// reload does not throw it away.
+import { useEffect, useMemo, useRef, useState, type FormEvent } from "react";
 import { api, unwrap } from "../api/client";
 import { ApiProblem, describe } from "../api/problem";
 import type { Blueprint, BlueprintSummary } from "../api/types";
 import { ErrorSummary, type SummaryItem } from "../components/ErrorSummary";
 import { FieldShell } from "../components/FieldShell";
-import { ErrorNotice } from "../components/Notice";
+import { ErrorNotice, InfoNotice } from "../components/Notice";
 import { Page } from "../components/Page";
 import { SchemaForm, fieldId } from "../components/SchemaForm";
 import {
@@ -21,6 +23,7 @@ import {
   type FormValues,
   type JsonSchema,
 } from "../lib/jsonSchema";
+import { clearDraft, keptValues, readDraft, restoredValues, saveDraft } from "../lib/draft";
 import { engineName } from "../lib/labels";
 import { Link, navigate } from "../lib/router";
 
@@ -113,10 +116,16 @@ function EnginePicker({
 }
 
 export function CreateStore() {
+  const [draft] = useState(readDraft);
+  // The draft's parameter values, until its engine's schema loads and they are laid over it.
+  const pending = useRef(draft);
+  // Saved only once the person edits something (not while the draft is being restored).
+  const edited = useRef(false);
+  const [restored, setRestored] = useState(draft !== null);
   const [blueprints, setBlueprints] = useState<BlueprintSummary[] | null>(null);
-  const [engine, setEngine] = useState("");
+  const [engine, setEngine] = useState(draft?.engine ?? "");
   const [blueprint, setBlueprint] = useState<Blueprint | null>(null);
-  const [name, setName] = useState("");
+  const [name, setName] = useState(draft?.name ?? "");
   const [values, setValues] = useState<FormValues>({});
   const [loadError, setLoadError] = useState<string | null>(null);
   const [refused, setRefused] = useState<Refusal | null>(null);
@@ -128,7 +137,9 @@ export function CreateStore() {
       .then((list) => {
         setBlueprints(list);
         setLoadError(null);
-        setEngine((e) => e || (list.find((b) => b.engine === "woocommerce") ?? list[0])?.engine || "");
+        setEngine((e) =>
+          list.some((b) => b.engine === e) ? e : ((list.find((b) => b.engine === "woocommerce") ?? list[0])?.engine ?? ""),
+        );
       })
       .catch((e: unknown) => {
         if (!c.signal.aborted) setLoadError(describe(e));
@@ -143,8 +154,11 @@ export function CreateStore() {
     setLoadError(null); // it was about the other engine
     unwrap(api.GET("/api/blueprints/{engine}", { params: { path: { engine } }, signal: c.signal }))
       .then((bp) => {
+        const params = bp.parameters as JsonSchema; // see `schema` below
+        const saved = pending.current?.engine === engine ? pending.current.values : null;
+        pending.current = null;
         setBlueprint(bp);
-        setValues(initialValues(bp.parameters as JsonSchema)); // see `schema` below
+        setValues(saved ? restoredValues(params, saved) : initialValues(params));
       })
       .catch((e: unknown) => {
         if (!c.signal.aborted) setLoadError(describe(e));
@@ -154,6 +168,22 @@ export function CreateStore() {
 
   // The spec types `parameters` as an open JSON object; it is a JSON Schema document.
   const schema = useMemo(() => (blueprint ? (blueprint.parameters as JsonSchema) : null), [blueprint]);
+
+  useEffect(() => {
+    if (!edited.current) return;
+    const current = schema && blueprint?.engine === engine;
+    const saved = pending.current?.engine === engine ? pending.current.values : {};
+    saveDraft({ name, engine, values: current ? keptValues(schema, values) : saved });
+  }, [name, engine, values, schema, blueprint]);
+
+  function startOver() {
+    clearDraft();
+    edited.current = false;
+    setRestored(false);
+    setRefused(null);
+    setName("");
+    if (schema) setValues(initialValues(schema));
+  }
 
   const paramErrors = useMemo(() => {
     const out: Record<string, string> = {};
@@ -174,6 +204,7 @@ export function CreateStore() {
           body: { name: name.trim(), engine, ...(Object.keys(params).length ? { params } : {}) },
         }),
       );
+      clearDraft();
       navigate(`/stores/${store.id}`, { notice: `Store “${store.name}” requested; provisioning has started.` });
     } catch (err) {
       setRefused(refusal(err, schema));
@@ -185,6 +216,14 @@ export function CreateStore() {
   return (
     <Page title="New store">
       {loadError ? <ErrorNotice title="Could not load the engines">{loadError}</ErrorNotice> : null}
+      {restored ? (
+        <InfoNotice>
+          What you entered before has been restored.{" "}
+          <button type="button" className="button button-quiet" onClick={startOver}>
+            Start over
+          </button>
+        </InfoNotice>
+      ) : null}
       {refused ? <ErrorSummary title={refused.title} detail={refused.detail} items={refused.items} /> : null}
       <form className="form" onSubmit={(e) => void submit(e)} noValidate aria-busy={busy}>
         <FieldShell
@@ -202,7 +241,10 @@ export function CreateStore() {
             spellCheck={false}
             autoCapitalize="none"
             value={name}
-            onChange={(e) => setName(e.target.value)}
+            onChange={(e) => {
+              edited.current = true;
+              setName(e.target.value);
+            }}
           />
         </FieldShell>
         {blueprints ? (
@@ -211,6 +253,7 @@ export function CreateStore() {
             value={engine}
             error={refused?.byField.engine}
             onChange={(e) => {
+              edited.current = true;
               setEngine(e);
               setRefused(null); // its messages were about the other engine's fields
             }}
@@ -228,7 +271,10 @@ export function CreateStore() {
               errors={paramErrors}
               idPrefix={PREFIX}
               disabled={busy}
-              onChange={(pointer: string, value: FormValue) => setValues((v) => ({ ...v, [pointer]: value }))}
+              onChange={(pointer: string, value: FormValue) => {
+                edited.current = true;
+                setValues((v) => ({ ...v, [pointer]: value }));
+              }}
             />
           </fieldset>
         ) : engine ? (
@@ -238,7 +284,7 @@ export function CreateStore() {
           <button type="submit" className="button button-primary" disabled={busy || !schema}>
             {busy ? "Creating…" : "Create store"}
           </button>
-          <Link href="/" className="button">
+          <Link href="/" className="button" onClick={clearDraft}>
             Cancel
           </Link>
         </div>

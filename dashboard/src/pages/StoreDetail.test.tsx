@@ -3,7 +3,7 @@ import { cleanup, render, screen, waitFor } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { Store } from "../api/types";
-import { aStore, eventStream, json, problem } from "../test/api";
+import { aStore, eventStream, json, problem, tooMany } from "../test/api";
 import { StoreDetail } from "./StoreDetail";
 
 let getStore: () => Response;
@@ -57,6 +57,14 @@ describe("StoreDetail", () => {
     expect(await screen.findByText("Could not load the store")).toBeTruthy();
     expect(screen.getByRole("alert").textContent).toContain("the database is unavailable");
     expect(screen.queryByText("Loading the store…")).toBeNull();
+  });
+
+  it("says when too many requests make it wait, and for how long", async () => {
+    getStore = () => tooMany(30);
+    streamAnswer = () => tooMany(30);
+    render(<StoreDetail id={aStore().id} />);
+    expect(await screen.findByText("Could not load the store")).toBeTruthy();
+    expect(screen.getByRole("alert").textContent).toContain("Too many requests; trying again in 30 s");
   });
 
   it("loads the store when the stream opens after a failed first load", async () => {

@@ -4,7 +4,7 @@
 // for confirmation first.
 import { useEffect, useRef, useState } from "react";
 import { api, unwrap } from "../api/client";
-import { describe } from "../api/problem";
+import { describe, tooManyRequests } from "../api/problem";
 import type { Store, StoreEvent } from "../api/types";
 import { ConfirmDialog } from "../components/ConfirmDialog";
 import { ErrorNotice, InfoNotice } from "../components/Notice";
@@ -124,7 +124,8 @@ export function StoreDetail({ id }: { id: string }) {
   const [acting, setActing] = useState(false);
   const [actionError, setActionError] = useState<string | null>(null);
   const status = useRef<HTMLDivElement>(null);
-  const { store, events, mode, gone, error } = state;
+  const { store, events, mode, gone, error, limitedMs } = state;
+  const failure = error ? (limitedMs !== null ? tooManyRequests(limitedMs) : describe(error)) : "";
 
   // Deleted while its confirmation was open: the dialog closes (`open` below), and focus,
   // which would return to the Delete button that is now gone too, moves to the status.
@@ -179,7 +180,9 @@ export function StoreDetail({ id }: { id: string }) {
     return (
       <Page title="Store">
         {error ? (
-          <ErrorNotice title="Could not load the store">{describe(error)} Trying again…</ErrorNotice>
+          <ErrorNotice title="Could not load the store">
+            {limitedMs !== null ? failure : `${failure} Trying again…`}
+          </ErrorNotice>
         ) : (
           <p className="muted" role="status">
             Loading the store…
@@ -224,7 +227,7 @@ export function StoreDetail({ id }: { id: string }) {
         </div>
         <p className="muted feed-mode" data-mode={mode}>
           <span className={`dot dot-${mode}`} aria-hidden="true" /> {MODE_TEXT[mode]}
-          {error && mode !== "live" ? ` — ${describe(error)}` : ""}
+          {error && mode !== "live" ? ` — ${failure}` : ""}
         </p>
       </section>
       <section aria-labelledby="events-title" className="card">

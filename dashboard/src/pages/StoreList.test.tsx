@@ -1,7 +1,8 @@
-// The store list against a fake server whose answers the test releases in its own order.
+// The store list against a fake server whose answers the test releases in its own order
+// (or replaces, e.g. with a 429).
 import { act, cleanup, fireEvent, render, screen, waitFor } from "@testing-library/react";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { aStore, json } from "../test/api";
+import { aStore, json, tooMany } from "../test/api";
 import { StoreList } from "./StoreList";
 
 // 25 stores, one still provisioning (so the list refreshes every 5 s); pages of 20.
@@ -15,7 +16,7 @@ const STORES = Array.from({ length: 25 }, (_, i) =>
 
 interface Held {
   query: URLSearchParams;
-  release: () => void;
+  release: (instead?: Response) => void;
 }
 let held: Held[] = [];
 
@@ -31,7 +32,7 @@ beforeEach(() => {
   vi.spyOn(globalThis, "fetch").mockImplementation((input, init) => {
     const req = input instanceof Request ? input : new Request(input, init);
     const query = new URL(req.url).searchParams;
-    return new Promise((resolve) => held.push({ query, release: () => resolve(page(query)) }));
+    return new Promise((resolve) => held.push({ query, release: (instead) => resolve(instead ?? page(query)) }));
   });
 });
 afterEach(() => {
@@ -39,11 +40,11 @@ afterEach(() => {
   vi.useRealTimers();
 });
 
-async function answer(which: (h: Held) => boolean) {
+async function answer(which: (h: Held) => boolean, instead?: Response) {
   await waitFor(() => expect(held.some(which)).toBe(true));
   const i = held.findIndex(which);
   const [h] = held.splice(i, 1);
-  await act(async () => h?.release());
+  await act(async () => h?.release(instead));
 }
 
 const rows = () => document.querySelectorAll("tbody tr").length;
@@ -69,5 +70,34 @@ describe("StoreList", () => {
     // The next refresh asks for everything shown.
     await act(async () => vi.advanceTimersByTime(5000));
     await waitFor(() => expect(held.some((h) => h.query.get("limit") === "25")).toBe(true));
+  });
+
+  it("waits a refresh's 429 out for its Retry-After, and says so", async () => {
+    render(<StoreList />);
+    await answer(() => true);
+    await waitFor(() => expect(rows()).toBe(20));
+
+    await act(async () => vi.advanceTimersByTime(5000));
+    await answer(() => true, tooMany(20));
+    expect(screen.getByRole("alert").textContent).toContain("Too many requests; trying again in 20 s");
+    // Not at the usual 5 s ...
+    await act(async () => vi.advanceTimersByTime(15_000));
+    expect(held).toHaveLength(0);
+    // ... but once the 20 s are up; then the list is current again.
+    await act(async () => vi.advanceTimersByTime(5_000));
+    await answer(() => true);
+    expect(screen.queryByRole("alert")).toBeNull();
+    expect(rows()).toBe(20);
+  });
+
+  it("tries again after a 429 on the first load, though nothing is known to be busy", async () => {
+    render(<StoreList />);
+    await answer(() => true, tooMany(10));
+    expect(screen.getByRole("alert").textContent).toContain("Too many requests; trying again in 10 s");
+    await act(async () => vi.advanceTimersByTime(9_000));
+    expect(held).toHaveLength(0);
+    await act(async () => vi.advanceTimersByTime(1_000));
+    await answer(() => true);
+    await waitFor(() => expect(rows()).toBe(20));
   });
 });

@@ -1,9 +1,10 @@
 // The signed-in account's stores: name, engine, status (with the current phase while
 // provisioning, the reason when failed), URLs and age. Refreshes every five seconds while
-// any store is provisioning or deleting; explains what to do when there are none.
+// any store is provisioning or deleting; after a 429 (too many requests) waits its
+// `Retry-After` before asking again, and says so. Explains what to do when there are none.
 import { useCallback, useEffect, useRef, useState } from "react";
 import { api, unwrap } from "../api/client";
-import { describe } from "../api/problem";
+import { describe, rateLimitWait, tooManyRequests } from "../api/problem";
 import type { Store } from "../api/types";
 import { ErrorNotice, InfoNotice } from "../components/Notice";
 import { Page } from "../components/Page";
@@ -80,6 +81,10 @@ export function StoreList() {
   const [next, setNext] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [loadingMore, setLoadingMore] = useState(false);
+  // Set while a 429 is waited out: the list asks again then even if nothing is busy.
+  const [limited, setLimited] = useState(false);
+  // How long until the next refresh: 5 s, or a 429's `Retry-After`.
+  const wait = useRef(REFRESH_MS);
   const shown = useRef(PAGE);
   // Numbers the list's versions: a refresh applies its answer only if nothing newer (a
   // later refresh, or "Show more") started or finished while it was in flight.
@@ -91,13 +96,19 @@ export function StoreList() {
       const page = await unwrap(
         api.GET("/api/stores", { params: { query: { limit: Math.min(100, shown.current) } }, signal }),
       );
+      wait.current = REFRESH_MS;
+      setLimited(false);
       if (mine !== version.current) return;
       setStores(page.items);
       setNext(page.next_cursor ?? null);
       setError(null);
     } catch (e) {
-      if (signal?.aborted || mine !== version.current) return;
-      setError(describe(e));
+      if (signal?.aborted) return;
+      const limitedMs = rateLimitWait(e, REFRESH_MS);
+      wait.current = limitedMs ?? REFRESH_MS;
+      setLimited(limitedMs !== null);
+      if (mine !== version.current) return;
+      setError(limitedMs !== null ? tooManyRequests(limitedMs) : describe(e));
     }
   }, []);
 
@@ -109,14 +120,20 @@ export function StoreList() {
 
   const busy = stores?.some((s) => isBusy(s.status)) ?? false;
   useEffect(() => {
-    if (!busy) return;
+    if (!busy && !limited) return;
     const c = new AbortController();
-    const t = setInterval(() => void load(c.signal), REFRESH_MS);
+    let t: ReturnType<typeof setTimeout>;
+    const tick = () => {
+      void load(c.signal).then(() => {
+        if (!c.signal.aborted) t = setTimeout(tick, wait.current);
+      });
+    };
+    t = setTimeout(tick, wait.current);
     return () => {
-      clearInterval(t);
+      clearTimeout(t);
       c.abort();
     };
-  }, [busy, load]);
+  }, [busy, limited, load]);
 
   async function more() {
     if (!next) return;

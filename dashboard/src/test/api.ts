@@ -10,6 +10,13 @@ export function problem(status: number, detail = `problem ${status}`): Response 
   return json(status, { type: "about:blank", title: `HTTP ${status}`, status, detail, errors: [] }, "application/problem+json");
 }
 
+/** A 429 refusal that asks to wait `seconds` (`Retry-After`). */
+export function tooMany(seconds: number): Response {
+  const r = problem(429, "too many requests");
+  r.headers.set("Retry-After", String(seconds));
+  return r;
+}
+
 export function aStore(over: Partial<Store> = {}): Store {
   const at = "2024-05-01T10:00:00Z";
   return {
