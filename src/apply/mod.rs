@@ -206,6 +206,8 @@ impl ApplyCounts {
 pub struct PhaseReport {
     pub phase: Phase,
     pub objects: Vec<ObjectKey>,
+    /// Those of `objects` that did not exist before the apply.
+    pub created: Vec<ObjectKey>,
     pub counts: ApplyCounts,
     pub elapsed: Duration,
 }
@@ -564,6 +566,7 @@ impl Applier {
                 let _ = progress.send(PhaseReport {
                     phase,
                     objects,
+                    created: Vec::new(),
                     counts,
                     elapsed: Duration::ZERO,
                 });
@@ -587,9 +590,15 @@ impl Applier {
                 waited = true;
             }
             report.counts.add(&counts);
+            let keys: Vec<ObjectKey> = objects.iter().map(|d| d.key()).collect();
             let _ = progress.send(PhaseReport {
                 phase,
-                objects: objects.iter().map(|d| d.key()).collect(),
+                created: keys
+                    .iter()
+                    .filter(|k| !before.objects.contains_key(*k))
+                    .cloned()
+                    .collect(),
+                objects: keys,
                 counts,
                 elapsed: started.elapsed(),
             });

@@ -733,7 +733,9 @@ fn phase_event(report: &PhaseReport, namespace: &str, converging: bool) -> Step 
         )
     };
     let has_namespace = report.objects.iter().any(|o| o.kind == "Namespace");
-    if report.phase == Phase::Foundation && has_namespace && report.counts.created > 0 {
+    // The namespace itself, not any object of the phase: a drift repair that brings
+    // back a NetworkPolicy did not create the namespace.
+    if report.phase == Phase::Foundation && report.created.iter().any(|o| o.kind == "Namespace") {
         return Step::Record(namespace_event());
     }
     if !converging {
@@ -850,16 +852,19 @@ mod tests {
     use super::*;
     use crate::apply::{ApplyCounts, ObjectKey};
 
+    /// A phase of `kinds` whose first `created` objects are new.
     fn report(phase: Phase, kinds: &[&str], created: usize, unchanged: usize) -> PhaseReport {
+        let objects: Vec<ObjectKey> = kinds
+            .iter()
+            .map(|k| ObjectKey {
+                kind: (*k).into(),
+                name: "x".into(),
+            })
+            .collect();
         PhaseReport {
             phase,
-            objects: kinds
-                .iter()
-                .map(|k| ObjectKey {
-                    kind: (*k).into(),
-                    name: "x".into(),
-                })
-                .collect(),
+            created: objects[..created].to_vec(),
+            objects,
             counts: ApplyCounts {
                 created,
                 updated: 0,
@@ -1128,6 +1133,13 @@ mod tests {
                 ("if-missing", Some(EventType::NamespaceCreated)),
             ),
             (report(Phase::Foundation, ns, 0, 2), false, ("skip", None)),
+            // Only the quota was missing: on a ready store a drift repair, not a new
+            // namespace.
+            (
+                report(Phase::Foundation, &["ResourceQuota", "Namespace"], 1, 1),
+                false,
+                ("skip", None),
+            ),
             (
                 report(Phase::Data, data, 2, 0),
                 true,
