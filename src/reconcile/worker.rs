@@ -630,48 +630,31 @@ fn after_failure(
         let delay = backoff::delay(if transient { attempts } else { u32::MAX });
         let next = now + to_chrono(delay);
         tracing::warn!(attempts, retry_in_ms = delay.as_millis() as u64, error = %message, "attempt failed; will retry");
-        Failure {
-            update: StoreUpdate {
-                attempts: Some(attempts),
-                error_message: Some(Some(message.clone())),
-                next_reconcile_at: Some(Some(next)),
-                ..Default::default()
-            },
-            event: (!(deleting && repeated)).then(|| {
-                NewEvent::new(
-                    EventType::RetryScheduled,
-                    format!(
-                        "attempt {attempts} failed: {message}; retrying in {}",
-                        humantime::format_duration(Duration::from_secs(delay.as_secs().max(1)))
-                    ),
-                )
-            }),
-            next: Some(next),
-        }
+        let event = (!(deleting && repeated)).then(|| {
+            NewEvent::new(
+                EventType::RetryScheduled,
+                format!(
+                    "attempt {attempts} failed: {message}; retrying in {}",
+                    in_words(delay)
+                ),
+            )
+        });
+        retried(attempts, message, next, event)
     } else if serving {
         let delay = settings.resync_period;
         let next = now + to_chrono(delay);
         tracing::warn!(attempts, retry_in_ms = delay.as_millis() as u64, error = %message, "re-applying a ready store failed; it stays ready and is re-applied at the next resync");
-        Failure {
-            update: StoreUpdate {
-                attempts: Some(attempts),
-                error_message: Some(Some(message.clone())),
-                next_reconcile_at: Some(Some(next)),
-                ..Default::default()
-            },
-            event: (!repeated).then(|| {
-                NewEvent::new(
-                    EventType::RetryScheduled,
-                    format!(
-                        "re-applying the ready store failed: {message}; it stays ready and \
-                         keeps serving what was applied before; next re-apply at the resync \
-                         in {}",
-                        humantime::format_duration(Duration::from_secs(delay.as_secs().max(1)))
-                    ),
-                )
-            }),
-            next: Some(next),
-        }
+        let event = (!repeated).then(|| {
+            NewEvent::new(
+                EventType::RetryScheduled,
+                format!(
+                    "re-applying the ready store failed: {message}; it stays ready and keeps \
+                     serving what was applied before; next re-apply at the resync in {}",
+                    in_words(delay)
+                ),
+            )
+        });
+        retried(attempts, message, next, event)
     } else {
         let reason = if transient {
             format!(
@@ -695,6 +678,30 @@ fn after_failure(
             next: None,
         }
     }
+}
+
+/// A failure to be tried again at `next`, told by `event` (`None`: already told).
+fn retried(
+    attempts: u32,
+    message: String,
+    next: DateTime<Utc>,
+    event: Option<NewEvent>,
+) -> Failure {
+    Failure {
+        update: StoreUpdate {
+            attempts: Some(attempts),
+            error_message: Some(Some(message)),
+            next_reconcile_at: Some(Some(next)),
+            ..Default::default()
+        },
+        event,
+        next: Some(next),
+    }
+}
+
+/// A delay for a message, in whole seconds at least.
+fn in_words(delay: Duration) -> String {
+    humantime::format_duration(Duration::from_secs(delay.as_secs().max(1))).to_string()
 }
 
 /// `update`, written only if no new request changed the store since it was claimed.
