@@ -339,22 +339,17 @@ impl StoresApi {
         // The host: the store's own `domain`, else derived from its name. The field
         // to blame for a host that cannot be used is the one that chose it.
         let host = store_host(&name, &params, &state.platform);
-        let host_field = if own_domain(&params).is_some() {
-            "params/domain"
+        let (host_field, host_choice, other_host) = if own_domain(&params).is_some() {
+            ("params/domain", "domain", "choose another domain")
         } else {
-            "name"
+            ("name", "name", "choose another name, or set `domain`")
         };
         if state.platform.is_reserved_host(&host) {
             return Err(ApiError::field(
                 host_field,
                 format!(
                     "`{host}` is reserved for the platform and cannot serve a store; \
-                     choose another {}",
-                    if host_field == "name" {
-                        "name"
-                    } else {
-                        "domain"
-                    }
+                     choose another {host_choice}"
                 ),
             )
             .into());
@@ -431,12 +426,7 @@ impl StoresApi {
                 .into());
             }
             Err(DbError::DuplicateHost { host }) => {
-                let what = if host_field == "name" {
-                    "choose another name, or set `domain`"
-                } else {
-                    "choose another domain"
-                };
-                let message = format!("another store is already served at `{host}`; {what}");
+                let message = format!("another store is already served at `{host}`; {other_host}");
                 return Err(ApiError {
                     errors: vec![FieldError {
                         field: host_field.into(),
