@@ -144,6 +144,46 @@ enum UserCommand {
     /// Create an account. Prints a generated password once, unless one is read from
     /// standard input with --password-stdin.
     Create(UserCreateArgs),
+    /// Change an account: its role, its store limit, or its password (a reset prints a
+    /// generated password once, or reads one with --password-stdin, and signs the
+    /// account out everywhere).
+    Update(UserUpdateArgs),
+    /// List the accounts: email, role, stores / store limit, id, created.
+    List(UserListArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("role").args(["admin", "member"])))]
+struct UserUpdateArgs {
+    #[command(flatten)]
+    db: DatabaseSettings,
+    /// Email address of the account.
+    #[arg(long)]
+    email: String,
+    /// Make the account an admin.
+    #[arg(long)]
+    admin: bool,
+    /// Make the account a member (sees only its own stores).
+    #[arg(long)]
+    member: bool,
+    /// Most stores the account may have at once. Stores it already has are kept when
+    /// the limit goes below their number; new ones are refused until it is under it.
+    #[arg(long)]
+    store_limit: Option<u32>,
+    /// Set a new password (generated and printed once unless --password-stdin) and
+    /// revoke every token of the account.
+    #[arg(long)]
+    reset_password: bool,
+    /// With --reset-password: read the new password from the first line of standard
+    /// input.
+    #[arg(long, requires = "reset_password")]
+    password_stdin: bool,
+}
+
+#[derive(Debug, Args)]
+struct UserListArgs {
+    #[command(flatten)]
+    db: DatabaseSettings,
 }
 
 #[derive(Debug, Args)]
@@ -268,6 +308,8 @@ fn run(command: Command) -> Result<ExitCode> {
         }
         Command::Migrate(args) => block_on(migrate(args)),
         Command::User(UserCommand::Create(args)) => block_on(user_create(args)),
+        Command::User(UserCommand::Update(args)) => block_on(user_update(args)),
+        Command::User(UserCommand::List(args)) => block_on(user_list(args)),
         Command::Deploy(command) => Ok(storeplane::deploy::cli::run(&command)),
     }
 }
@@ -332,6 +374,101 @@ async fn user_create(args: UserCreateArgs) -> Result<ExitCode> {
     if generated {
         println!("password: {}", password.as_str());
         println!("This password will not be shown again: store it now.");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn user_update(args: UserUpdateArgs) -> Result<ExitCode> {
+    let role = match (args.admin, args.member) {
+        (true, _) => Some(Role::Admin),
+        (_, true) => Some(Role::Member),
+        _ => None,
+    };
+    if role.is_none() && args.store_limit.is_none() && !args.reset_password {
+        bail!("nothing to change: give --admin, --member, --store-limit N or --reset-password");
+    }
+    let email = storeplane::auth::normalize_email(&args.email)?;
+    let (db, _) = open_database(&args.db).await?;
+    let Some(user) = db.user_by_email(&email).await? else {
+        bail!("there is no account {email}; `storeplane user list` shows the accounts");
+    };
+    let mut generated = None;
+    let password_hash = if args.reset_password {
+        let password = if args.password_stdin {
+            read_password_from_stdin()?
+        } else {
+            let p = Zeroizing::new(storeplane::auth::generate_password());
+            generated = Some(p.clone());
+            p
+        };
+        Some(storeplane::auth::hash_password(String::clone(&password)).await?)
+    } else {
+        None
+    };
+    let updated = db
+        .update_user(
+            user.id,
+            storeplane::db::UserUpdate {
+                role,
+                store_limit: args.store_limit,
+                password_hash,
+            },
+        )
+        .await
+        .with_context(|| format!("could not update the account {email}"))?;
+    let user = updated.user;
+    let stores = db.count_user_stores(user.id).await?;
+    println!(
+        "updated {} account {} (id {}, {stores} stores, store limit {})",
+        user.role, user.email, user.id, user.store_limit
+    );
+    if stores > u64::from(user.store_limit) {
+        println!(
+            "The account has more stores than its new limit: they are kept, and new ones are refused until it has fewer than {}.",
+            user.store_limit
+        );
+    }
+    if args.reset_password {
+        println!(
+            "password changed; {} session(s) signed out",
+            updated.tokens_revoked
+        );
+    }
+    if let Some(password) = generated {
+        println!("password: {}", password.as_str());
+        println!("This password will not be shown again: store it now.");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn user_list(args: UserListArgs) -> Result<ExitCode> {
+    let (db, _) = open_database(&args.db).await?;
+    let users = db.list_users().await?;
+    if users.is_empty() {
+        println!(
+            "no accounts yet; create one with `storeplane user create --email <address> [--admin]`"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let width = users
+        .iter()
+        .map(|(u, _)| u.email.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    println!(
+        "{:<width$}  {:<6}  {:>6}  {:<36}  CREATED",
+        "EMAIL", "ROLE", "STORES", "ID"
+    );
+    for (user, stores) in users {
+        println!(
+            "{:<width$}  {:<6}  {:>6}  {:<36}  {}",
+            user.email,
+            user.role.as_str(),
+            format!("{stores}/{}", user.store_limit),
+            user.id,
+            user.created_at.format("%Y-%m-%d %H:%M UTC")
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -24,6 +24,7 @@ mod static_files;
 mod stores;
 mod system;
 
+pub use auth::TOKEN_CACHE_TTL;
 pub use problem::{FieldError, PROBLEM_JSON, Problem};
 pub use server::{RunningServer, ServeError, ServeOptions, run_orchestrate, run_serve, start};
 pub use spec::spec_json;

@@ -4,8 +4,9 @@
 //! event id as SSE `id`), `store` when status or progress changed, `deleted` at the end.
 //!
 //! Ends when the store is gone, when the token it was opened with is revoked or expires
-//! (checked every `REAUTH`; the client's reconnect then gets the 401), or when the
-//! server shuts down. Reads through `crate::db` only.
+//! or its account stops being an admin (checked every `REAUTH`; the client's reconnect
+//! then gets the 401, or the 404 of a store that is not its own), or when the server
+//! shuts down. Reads through `crate::db` only.
 
 use super::auth::{Caller, account_for_token};
 use super::dto::{Event, Store, StoreDeleted, StreamMessage};
@@ -78,7 +79,14 @@ pub fn store_stream(
         if c.checked.elapsed() >= REAUTH {
             match account_for_token(&c.state, &c.token_hash).await {
                 Ok(Some(user)) => {
-                    c.owner = (user.role != Role::Admin).then_some(user.id);
+                    let owner = (user.role != Role::Admin).then_some(user.id);
+                    // An admin made a member may no longer see this store: end the
+                    // stream as for a revoked token (not with `deleted`, the store is
+                    // still there); the reconnect gets the answer the new role gets.
+                    if c.owner.is_none() && owner.is_some() {
+                        return None;
+                    }
+                    c.owner = owner;
                     c.checked = tokio::time::Instant::now();
                 }
                 Ok(None) => return None,

@@ -1,12 +1,33 @@
 //! Accounts: users and their bearer tokens. Hashing and token generation are
 //! `crate::auth`'s; this file only stores and finds what it is given.
 
+use super::entity::stores;
 use super::entity::{api_tokens, users};
 use super::error::unique_violation;
-use super::{ApiToken, DEFAULT_STORE_LIMIT, Db, DbError, NewUser, User, at, now};
+use super::{ApiToken, DEFAULT_STORE_LIMIT, Db, DbError, NewUser, Role, User, at, now};
 use chrono::{DateTime, TimeDelta, Utc};
-use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set,
+};
+use std::collections::HashMap;
 use uuid::Uuid;
+
+/// What `Db::update_user` changes; `None` keeps the current value.
+#[derive(Debug, Default, Clone)]
+pub struct UserUpdate {
+    pub role: Option<Role>,
+    pub store_limit: Option<u32>,
+    /// A new argon2id PHC string; setting one also revokes every token of the account.
+    pub password_hash: Option<String>,
+}
+
+/// An account after `Db::update_user`, with how many of its tokens were revoked.
+#[derive(Debug)]
+pub struct UpdatedUser {
+    pub user: User,
+    pub tokens_revoked: u64,
+}
 
 /// `last_used_at` is written at most this often per token, so that authenticating a
 /// request is not a write every time.
@@ -133,5 +154,85 @@ impl Db {
             .await
             .map_err(self.e())?;
         Ok(deleted.rows_affected > 0)
+    }
+
+    /// Changes an account's role, store limit or password in one transaction. A new
+    /// password revokes every token of the account (signed out everywhere, within the
+    /// API's token cache lifetime). `NotFound` when there is no such account.
+    pub async fn update_user(&self, id: Uuid, update: UserUpdate) -> Result<UpdatedUser, DbError> {
+        let txn = self.begin().await?;
+        let result = self.update_user_in(&txn, id, update).await;
+        self.finish(txn, result).await
+    }
+
+    async fn update_user_in(
+        &self,
+        txn: &DatabaseTransaction,
+        id: Uuid,
+        update: UserUpdate,
+    ) -> Result<UpdatedUser, DbError> {
+        let Some(row) = users::Entity::find_by_id(id)
+            .one(txn)
+            .await
+            .map_err(self.e())?
+        else {
+            return Err(DbError::NotFound);
+        };
+        let mut model: users::ActiveModel = row.into();
+        if let Some(role) = update.role {
+            model.role = Set(role.as_str().to_owned());
+        }
+        if let Some(limit) = update.store_limit {
+            model.store_limit = Set(i32::try_from(limit).unwrap_or(i32::MAX));
+        }
+        let new_password = update.password_hash.is_some();
+        if let Some(hash) = update.password_hash {
+            model.password_hash = Set(hash);
+        }
+        let row = model.update(txn).await.map_err(self.e())?;
+        let tokens_revoked = if new_password {
+            api_tokens::Entity::delete_many()
+                .filter(api_tokens::Column::UserId.eq(id))
+                .exec(txn)
+                .await
+                .map_err(self.e())?
+                .rows_affected
+        } else {
+            0
+        };
+        Ok(UpdatedUser {
+            user: User::try_from(row).map_err(DbError::Query)?,
+            tokens_revoked,
+        })
+    }
+
+    /// Every account, oldest first, each with how many stores it has.
+    pub async fn list_users(&self) -> Result<Vec<(User, u64)>, DbError> {
+        let rows = users::Entity::find()
+            .order_by_asc(users::Column::CreatedAt)
+            .order_by_asc(users::Column::Id)
+            .all(&self.conn)
+            .await
+            .map_err(self.e())?;
+        let counts: Vec<(Uuid, i64)> = stores::Entity::find()
+            .select_only()
+            .column(stores::Column::UserId)
+            .column_as(stores::Column::Id.count(), "n")
+            .group_by(stores::Column::UserId)
+            .into_tuple()
+            .all(&self.conn)
+            .await
+            .map_err(self.e())?;
+        let counts: HashMap<Uuid, u64> = counts
+            .into_iter()
+            .map(|(id, n)| (id, u64::try_from(n).unwrap_or(0)))
+            .collect();
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let user = User::try_from(row).map_err(DbError::Query)?;
+            let n = counts.get(&user.id).copied().unwrap_or(0);
+            out.push((user, n));
+        }
+        Ok(out)
     }
 }

@@ -25,6 +25,7 @@ mod notify;
 mod orchestrator;
 mod stores;
 
+pub use accounts::{UpdatedUser, UserUpdate};
 pub use error::{DbError, SUPPORTED_SCHEMES};
 pub use model::{
     ApiToken, DEFAULT_STORE_LIMIT, NewEvent, NewStore, NewUser, Role, Store, StoreEvent,

@@ -11,10 +11,11 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
+use storeplane::api::TOKEN_CACHE_TTL;
 use storeplane::apply::{Applier, ApplySettings};
 use storeplane::blueprint::{Catalog, StoreSecrets};
 use storeplane::config::{ApiSettings, OrchestratorSettings, PlatformSettings};
-use storeplane::db::{Backend, NewEvent};
+use storeplane::db::{Backend, NewEvent, Role, UserUpdate};
 use storeplane::domain::EventType;
 use storeplane::metrics::Metrics;
 use storeplane::reconcile::{Orchestrator, Waker};
@@ -1116,6 +1117,38 @@ async fn event_stream_sends_past_and_new_events_then_the_end() {
         })
         .await;
         assert!(ended.is_ok(), "the stream outlived its token by 25 s");
+
+        // An admin watching someone else's store is made a member: the stream ends
+        // (not with `deleted`), and opening it again is the 404 of a stranger's store.
+        let b = ts.member("streamer-b", 10).await;
+        let theirs = create(&ts, &b.token, "watched").await;
+        let path = format!(
+            "/api/stores/{}/events/stream",
+            theirs["id"].as_str().unwrap()
+        );
+        let boss = ts.admin("boss").await;
+        let mut watching = Sse::open(&ts, &path, &boss.token, None).await;
+        watching.next_of("store").await;
+        db.update_user(
+            boss.user.id,
+            UserUpdate {
+                role: Some(Role::Member),
+                ..UserUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+        let ended = tokio::time::timeout(Duration::from_secs(25), async {
+            while let Some(e) = watching.next().await {
+                assert_ne!(e.event, "deleted", "{e:?}");
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "the stream outlived its admin role by 25 s");
+        // The API's token cache may hold the old role for `TOKEN_CACHE_TTL`.
+        tokio::time::sleep(TOKEN_CACHE_TTL).await;
+        let r = ts.get(&path, Some(&boss.token)).await;
+        assert_eq!(r.status, 404, "{}", r.text);
         ts.stop().await;
     })
     .await;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use storeplane::db::{
     Backend, Db, DbError, NewEvent, NewStore, NewUser, Role, Store, StoreQuery, StoreUpdate,
-    StoreUrlRecord, User,
+    StoreUrlRecord, User, UserUpdate,
 };
 use storeplane::domain::{EventType, StoreStatus};
 use tokio::sync::Barrier;
@@ -1059,6 +1059,86 @@ async fn tokens_authenticate_until_they_expire() {
 }
 
 #[tokio::test]
+async fn accounts_change_role_limit_and_password_and_a_new_password_signs_them_out() {
+    each_backend(|t: TestDb| async move {
+        let a = user(&t, "a@example.com", 10).await;
+        let b = user(&t, "b@example.com", 10).await;
+        store(&t, &a, "one").await;
+        store(&t, &a, "two").await;
+        let now = t0();
+        let (_, a1) = storeplane::auth::generate_token();
+        let (_, a2) = storeplane::auth::generate_token();
+        let (_, b1) = storeplane::auth::generate_token();
+        for (u, h) in [(&a, &a1), (&a, &a2), (&b, &b1)] {
+            t.insert_token(u.id, h, "cli", None).await.unwrap();
+        }
+
+        // Role and limit: tokens stay; the limit may go below the stores it has.
+        let up = t
+            .update_user(
+                a.id,
+                UserUpdate {
+                    role: Some(Role::Admin),
+                    store_limit: Some(1),
+                    password_hash: None,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(up.user.role, Role::Admin);
+        assert_eq!(up.user.store_limit, 1);
+        assert_eq!(up.user.password_hash, a.password_hash);
+        assert_eq!(up.tokens_revoked, 0);
+        let (who, _) = t.user_for_token(&a1, now).await.unwrap().unwrap();
+        assert_eq!(who.role, Role::Admin);
+        assert!(matches!(
+            t.create_store(new_store(&a, "three")).await,
+            Err(DbError::LimitReached { limit: 1 })
+        ));
+
+        // A new password: every token of the account goes, nobody else's.
+        let up = t
+            .update_user(
+                a.id,
+                UserUpdate {
+                    password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$bmV3c2FsdA$bmV3".into()),
+                    ..UserUpdate::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(up.tokens_revoked, 2);
+        assert_eq!(up.user.role, Role::Admin, "unchanged");
+        assert_ne!(up.user.password_hash, a.password_hash);
+        assert!(t.user_for_token(&a1, now).await.unwrap().is_none());
+        assert!(t.user_for_token(&a2, now).await.unwrap().is_none());
+        assert!(t.user_for_token(&b1, now).await.unwrap().is_some());
+
+        assert!(matches!(
+            t.update_user(Uuid::now_v7(), UserUpdate::default()).await,
+            Err(DbError::NotFound)
+        ));
+
+        // Listed oldest first, with their store counts.
+        let listed: Vec<(String, Role, u32, u64)> = t
+            .list_users()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(u, n)| (u.email, u.role, u.store_limit, n))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("a@example.com".to_owned(), Role::Admin, 1, 2),
+                ("b@example.com".to_owned(), Role::Member, 10, 0),
+            ]
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn wake_ups_reach_listeners_on_postgres() {
     each_backend(|t: TestDb| async move {
         let id = Uuid::now_v7();
@@ -1293,5 +1373,108 @@ mod cli {
         assert_eq!(member.role, storeplane::db::Role::Member);
         assert!(verify(Some(&member.password_hash), "a long enough secret").await);
         assert!(db.user_by_email("n@example.com").await.unwrap().is_none());
+
+        // `user update`: a password reset prints the new one once and signs out; a
+        // role and limit change says what the account is now.
+        let (_, token) = storeplane::auth::generate_token();
+        db.insert_token(member.id, &token, "cli", None)
+            .await
+            .unwrap();
+        let out = storeplane(
+            &[
+                "user",
+                "update",
+                "--email",
+                "M@example.com",
+                "--reset-password",
+            ],
+            &env,
+            None,
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        assert!(stdout.contains("1 session(s) signed out"), "{stdout}");
+        let new_passwords: Vec<_> = stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("password: "))
+            .collect();
+        assert_eq!(new_passwords.len(), 1, "{stdout}");
+        let member = db.user_by_email("m@example.com").await.unwrap().unwrap();
+        assert!(verify(Some(&member.password_hash), new_passwords[0]).await);
+        assert!(!verify(Some(&member.password_hash), "a long enough secret").await);
+        assert!(
+            db.user_for_token(&token, chrono::Utc::now())
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let out = storeplane(
+            &[
+                "user",
+                "update",
+                "--email",
+                "m@example.com",
+                "--admin",
+                "--store-limit",
+                "3",
+            ],
+            &env,
+            None,
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).contains("updated admin account m@example.com")
+                && text(&out.stdout).contains("store limit 3")
+                && !text(&out.stdout).contains("password"),
+            "{}",
+            text(&out.stdout)
+        );
+        // Nothing to change, an unknown account, both roles: clear errors.
+        for (args, says) in [
+            (
+                &["user", "update", "--email", "m@example.com"][..],
+                "nothing to change",
+            ),
+            (
+                &["user", "update", "--email", "x@example.com", "--admin"][..],
+                "there is no account x@example.com",
+            ),
+            (
+                &[
+                    "user",
+                    "update",
+                    "--email",
+                    "m@example.com",
+                    "--admin",
+                    "--member",
+                ][..],
+                "cannot be used with",
+            ),
+        ] {
+            let out = storeplane(args, &env, None);
+            assert!(!out.status.success(), "{args:?}");
+            assert!(
+                text(&out.stderr).contains(says),
+                "{args:?}: {}",
+                text(&out.stderr)
+            );
+        }
+        // `user list`: every account with its role and stores / limit, no hashes.
+        let out = storeplane(&["user", "list"], &env, None);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        let rows: Vec<Vec<&str>> = stdout
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(rows.len(), 2, "{stdout}");
+        assert_eq!(
+            rows[0][..3],
+            ["admin@example.com", "admin", "0/10"],
+            "{stdout}"
+        );
+        assert_eq!(rows[1][..3], ["m@example.com", "admin", "0/3"], "{stdout}");
+        assert!(!stdout.contains("argon2"), "{stdout}");
     }
 }
