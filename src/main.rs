@@ -347,12 +347,7 @@ async fn migrate(args: MigrateArgs) -> Result<ExitCode> {
 async fn user_create(args: UserCreateArgs) -> Result<ExitCode> {
     let email = storeplane::auth::normalize_email(&args.email)?;
     let (db, _) = open_database(&args.db).await?;
-    let (password, generated) = if args.password_stdin {
-        (read_password_from_stdin()?, false)
-    } else {
-        (Zeroizing::new(storeplane::auth::generate_password()), true)
-    };
-    let hash = storeplane::auth::hash_password(String::clone(&password)).await?;
+    let (hash, generated) = new_password(args.password_stdin).await?;
     let role = if args.admin {
         Role::Admin
     } else {
@@ -371,11 +366,27 @@ async fn user_create(args: UserCreateArgs) -> Result<ExitCode> {
         "created {} account {} (id {}, store limit {})",
         user.role, user.email, user.id, user.store_limit
     );
-    if generated {
+    show_generated(generated);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A new account password, read from standard input or generated, as its argon2id
+/// hash; a generated one is returned too, to be shown once the account is saved.
+async fn new_password(from_stdin: bool) -> Result<(String, Option<Zeroizing<String>>)> {
+    let (password, generated) = if from_stdin {
+        (read_password_from_stdin()?, false)
+    } else {
+        (Zeroizing::new(storeplane::auth::generate_password()), true)
+    };
+    let hash = storeplane::auth::hash_password(String::clone(&password)).await?;
+    Ok((hash, generated.then_some(password)))
+}
+
+fn show_generated(password: Option<Zeroizing<String>>) {
+    if let Some(password) = password {
         println!("password: {}", password.as_str());
         println!("This password will not be shown again: store it now.");
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 async fn user_update(args: UserUpdateArgs) -> Result<ExitCode> {
@@ -392,18 +403,11 @@ async fn user_update(args: UserUpdateArgs) -> Result<ExitCode> {
     let Some(user) = db.user_by_email(&email).await? else {
         bail!("there is no account {email}; `storeplane user list` shows the accounts");
     };
-    let mut generated = None;
-    let password_hash = if args.reset_password {
-        let password = if args.password_stdin {
-            read_password_from_stdin()?
-        } else {
-            let p = Zeroizing::new(storeplane::auth::generate_password());
-            generated = Some(p.clone());
-            p
-        };
-        Some(storeplane::auth::hash_password(String::clone(&password)).await?)
+    let (password_hash, generated) = if args.reset_password {
+        let (hash, generated) = new_password(args.password_stdin).await?;
+        (Some(hash), generated)
     } else {
-        None
+        (None, None)
     };
     let updated = db
         .update_user(
@@ -434,10 +438,7 @@ async fn user_update(args: UserUpdateArgs) -> Result<ExitCode> {
             updated.tokens_revoked
         );
     }
-    if let Some(password) = generated {
-        println!("password: {}", password.as_str());
-        println!("This password will not be shown again: store it now.");
-    }
+    show_generated(generated);
     Ok(ExitCode::SUCCESS)
 }
 

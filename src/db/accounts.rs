@@ -1,8 +1,7 @@
 //! Accounts: users and their bearer tokens. Hashing and token generation are
 //! `crate::auth`'s; this file only stores and finds what it is given.
 
-use super::entity::stores;
-use super::entity::{api_tokens, users};
+use super::entity::{api_tokens, stores, users};
 use super::error::unique_violation;
 use super::{ApiToken, DEFAULT_STORE_LIMIT, Db, DbError, NewUser, Role, User, at, now};
 use chrono::{DateTime, TimeDelta, Utc};
