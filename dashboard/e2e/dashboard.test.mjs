@@ -328,6 +328,31 @@ describe("the dashboard against storeplane serve on testenv", () => {
     });
   });
 
+  describe("delivery", () => {
+    test("the page, its script and its stylesheet arrive compressed and the app runs", { timeout: 120_000 }, async () => {
+      const context = await browser.newContext();
+      const page = await context.newPage();
+      /** @type {{ url: string, encoding: string | undefined, vary: string | undefined }[]} */
+      const got = [];
+      page.on("response", (r) => {
+        const path = new URL(r.url()).pathname;
+        if (path === "/" || path.startsWith("/assets/")) {
+          got.push({ url: path, encoding: r.headers()["content-encoding"], vary: r.headers()["vary"] });
+        }
+      });
+      await page.goto(server.url + "/");
+      await page.getByLabel("Password").waitFor();
+      const scripts = got.filter((g) => /\.(js|css)$/.test(g.url));
+      assert.ok(scripts.length >= 2, `the script and the stylesheet were loaded: ${JSON.stringify(got)}`);
+      // Chromium accepts Brotli; index.html has a Brotli copy too.
+      for (const g of got) {
+        assert.equal(g.encoding, "br", `${g.url} was sent with content-encoding br`);
+        assert.match(g.vary ?? "", /accept-encoding/i, `${g.url} says it varies by Accept-Encoding`);
+      }
+      await context.close();
+    });
+  });
+
   describe("accounts", () => {
     test("another account's store is neither listed nor readable", { timeout: 120_000 }, async () => {
       const bobToken = await tokenFor(server.url, bob);

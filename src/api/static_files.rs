@@ -1,8 +1,11 @@
 //! The dashboard's static files: built into the binary from `dashboard/dist` (rust-embed;
 //! the crate builds without them), or read from `ApiSettings::dashboard_dir`. Unknown
 //! paths outside `/api` get `index.html` (the SPA routes itself); hashed files under
-//! `/assets/` are cached for a year, `index.html` never. Without a built dashboard, `/`
-//! answers a short page saying how to build it.
+//! `/assets/` are cached for a year, `index.html` never. Text files go out compressed
+//! when the browser accepts it: the build writes Brotli and gzip copies next to them
+//! (`dashboard/scripts/precompress.mjs`), sent with `Content-Encoding` and
+//! `Vary: Accept-Encoding`, so nothing is compressed per request. Without a built
+//! dashboard, `/` answers a short page saying how to build it.
 //!
 //! Serves files only; it must not know about the API.
 
@@ -58,35 +61,101 @@ impl Dashboard {
             .split('/')
             .any(|seg| seg == ".." || seg == "." || seg.contains('\\'));
         let file = if path.is_empty() { "index.html" } else { path };
+        let head = req.method() == Method::HEAD;
+        let accept = req
+            .headers()
+            .get(header::ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         if safe
             && !file.ends_with('/')
             && let Some(data) = self.read(file).await
         {
-            return Ok(respond(file, data, req.method() == Method::HEAD));
+            return Ok(self.respond(file, data, accept, head).await);
         }
         if path.starts_with("assets/") {
             return Err(ApiError::not_found("no such dashboard file"));
         }
         // The SPA's own routes, and the page saying it is not built.
         Ok(match self.read("index.html").await {
-            Some(data) => respond("index.html", data, req.method() == Method::HEAD),
+            Some(data) => self.respond("index.html", data, accept, head).await,
             None => Response::builder()
                 .content_type("text/html; charset=utf-8")
                 .header(header::CACHE_CONTROL, "no-cache")
                 .body(NOT_BUILT),
         })
     }
+
+    /// `file` (whose bytes are `data`), or its precompressed copy in the best encoding
+    /// `accept` (the request's Accept-Encoding) allows.
+    async fn respond(
+        &self,
+        file: &str,
+        mut data: Cow<'static, [u8]>,
+        accept: &str,
+        head: bool,
+    ) -> Response {
+        let cache = if file.starts_with("assets/") {
+            "public, max-age=31536000, immutable"
+        } else {
+            "no-cache"
+        };
+        let mut builder = Response::builder()
+            .content_type(content_type(file))
+            .header(header::CACHE_CONTROL, cache);
+        if compressible(file) {
+            builder = builder.header(header::VARY, "accept-encoding");
+            for (coding, ext) in ENCODINGS {
+                if accepts(accept, coding)
+                    && let Some(encoded) = self.read(&format!("{file}.{ext}")).await
+                {
+                    builder = builder.header(header::CONTENT_ENCODING, coding);
+                    data = encoded;
+                    break;
+                }
+            }
+        }
+        finish(builder, data, head)
+    }
 }
 
-fn respond(file: &str, data: Cow<'static, [u8]>, head: bool) -> Response {
-    let cache = if file.starts_with("assets/") {
-        "public, max-age=31536000, immutable"
-    } else {
-        "no-cache"
-    };
-    let builder = Response::builder()
-        .content_type(content_type(file))
-        .header(header::CACHE_CONTROL, cache);
+/// The encodings the build precompresses, in order of preference, with their files'
+/// extensions.
+const ENCODINGS: [(&str, &str); 2] = [("br", "br"), ("gzip", "gz")];
+
+/// The files the build precompresses (text); the list of `precompress.mjs`.
+fn compressible(file: &str) -> bool {
+    let ext = file.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
+    matches!(
+        ext.to_ascii_lowercase().as_str(),
+        "html" | "js" | "mjs" | "css" | "json" | "map" | "svg" | "txt" | "webmanifest"
+    )
+}
+
+/// Whether an Accept-Encoding value allows `coding` (RFC 9110 §12.5.3): its own entry
+/// with a q-value above 0, or else a `*` entry above 0. An empty header allows none.
+fn accepts(accept_encoding: &str, coding: &str) -> bool {
+    let mut star = false;
+    for item in accept_encoding.split(',') {
+        let mut parts = item.split(';');
+        let name = parts.next().unwrap_or("").trim();
+        let q = parts
+            .find_map(|p| {
+                let (k, v) = p.split_once('=')?;
+                k.trim().eq_ignore_ascii_case("q").then(|| v.trim())
+            })
+            .map_or(1.0, |v| v.parse::<f32>().unwrap_or(0.0));
+        if name.eq_ignore_ascii_case(coding) {
+            return q > 0.0;
+        }
+        if name == "*" {
+            star = q > 0.0;
+        }
+    }
+    star
+}
+
+fn finish(builder: poem::ResponseBuilder, data: Cow<'static, [u8]>, head: bool) -> Response {
     if head {
         builder
             .header(header::CONTENT_LENGTH, data.len().to_string())
@@ -150,6 +219,87 @@ mod tests {
             r.into_body().into_string().await.unwrap(),
             "<html>app</html>"
         );
+    }
+
+    #[tokio::test]
+    async fn sends_the_precompressed_copy_the_browser_accepts() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("assets")).unwrap();
+        std::fs::write(dir.path().join("index.html"), "<html>app</html>").unwrap();
+        std::fs::write(dir.path().join("index.html.gz"), "GZ-INDEX").unwrap();
+        std::fs::write(dir.path().join("assets/app.js"), "plain js").unwrap();
+        std::fs::write(dir.path().join("assets/app.js.gz"), "GZ").unwrap();
+        std::fs::write(dir.path().join("assets/app.js.br"), "BR").unwrap();
+        std::fs::write(dir.path().join("assets/logo.png"), "png").unwrap();
+        std::fs::write(dir.path().join("assets/logo.png.gz"), "never sent").unwrap();
+        let d = Dashboard::new(Some(dir.path().to_owned()));
+        let get = |path: &str, accept: Option<&str>| {
+            let mut b = Request::builder().uri(path.parse().unwrap());
+            if let Some(a) = accept {
+                b = b.header(header::ACCEPT_ENCODING, a);
+            }
+            b.finish()
+        };
+        let fetch = async |path: &str, accept: Option<&str>| {
+            let r = d.serve(&get(path, accept)).await.unwrap();
+            let encoding = r
+                .headers()
+                .get(header::CONTENT_ENCODING)
+                .map(|v| v.to_str().unwrap().to_owned());
+            let vary = r.headers().get(header::VARY).cloned();
+            let body = r.into_body().into_string().await.unwrap();
+            (encoding, vary.is_some(), body)
+        };
+        let some = |s: &str| Some(s.to_owned());
+
+        // What Chromium sends: Brotli is preferred.
+        let chromium = Some("gzip, deflate, br, zstd");
+        assert_eq!(
+            fetch("/assets/app.js", chromium).await,
+            (some("br"), true, "BR".into())
+        );
+        assert_eq!(
+            fetch("/assets/app.js", Some("gzip;q=1, br;q=0")).await,
+            (some("gzip"), true, "GZ".into())
+        );
+        assert_eq!(
+            fetch("/assets/app.js", Some("*;q=0.5")).await,
+            (some("br"), true, "BR".into())
+        );
+        // Nothing acceptable, or no header: the file as it is, still marked as varying.
+        for accept in [
+            None,
+            Some("identity"),
+            Some("gzip;q=0, br;Q=0"),
+            Some("*;q=0"),
+        ] {
+            assert_eq!(
+                fetch("/assets/app.js", accept).await,
+                (None, true, "plain js".into()),
+                "{accept:?}"
+            );
+        }
+        // index.html has only a gzip copy; the SPA's routes get it too.
+        assert_eq!(
+            fetch("/", chromium).await,
+            (some("gzip"), true, "GZ-INDEX".into())
+        );
+        assert_eq!(
+            fetch("/stores/abc", chromium).await,
+            (some("gzip"), true, "GZ-INDEX".into())
+        );
+        // Images are not compressible: no copy is looked for, no Vary.
+        assert_eq!(
+            fetch("/assets/logo.png", chromium).await,
+            (None, false, "png".into())
+        );
+
+        // HEAD states the length of what a GET would send.
+        let mut head = get("/assets/app.js", chromium);
+        head.set_method(Method::HEAD);
+        let r = d.serve(&head).await.unwrap();
+        assert_eq!(r.headers()[header::CONTENT_LENGTH], "2");
+        assert_eq!(r.headers()[header::CONTENT_ENCODING], "br");
     }
 
     #[tokio::test]
