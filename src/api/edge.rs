@@ -6,7 +6,7 @@
 //! access log line per request (method, route, status, duration, client IP; the
 //! request id comes from the span) — never headers, bodies or tokens.
 
-use super::limits::{Limits, RATELIMIT, RATELIMIT_POLICY, Verdict};
+use super::limits::{Limits, RATELIMIT, RATELIMIT_POLICY, Verdict, quota_key};
 use super::problem::{ApiError, to_api_error};
 use super::state::{AppState, BodyLimit};
 use crate::metrics::{HttpLabels, Metrics};
@@ -69,20 +69,23 @@ fn usable_request_id(v: &str) -> bool {
 }
 
 fn client_ip(req: &Request, trust_forwarded_for: bool) -> IpAddr {
-    // The trusted proxy appends the address it saw to whatever the client sent: only
-    // the last entry is its word, every earlier one the client's.
-    if trust_forwarded_for
-        && let Some(last) = req
-            .header("x-forwarded-for")
-            .and_then(|v| v.rsplit(',').next())
-            .and_then(|v| v.trim().parse::<IpAddr>().ok())
-    {
-        return last;
+    if trust_forwarded_for && let Some(ip) = forwarded_for(req.headers()) {
+        return ip;
     }
     req.remote_addr()
         .as_socket_addr()
         .map(|a| a.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
+
+/// The address the trusted proxy saw. It appends that address to whatever the client
+/// sent, as the last entry of the last `X-Forwarded-For` line: only that entry is its
+/// word, every earlier one the client's. Read as bytes, so that junk the client put in
+/// front (not even ASCII) cannot hide the proxy's entry.
+fn forwarded_for(headers: &poem::http::HeaderMap) -> Option<IpAddr> {
+    let line = headers.get_all("x-forwarded-for").into_iter().next_back()?;
+    let last = line.as_bytes().rsplit(|&b| b == b',').next()?;
+    std::str::from_utf8(last).ok()?.trim().parse().ok()
 }
 
 /// Whether the path is rate limited: the API, except its spec.
@@ -232,13 +235,14 @@ impl<E> Edge<E> {
             return Ok(());
         }
         let limits: &Limits = &state.limits;
+        let client = quota_key(ip);
         let outcome = (|| {
-            verdicts.push(limits.global.check(&ip)?);
+            verdicts.push(limits.global.check(&client)?);
             if req.method() == Method::POST && path == "/api/stores" {
-                verdicts.push(limits.create.check(&ip)?);
+                verdicts.push(limits.create.check(&client)?);
             }
             if req.method() == Method::POST && path == "/api/auth/login" {
-                verdicts.push(limits.login_ip.check(&ip)?);
+                verdicts.push(limits.login_ip.check(&client)?);
             }
             Ok(())
         })();
@@ -317,6 +321,41 @@ mod tests {
         assert!(!usable_request_id("a b"));
         assert!(!usable_request_id("a\nforged log line"));
         assert!(!usable_request_id(&"a".repeat(129)));
+    }
+
+    #[test]
+    fn the_client_is_the_last_forwarded_for_entry_even_after_junk() {
+        use poem::http::HeaderMap;
+        let headers = |lines: &[&[u8]]| {
+            let mut h = HeaderMap::new();
+            for line in lines {
+                h.append("x-forwarded-for", HeaderValue::from_bytes(line).unwrap());
+            }
+            h
+        };
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert_eq!(
+            forwarded_for(&headers(&[b"203.0.113.7"])),
+            ip("203.0.113.7")
+        );
+        // A forged first entry is the client's own word; the proxy's is the last.
+        assert_eq!(
+            forwarded_for(&headers(&[b"10.0.0.1, 203.0.113.7"])),
+            ip("203.0.113.7")
+        );
+        // Not even ASCII in front (was: the whole header unreadable, so the client was
+        // counted as the proxy itself).
+        assert_eq!(
+            forwarded_for(&headers(&[b"\xff\xfe, 203.0.113.7"])),
+            ip("203.0.113.7")
+        );
+        // A proxy that adds its own line.
+        assert_eq!(
+            forwarded_for(&headers(&[b"10.0.0.1", b"2001:db8::1"])),
+            ip("2001:db8::1")
+        );
+        assert_eq!(forwarded_for(&headers(&[b"not an address"])), None);
+        assert_eq!(forwarded_for(&headers(&[])), None);
     }
 
     #[test]

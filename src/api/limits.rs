@@ -20,7 +20,7 @@ use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 use poem::http::{HeaderName, StatusCode, header};
 use std::hash::Hash;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
 type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
@@ -130,6 +130,20 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
     }
 }
 
+/// The key a client's per-IP quotas are kept under: an IPv4 address as it is (also
+/// when it arrives IPv4-mapped), an IPv6 address's /64 network. One IPv6 subscriber,
+/// home or server, is routinely given a whole /64; keyed per address, it would have
+/// 2^64 quotas and could spray logins without ever being limited.
+pub fn quota_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !(u128::MAX >> 64))),
+        },
+    }
+}
+
 /// Every limiter of the API.
 pub struct Limits {
     /// Every `/api` request, per client IP.
@@ -166,6 +180,28 @@ impl Limits {
 mod tests {
     use super::*;
     use std::net::Ipv4Addr;
+
+    #[test]
+    fn an_ipv6_network_of_64_bits_shares_one_quota() {
+        let key = |s: &str| quota_key(s.parse().unwrap()).to_string();
+        assert_eq!(key("203.0.113.7"), "203.0.113.7");
+        assert_eq!(key("::ffff:203.0.113.7"), "203.0.113.7");
+        assert_eq!(key("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
+        assert_eq!(key("2001:db8:1:2::1"), "2001:db8:1:2::");
+        assert_eq!(key("2001:db8:1:3::1"), "2001:db8:1:3::");
+        assert_eq!(key("::1"), "::");
+
+        // Every address of one /64 draws from the same bucket.
+        let l = Limiter::<IpAddr>::new("login", "2/1m".parse().unwrap());
+        for addr in ["2001:db8::1", "2001:db8::ffff:2"] {
+            l.check(&quota_key(addr.parse().unwrap())).unwrap();
+        }
+        assert!(l.check(&quota_key("2001:db8::3".parse().unwrap())).is_err());
+        assert!(
+            l.check(&quota_key("2001:db8:0:1::3".parse().unwrap()))
+                .is_ok()
+        );
+    }
 
     #[test]
     fn refuses_after_the_burst_with_headers() {
