@@ -49,24 +49,43 @@ struct Cached {
 /// Recently verified tokens, by hash.
 #[derive(Default)]
 pub struct TokenCache {
-    entries: Mutex<HashMap<String, Cached>>,
+    entries: Mutex<Entries>,
+}
+
+#[derive(Default)]
+struct Entries {
+    by_hash: HashMap<String, Cached>,
+    /// Evictions so far. A lookup that read the database before an eviction must not
+    /// put its (possibly just revoked) token back after it.
+    evictions: u64,
 }
 
 impl TokenCache {
     fn get(&self, hash: &str, now: DateTime<Utc>) -> Option<User> {
         let entries = self.entries.lock().ok()?;
-        let c = entries.get(hash)?;
+        let c = entries.by_hash.get(hash)?;
         let fresh = c.fetched.elapsed() < TOKEN_CACHE_TTL;
         let valid = c.expires_at.is_none_or(|t| t > now);
         (fresh && valid).then(|| c.user.clone())
     }
 
-    fn put(&self, hash: String, user: User, expires_at: Option<DateTime<Utc>>) {
+    /// Where the cache stands, taken before reading the database for a [`Self::put`].
+    fn mark(&self) -> u64 {
+        self.entries.lock().map_or(u64::MAX, |e| e.evictions)
+    }
+
+    /// Remembers a token read from the database since `mark`, unless a token was
+    /// evicted in between (a logout racing this lookup): then nothing is remembered,
+    /// and the next request asks the database again.
+    fn put(&self, mark: u64, hash: String, user: User, expires_at: Option<DateTime<Utc>>) {
         if let Ok(mut entries) = self.entries.lock() {
-            if entries.len() >= TOKEN_CACHE_MAX {
-                entries.clear();
+            if entries.evictions != mark {
+                return;
             }
-            entries.insert(
+            if entries.by_hash.len() >= TOKEN_CACHE_MAX {
+                entries.by_hash.clear();
+            }
+            entries.by_hash.insert(
                 hash,
                 Cached {
                     user,
@@ -80,7 +99,8 @@ impl TokenCache {
     /// Forgets a token (logout).
     pub fn evict(&self, hash: &str) {
         if let Ok(mut entries) = self.entries.lock() {
-            entries.remove(hash);
+            entries.evictions += 1;
+            entries.by_hash.remove(hash);
         }
     }
 }
@@ -115,13 +135,65 @@ pub async fn account_for_token(state: &AppState, hash: &str) -> Result<Option<Us
     if let Some(user) = state.tokens.get(hash, now) {
         return Ok(Some(user));
     }
+    let mark = state.tokens.mark();
     Ok(match state.db.user_for_token(hash, now).await? {
         Some((user, record)) => {
             state
                 .tokens
-                .put(hash.to_owned(), user.clone(), record.expires_at);
+                .put(mark, hash.to_owned(), user.clone(), record.expires_at);
             Some(user)
         }
         None => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user() -> User {
+        User {
+            id: uuid::Uuid::nil(),
+            email: "a@example.test".into(),
+            password_hash: "$argon2id$…".into(),
+            role: Role::Member,
+            store_limit: 10,
+            created_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn a_lookup_that_raced_a_logout_does_not_put_the_token_back() {
+        let cache = TokenCache::default();
+        let now = Utc::now();
+
+        // The ordinary path: read, remember, served from memory.
+        let mark = cache.mark();
+        cache.put(mark, "t1".into(), user(), None);
+        assert!(cache.get("t1", now).is_some());
+
+        // A request reads t2 from the database (still valid then); a logout of t2
+        // deletes and evicts it; the first request finishes and must not cache it.
+        let mark = cache.mark();
+        cache.evict("t2");
+        cache.put(mark, "t2".into(), user(), None);
+        assert!(cache.get("t2", now).is_none(), "a revoked token came back");
+
+        // The logout of t1 forgets it; a lookup started after it caches again.
+        cache.evict("t1");
+        assert!(cache.get("t1", now).is_none());
+        let mark = cache.mark();
+        cache.put(mark, "t3".into(), user(), None);
+        assert!(cache.get("t3", now).is_some());
+
+        // An expired token is not served from memory.
+        let mark = cache.mark();
+        cache.put(
+            mark,
+            "t4".into(),
+            user(),
+            Some(now - chrono::Duration::seconds(1)),
+        );
+        assert!(cache.get("t4", now).is_none());
+    }
 }
