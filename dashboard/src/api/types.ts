@@ -3,6 +3,7 @@ import type { components } from "./schema";
 
 type Schemas = components["schemas"];
 export type Store = Schemas["Store"];
+export type StoreList = Schemas["StoreList"];
 export type StoreStatus = Schemas["StoreStatus"];
 export type StoreEvent = Schemas["Event"];
 export type EventType = Schemas["EventType"];

@@ -1,7 +1,7 @@
 // The router's one-off notices: shown on the page they were sent to, once.
 import { act, cleanup, renderHook } from "@testing-library/react";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { navigate, useLocation } from "./router";
+import { match, navigate, useLocation } from "./router";
 
 afterEach(cleanup);
 
@@ -33,5 +33,13 @@ describe("navigate with a notice", () => {
     const { result } = renderHook(() => useLocation());
     act(() => navigate("/stores/new"));
     expect(result.current).toMatchObject({ path: "/stores/new", notice: null });
+  });
+});
+
+describe("match", () => {
+  it("decodes parameters, and a malformed escape matches nothing instead of throwing", () => {
+    expect(match("/stores/:id", "/stores/a%20b")).toEqual({ id: "a b" });
+    expect(match("/stores/:id", "/stores/%")).toBeNull();
+    expect(match("/stores/:id", "/stores/%E0%A4")).toBeNull();
   });
 });

@@ -65,7 +65,11 @@ export function match(pattern: string, path: string): Record<string, string> | n
     const h = have[i] ?? "";
     if (w.startsWith(":")) {
       if (!h) return null;
-      params[w.slice(1)] = decodeURIComponent(h);
+      try {
+        params[w.slice(1)] = decodeURIComponent(h);
+      } catch {
+        return null; // a malformed escape (`/stores/%E0`) matches nothing: "Page not found"
+      }
     } else if (w !== h) return null;
   }
   return params;

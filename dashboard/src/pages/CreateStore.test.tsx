@@ -181,6 +181,8 @@ describe("CreateStore's draft", () => {
     await user.click(screen.getByRole("button", { name: "Start over" }));
     expect(stored()).toBe("");
     expect(screen.queryByText(RESTORED)).toBeNull();
+    // The button left with the notice; focus went on to the first field, not to <body>.
+    expect(document.activeElement?.id).toBe("store-name");
     expect(screen.getByLabelText<HTMLInputElement>(/Store name/).value).toBe("");
     expect(screen.getByLabelText<HTMLInputElement>("Database volume").value).not.toBe("20Gi");
   });

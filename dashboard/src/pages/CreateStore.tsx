@@ -183,6 +183,8 @@ export function CreateStore() {
     setRefused(null);
     setName("");
     if (schema) setValues(initialValues(schema));
+    // The button goes away with the notice it sits in: continue at the first field.
+    document.getElementById("store-name")?.focus();
   }
 
   const paramErrors = useMemo(() => {

@@ -5,14 +5,16 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { aStore, json, tooMany } from "../test/api";
 import { StoreList } from "./StoreList";
 
-// 25 stores, one still provisioning (so the list refreshes every 5 s); pages of 20.
-const STORES = Array.from({ length: 25 }, (_, i) =>
-  aStore({
-    id: `0190a4c2-0000-7000-8000-0000000000${String(i).padStart(2, "0")}`,
-    name: `shop-${i}`,
-    ...(i === 0 ? { status: "provisioning" as const, urls: [] } : {}),
-  }),
-);
+// `n` stores, the first still provisioning (so the list refreshes every 5 s); pages of 20.
+const storesOf = (n: number) =>
+  Array.from({ length: n }, (_, i) =>
+    aStore({
+      id: `0190a4c2-0000-7000-8000-000000000${String(i).padStart(3, "0")}`,
+      name: `shop-${i}`,
+      ...(i === 0 ? { status: "provisioning" as const, urls: [] } : {}),
+    }),
+  );
+let STORES = storesOf(25);
 
 interface Held {
   query: URLSearchParams;
@@ -28,6 +30,7 @@ function page(query: URLSearchParams): Response {
 
 beforeEach(() => {
   held = [];
+  STORES = storesOf(25);
   vi.useFakeTimers({ shouldAdvanceTime: true });
   vi.spyOn(globalThis, "fetch").mockImplementation((input, init) => {
     const req = input instanceof Request ? input : new Request(input, init);
@@ -99,5 +102,31 @@ describe("StoreList", () => {
     await act(async () => vi.advanceTimersByTime(1_000));
     await answer(() => true);
     await waitFor(() => expect(rows()).toBe(20));
+  });
+
+  it("keeps more than 100 shown stores through a refresh (the API's page limit) and focuses the last page's first row", async () => {
+    STORES = storesOf(130);
+    render(<StoreList />);
+    await answer(() => true);
+    await waitFor(() => expect(rows()).toBe(20));
+    for (let shown = 40; shown <= 120; shown += 20) {
+      fireEvent.click(screen.getByRole("button", { name: "Show more stores" }));
+      await answer((h) => h.query.has("cursor"));
+      await waitFor(() => expect(rows()).toBe(shown));
+    }
+
+    // The refresh asks for 100, then follows the cursor for the other 20.
+    await act(async () => vi.advanceTimersByTime(5000));
+    await answer((h) => !h.query.has("cursor") && h.query.get("limit") === "100");
+    await answer((h) => h.query.get("cursor") === "100" && h.query.get("limit") === "20");
+    await waitFor(() => expect(held).toHaveLength(0));
+    expect(rows()).toBe(120);
+
+    // The last page: the button goes, focus lands on the first row it added.
+    fireEvent.click(screen.getByRole("button", { name: "Show more stores" }));
+    await answer((h) => h.query.get("cursor") === "120");
+    await waitFor(() => expect(rows()).toBe(130));
+    expect(screen.queryByRole("button", { name: "Show more stores" })).toBeNull();
+    await waitFor(() => expect(document.activeElement?.textContent).toBe("shop-120"));
   });
 });

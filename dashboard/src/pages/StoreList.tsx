@@ -5,7 +5,7 @@
 import { useCallback, useEffect, useRef, useState } from "react";
 import { api, unwrap } from "../api/client";
 import { describe, rateLimitWait, tooManyRequests } from "../api/problem";
-import type { Store } from "../api/types";
+import type { Store, StoreList as StorePage } from "../api/types";
 import { ErrorNotice, InfoNotice } from "../components/Notice";
 import { Page } from "../components/Page";
 import { StatusBadge, isBusy } from "../components/StatusBadge";
@@ -89,18 +89,39 @@ export function StoreList() {
   // Numbers the list's versions: a refresh applies its answer only if nothing newer (a
   // later refresh, or "Show more") started or finished while it was in flight.
   const version = useRef(0);
+  // A store whose row gets focus once rendered (after "Show more" loaded the last page).
+  const focusAfterMore = useRef<string | null>(null);
+  useEffect(() => {
+    const id = focusAfterMore.current;
+    if (!id || !stores?.some((s) => s.id === id)) return;
+    focusAfterMore.current = null;
+    const row = [...document.querySelectorAll<HTMLElement>("tr[data-store-id]")].find((tr) => tr.dataset.storeId === id);
+    row?.querySelector<HTMLAnchorElement>("a")?.focus();
+  }, [stores]);
 
   const load = useCallback(async (signal?: AbortSignal) => {
     const mine = ++version.current;
     try {
-      const page = await unwrap(
-        api.GET("/api/stores", { params: { query: { limit: Math.min(100, shown.current) } }, signal }),
-      );
+      // As many stores as are shown; the API answers at most 100 per request, so after
+      // enough "Show more" a refresh follows the cursor.
+      const want = shown.current;
+      const items: Store[] = [];
+      let cursor: string | null = null;
+      do {
+        const page: StorePage = await unwrap(
+          api.GET("/api/stores", {
+            params: { query: { limit: Math.min(100, want - items.length), ...(cursor ? { cursor } : {}) } },
+            signal,
+          }),
+        );
+        items.push(...page.items);
+        cursor = page.next_cursor ?? null;
+      } while (cursor && items.length < want);
       wait.current = REFRESH_MS;
       setLimited(false);
       if (mine !== version.current) return;
-      setStores(page.items);
-      setNext(page.next_cursor ?? null);
+      setStores(items);
+      setNext(cursor);
       setError(null);
     } catch (e) {
       if (signal?.aborted) return;
@@ -145,6 +166,9 @@ export function StoreList() {
       setStores((s) => [...(s ?? []), ...page.items]);
       shown.current += page.items.length;
       setNext(page.next_cursor ?? null);
+      // The last page removes the focused button: keyboard users continue at the first
+      // row it added instead of at the top of the document.
+      if (!page.next_cursor && page.items[0]) focusAfterMore.current = page.items[0].id;
     } catch (e) {
       setError(describe(e));
     } finally {
@@ -184,7 +208,7 @@ export function StoreList() {
             </thead>
             <tbody>
               {stores.map((s) => (
-                <tr key={s.id} role="row" data-store={s.name}>
+                <tr key={s.id} role="row" data-store={s.name} data-store-id={s.id}>
                   <th scope="row" role="rowheader" data-label="Name">
                     <Link href={`/stores/${s.id}`}>{s.name}</Link>
                   </th>
