@@ -73,10 +73,36 @@ impl Db {
         let mut won = Vec::new();
         for id in candidates {
             let due = stores::Column::NextReconcileAt.lte(now);
-            if self.try_claim(id, owner, lease, now, Some(due)).await?
-                && let Some(store) = self.get_store(id).await?
-            {
-                won.push(store);
+            // Once a store is won, an error must not drop it: its lease would sit with
+            // no worker until it expired. The round ends with what it has.
+            let claimed = match self.try_claim(id, owner, lease, now, Some(due)).await {
+                Ok(claimed) => claimed,
+                Err(e) if won.is_empty() => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming stopped part-way; working on the stores won");
+                    break;
+                }
+            };
+            if !claimed {
+                continue;
+            }
+            match self.get_store(id).await {
+                Ok(Some(store)) => won.push(store),
+                Ok(None) => {} // deleted in between: there is no lease left to give back
+                Err(e) => {
+                    // Claimed but unreadable (the connection failed, or a row this
+                    // version cannot decode, e.g. `urls` in a newer version's shape):
+                    // given back, due again one lease later, so that it neither waits
+                    // out a lease with no worker nor blocks the stores behind it.
+                    tracing::warn!(
+                        store_id = %id, error = %e,
+                        "a claimed store could not be read; released, due again in {}",
+                        humantime::format_duration(lease)
+                    );
+                    if let Err(e) = self.release(id, owner, Some(plus(now, lease))).await {
+                        tracing::warn!(store_id = %id, error = %e, "releasing it failed too; its lease expires by itself");
+                    }
+                }
             }
         }
         Ok(won)

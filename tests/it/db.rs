@@ -511,6 +511,53 @@ async fn a_claim_skips_the_stores_its_owner_is_already_working_on() {
 }
 
 #[tokio::test]
+async fn a_claimed_store_that_cannot_be_read_is_released_and_does_not_block_the_others() {
+    each_backend(|t: TestDb| async move {
+        let u = user(&t, "a@example.com", 10).await;
+        let poisoned = store(&t, &u, "from-the-future").await;
+        let a = store(&t, &u, "a").await;
+        let b = store(&t, &u, "b").await;
+        // URLs in a shape this version cannot read (as a newer version might write),
+        // on the store that is due first.
+        t.raw(r#"UPDATE stores SET urls = '{"storefront": 1}' WHERE name = 'from-the-future'"#)
+            .await;
+        assert!(
+            t.get_store(poisoned.id).await.is_err(),
+            "the row is unreadable"
+        );
+
+        let now = t0() + secs(1);
+        let won = t.claim_due("me", LEASE, now, 10).await.unwrap();
+        let ids: HashSet<Uuid> = won.iter().map(|s| s.id).collect();
+        assert_eq!(
+            ids,
+            HashSet::from([a.id, b.id]),
+            "the readable stores are worked"
+        );
+        // The unreadable one was given back (not left leased to no worker), due again
+        // one lease later: another owner's claim just after sees nothing due ...
+        assert_eq!(t.count_due(now + secs(1)).await.unwrap(), 0);
+        assert!(
+            t.claim_due("other", LEASE, now + secs(1), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // ... and after the lease it is tried again, by anyone, without an error.
+        let later = now + secs(31);
+        assert_eq!(
+            t.count_due(later).await.unwrap(),
+            3,
+            "two expired leases and it"
+        );
+        assert!(t.claim(a.id, "other", LEASE, later).await.unwrap());
+        let again = t.claim_due("other", LEASE, later, 10).await.unwrap();
+        assert_eq!(again.iter().map(|s| s.id).collect::<Vec<_>>(), [b.id]);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn lease_times_compare_in_time_order_to_the_microsecond() {
     each_backend(|t: TestDb| async move {
         let u = user(&t, "a@example.com", 10).await;
