@@ -15,8 +15,8 @@ export const COMPRESSIBLE = new Set([".html", ".js", ".mjs", ".css", ".json", ".
 /** The extensions of the copies this script writes (which size.mjs does not count). */
 export const ENCODED = new Set([".gz", ".br"]);
 
-/** @param {string} dir @returns {string[]} */
-function walk(dir) {
+/** Every file under `dir`, recursively. @param {string} dir @returns {string[]} */
+export function walk(dir) {
   return readdirSync(dir).flatMap((name) => {
     const path = join(dir, name);
     return statSync(path).isDirectory() ? walk(path) : [path];

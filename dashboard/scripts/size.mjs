@@ -4,21 +4,13 @@
 // (scripts/precompress.mjs) are other encodings of the same files and are not counted.
 //
 //   node scripts/size.mjs [--json] [dist-dir]
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { dirname, extname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync, constants } from "node:zlib";
-import { ENCODED } from "./precompress.mjs";
+import { ENCODED, walk } from "./precompress.mjs";
 
 export const BUDGET_GZIP_BYTES = 250_000;
-
-/** @param {string} dir @returns {string[]} */
-function walk(dir) {
-  return readdirSync(dir).flatMap((name) => {
-    const path = join(dir, name);
-    return statSync(path).isDirectory() ? walk(path) : [path];
-  });
-}
 
 /**
  * @param {string} dist

@@ -125,9 +125,8 @@ const ENCODINGS: [(&str, &str); 2] = [("br", "br"), ("gzip", "gz")];
 
 /// The files the build precompresses (text); the list of `precompress.mjs`.
 fn compressible(file: &str) -> bool {
-    let ext = file.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
     matches!(
-        ext.to_ascii_lowercase().as_str(),
+        extension(file).as_str(),
         "html" | "js" | "mjs" | "css" | "json" | "map" | "svg" | "txt" | "webmanifest"
     )
 }
@@ -165,9 +164,16 @@ fn finish(builder: poem::ResponseBuilder, data: Cow<'static, [u8]>, head: bool) 
     }
 }
 
+/// A file name's extension, lower-cased ("" without one).
+fn extension(file: &str) -> String {
+    file.rsplit_once('.')
+        .map(|(_, e)| e)
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
 fn content_type(file: &str) -> &'static str {
-    let ext = file.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
-    match ext.to_ascii_lowercase().as_str() {
+    match extension(file).as_str() {
         "html" => "text/html; charset=utf-8",
         "js" | "mjs" => "text/javascript; charset=utf-8",
         "css" => "text/css; charset=utf-8",
@@ -190,13 +196,23 @@ fn content_type(file: &str) -> &'static str {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn serves_files_with_cache_headers_and_falls_back_to_index() {
+    /// A dashboard served from a temporary folder holding `files` (path, content).
+    fn dist(files: &[(&str, &str)]) -> (tempfile::TempDir, Dashboard) {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("assets")).unwrap();
-        std::fs::write(dir.path().join("index.html"), "<html>app</html>").unwrap();
-        std::fs::write(dir.path().join("assets/app-1234.js"), "x").unwrap();
+        for (path, content) in files {
+            std::fs::write(dir.path().join(path), content).unwrap();
+        }
         let d = Dashboard::new(Some(dir.path().to_owned()));
+        (dir, d)
+    }
+
+    #[tokio::test]
+    async fn serves_files_with_cache_headers_and_falls_back_to_index() {
+        let (_dir, d) = dist(&[
+            ("index.html", "<html>app</html>"),
+            ("assets/app-1234.js", "x"),
+        ]);
         let get = |p: &str| Request::builder().uri(p.parse().unwrap()).finish();
 
         let r = d.serve(&get("/assets/app-1234.js")).await.unwrap();
@@ -223,16 +239,15 @@ mod tests {
 
     #[tokio::test]
     async fn sends_the_precompressed_copy_the_browser_accepts() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("assets")).unwrap();
-        std::fs::write(dir.path().join("index.html"), "<html>app</html>").unwrap();
-        std::fs::write(dir.path().join("index.html.gz"), "GZ-INDEX").unwrap();
-        std::fs::write(dir.path().join("assets/app.js"), "plain js").unwrap();
-        std::fs::write(dir.path().join("assets/app.js.gz"), "GZ").unwrap();
-        std::fs::write(dir.path().join("assets/app.js.br"), "BR").unwrap();
-        std::fs::write(dir.path().join("assets/logo.png"), "png").unwrap();
-        std::fs::write(dir.path().join("assets/logo.png.gz"), "never sent").unwrap();
-        let d = Dashboard::new(Some(dir.path().to_owned()));
+        let (_dir, d) = dist(&[
+            ("index.html", "<html>app</html>"),
+            ("index.html.gz", "GZ-INDEX"),
+            ("assets/app.js", "plain js"),
+            ("assets/app.js.gz", "GZ"),
+            ("assets/app.js.br", "BR"),
+            ("assets/logo.png", "png"),
+            ("assets/logo.png.gz", "never sent"),
+        ]);
         let get = |path: &str, accept: Option<&str>| {
             let mut b = Request::builder().uri(path.parse().unwrap());
             if let Some(a) = accept {
@@ -304,8 +319,7 @@ mod tests {
 
     #[tokio::test]
     async fn says_how_to_build_when_there_is_no_dashboard() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = Dashboard::new(Some(dir.path().to_owned()));
+        let (_dir, d) = dist(&[]);
         let r = d
             .serve(&Request::builder().uri("/".parse().unwrap()).finish())
             .await
