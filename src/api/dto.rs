@@ -155,6 +155,7 @@ fn example_store_id() -> Uuid {
 
 /// One URL a store serves at.
 #[derive(Object, Debug, Clone, PartialEq)]
+#[oai(example)]
 pub struct StoreUrl {
     /// What it is, e.g. `storefront` or `admin`.
     pub name: String,
@@ -162,9 +163,19 @@ pub struct StoreUrl {
     pub url: String,
 }
 
+impl Example for StoreUrl {
+    fn example() -> Self {
+        StoreUrl {
+            name: "storefront".into(),
+            url: "http://demo-shop.stores.localtest.me".into(),
+        }
+    }
+}
+
 /// A store's latest event: its current phase, so lists can show progress without
 /// another request.
 #[derive(Object, Debug, Clone, PartialEq)]
+#[oai(example)]
 pub struct Progress {
     /// Kind of the latest event.
     #[oai(rename = "type")]
@@ -173,6 +184,16 @@ pub struct Progress {
     pub message: String,
     /// When it happened.
     pub at: DateTime<Utc>,
+}
+
+impl Example for Progress {
+    fn example() -> Self {
+        Progress {
+            kind: EventType::StoreReady,
+            message: "store is ready".into(),
+            at: example_time(),
+        }
+    }
 }
 
 /// A store: one isolated e-commerce site in a namespace of its own.
@@ -216,17 +237,10 @@ impl Example for Store {
             blueprint_version: "1.0.0".into(),
             status: StoreStatus::Ready,
             namespace: "store-demo-shop-2e3f4a5b".into(),
-            urls: vec![StoreUrl {
-                name: "storefront".into(),
-                url: "http://demo-shop.stores.localtest.me".into(),
-            }],
+            urls: vec![StoreUrl::example()],
             error_message: None,
             params: JsonObject(params),
-            progress: Progress {
-                kind: EventType::StoreReady,
-                message: "store is ready".into(),
-                at: example_time(),
-            },
+            progress: Progress::example(),
             created_at: example_time(),
             updated_at: example_time(),
         }
@@ -312,11 +326,21 @@ impl Example for CreateStoreRequest {
 
 /// A page of stores, newest first.
 #[derive(Object, Debug, Clone)]
+#[oai(example)]
 pub struct StoreList {
     /// The stores of this page.
     pub items: Vec<Store>,
     /// Pass as `cursor` to get the next page; `null` on the last page.
     pub next_cursor: Option<Uuid>,
+}
+
+impl Example for StoreList {
+    fn example() -> Self {
+        StoreList {
+            items: vec![Store::example()],
+            next_cursor: None,
+        }
+    }
 }
 
 /// One entry of a store's event log.
@@ -359,6 +383,7 @@ impl From<db::StoreEvent> for Event {
 
 /// A page of a store's events, oldest first.
 #[derive(Object, Debug, Clone)]
+#[oai(example)]
 pub struct EventList {
     /// The events of this page.
     pub items: Vec<Event>,
@@ -366,12 +391,30 @@ pub struct EventList {
     pub next_cursor: Option<i64>,
 }
 
+impl Example for EventList {
+    fn example() -> Self {
+        EventList {
+            items: vec![Event::example()],
+            next_cursor: Some(42),
+        }
+    }
+}
+
 /// Sent on the event stream when the store's row is gone (deleted); the stream ends
 /// after it.
 #[derive(Object, Debug, Clone)]
+#[oai(example)]
 pub struct StoreDeleted {
     /// The store's id.
     pub id: Uuid,
+}
+
+impl Example for StoreDeleted {
+    fn example() -> Self {
+        StoreDeleted {
+            id: example_store_id(),
+        }
+    }
 }
 
 /// One message of the event stream: a new event (`event: store_event`), the store after
@@ -410,6 +453,7 @@ impl Example for BlueprintSummary {
 
 /// An engine with the JSON Schema of its parameters, to build a form from.
 #[derive(Object, Debug, Clone)]
+#[oai(example)]
 pub struct Blueprint {
     /// The engine's name.
     pub engine: String,
@@ -422,6 +466,35 @@ pub struct Blueprint {
     /// The parameters' JSON Schema (draft 2020-12) with titles, descriptions and
     /// defaults. `params` of a new store must validate against it.
     pub parameters: JsonObject,
+}
+
+impl Example for Blueprint {
+    fn example() -> Self {
+        let summary = BlueprintSummary::example();
+        let parameters = serde_json::json!({
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "plan": {
+                    "title": "Plan",
+                    "description": "Size of the store.",
+                    "type": "string",
+                    "enum": ["small", "medium", "large"],
+                    "default": "small",
+                },
+            },
+        });
+        Blueprint {
+            engine: summary.engine,
+            version: summary.version,
+            description: summary.description,
+            plans: summary.plans,
+            parameters: match parameters {
+                Value::Object(map) => JsonObject(map),
+                _ => JsonObject::default(),
+            },
+        }
+    }
 }
 
 /// An account's role.

@@ -21,16 +21,29 @@ use tracing::Instrument as _;
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The Content-Security-Policy of every response but Swagger UI's.
-pub const CSP: &str = "default-src 'self'; base-uri 'self'; font-src 'self' data:; \
-    form-action 'self'; frame-ancestors 'none'; img-src 'self' data:; object-src 'none'; \
-    script-src 'self'; style-src 'self' 'unsafe-inline'; upgrade-insecure-requests";
+/// A Content-Security-Policy as helmet's defaults, with the page's `script-src` and
+/// any directives appended.
+macro_rules! csp {
+    ($script:literal $(, $tail:literal)?) => {
+        concat!(
+            "default-src 'self'; base-uri 'self'; font-src 'self' data:; ",
+            "form-action 'self'; frame-ancestors 'none'; img-src 'self' data:; ",
+            "object-src 'none'; script-src ",
+            $script,
+            "; style-src 'self' 'unsafe-inline'"
+            $(, $tail)?
+        )
+    };
+}
 
-/// Swagger UI's: its page is one HTML document with inline script and style.
-pub const DOCS_CSP: &str = "default-src 'self'; base-uri 'self'; font-src 'self' data:; \
-    form-action 'self'; frame-ancestors 'none'; img-src 'self' data:; object-src 'none'; \
-    script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; \
-    upgrade-insecure-requests";
+/// The Content-Security-Policy of every response but Swagger UI's. Over TLS (`--hsts`)
+/// it ends with `upgrade-insecure-requests`; over plain HTTP it must not, or a browser
+/// on any host but localhost rewrites the page's own scripts and API calls to https.
+pub const CSP: &str = csp!("'self'");
+/// Swagger UI's: its page is one HTML document with inline script.
+pub const DOCS_CSP: &str = csp!("'self' 'unsafe-inline'");
+const CSP_TLS: &str = csp!("'self'", "; upgrade-insecure-requests");
+const DOCS_CSP_TLS: &str = csp!("'self' 'unsafe-inline'", "; upgrade-insecure-requests");
 
 const HSTS: &str = "max-age=31536000; includeSubDomains";
 
@@ -292,11 +305,13 @@ fn security_headers(headers: &mut poem::http::HeaderMap, path: &str, hsts: bool)
             HeaderValue::from_static(value),
         );
     };
-    set(
-        headers,
-        "content-security-policy",
-        if docs { DOCS_CSP } else { CSP },
-    );
+    let csp = match (docs, hsts) {
+        (false, false) => CSP,
+        (true, false) => DOCS_CSP,
+        (false, true) => CSP_TLS,
+        (true, true) => DOCS_CSP_TLS,
+    };
+    set(headers, "content-security-policy", csp);
     set(headers, "x-content-type-options", "nosniff");
     set(headers, "x-frame-options", "DENY");
     set(headers, "referrer-policy", "no-referrer");

@@ -187,10 +187,37 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint<Output = Response> + 'static {
                     ])
                     .max_age(600),
             )
+            .before(|mut req: Request| async move {
+                forget_same_origin(&mut req);
+                Ok(req)
+            })
             .map_to_response()
             .boxed()
     };
     Edge::new(inner, edge_config(Some(state.clone())))
+}
+
+/// Browsers send `Origin` on their own same-origin POSTs and DELETEs too; the CORS
+/// layer would refuse those unless the platform's own host were listed. A request whose
+/// `Origin` names the host it was sent to is not a cross-origin one: drop the header so
+/// the bundled dashboard works whatever `--cors-origins` lists. (Only the host is
+/// compared: behind a TLS-terminating proxy the server sees plain HTTP.)
+fn forget_same_origin(req: &mut Request) {
+    let headers = req.headers();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    let origin_host = headers
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, authority)| authority);
+    if let (Some(host), Some(origin_host)) = (host, origin_host)
+        && host.eq_ignore_ascii_case(origin_host)
+    {
+        req.headers_mut().remove(header::ORIGIN);
+    }
 }
 
 /// A server running in this process.

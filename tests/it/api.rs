@@ -62,6 +62,9 @@ async fn probes_spec_docs_metrics_and_security_headers() {
         assert_eq!(r.json(), json!({"status": "ok"}));
         assert_security_headers(&r);
         assert!(r.header("strict-transport-security").is_none());
+        // Over plain HTTP the page must not ask the browser to upgrade its requests.
+        let csp = r.header("content-security-policy").unwrap();
+        assert!(!csp.contains("upgrade-insecure-requests"), "{csp}");
 
         let r = ts.get("/ready", None).await;
         assert_eq!(r.status, 200, "{}", r.text);
@@ -147,6 +150,63 @@ async fn probes_spec_docs_metrics_and_security_headers() {
         assert_eq!(
             r.header("strict-transport-security"),
             Some("max-age=31536000; includeSubDomains")
+        );
+        for path in ["/health", "/docs"] {
+            let r = ts.get(path, None).await;
+            let csp = r.header("content-security-policy").unwrap();
+            assert!(
+                csp.ends_with("; upgrade-insecure-requests"),
+                "{path}: {csp}"
+            );
+        }
+        ts.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blueprints_list_and_describe_their_parameters() {
+    each_backend(|db| async move {
+        let ts = TestServer::start(&db, TestServer::settings()).await;
+        // Public: no token needed, and no secret in them.
+        let r = ts.get("/api/blueprints", None).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_security_headers(&r);
+        let list = r.json();
+        let engines: Vec<&str> = list
+            .as_array()
+            .expect("an array")
+            .iter()
+            .map(|b| b["engine"].as_str().expect("engine"))
+            .collect();
+        assert_eq!(engines, ["medusa", "woocommerce"], "sorted by name");
+        for b in list.as_array().unwrap() {
+            assert_eq!(b["plans"], json!(["small", "medium", "large"]), "{b}");
+            assert!(!b["version"].as_str().unwrap().is_empty());
+        }
+
+        let r = ts.get("/api/blueprints/woocommerce", None).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let bp = r.json();
+        assert_eq!(bp["engine"], "woocommerce");
+        let schema = &bp["parameters"];
+        assert_eq!(schema["type"], "object");
+        assert_eq!(
+            schema["additionalProperties"], false,
+            "unknown parameters are refused, so the schema says so: {schema}"
+        );
+        assert_eq!(schema["properties"]["plan"]["default"], "small");
+        assert!(
+            schema["properties"]["plan"]["description"].is_string(),
+            "a client builds its form from the descriptions: {schema}"
+        );
+        assert!(!r.text.to_ascii_lowercase().contains("password\":\""));
+
+        let p = ts.get("/api/blueprints/magento", None).await.problem(404);
+        let detail = p["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("magento") && detail.contains("medusa, woocommerce"),
+            "names the engine and the known ones: {detail}"
         );
         ts.stop().await;
     })
@@ -960,6 +1020,22 @@ async fn cors_follows_the_allow_list() {
             exposed.contains("ratelimit") && exposed.contains("location"),
             "{exposed}"
         );
+
+        // The bundled dashboard's own POSTs carry `Origin` too: the server's own host
+        // is never refused, whatever the allow-list says; another origin still is.
+        let alice = ts.member("cors", 3).await;
+        let create_from = |origin: &str, name: &str| {
+            ts.request(Method::POST, "/api/stores", Some(&alice.token))
+                .header("origin", origin)
+                .json(&shop(name))
+        };
+        let r = ts.send(create_from(&ts.url(""), "same-origin")).await;
+        assert_eq!(r.status, 201, "{r:?}");
+        assert!(r.header("access-control-allow-origin").is_none());
+        let r = ts
+            .send(create_from("http://evil.example", "cross-origin"))
+            .await;
+        r.problem(403);
         ts.stop().await;
     })
     .await;

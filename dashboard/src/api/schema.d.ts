@@ -290,6 +290,33 @@ export interface components {
         /**
          * Blueprint
          * @description An engine with the JSON Schema of its parameters, to build a form from.
+         * @example {
+         *       "engine": "woocommerce",
+         *       "version": "1.0.0",
+         *       "description": "WordPress with WooCommerce and MariaDB",
+         *       "plans": [
+         *         "small",
+         *         "medium",
+         *         "large"
+         *       ],
+         *       "parameters": {
+         *         "type": "object",
+         *         "additionalProperties": false,
+         *         "properties": {
+         *           "plan": {
+         *             "title": "Plan",
+         *             "description": "Size of the store.",
+         *             "type": "string",
+         *             "enum": [
+         *               "small",
+         *               "medium",
+         *               "large"
+         *             ],
+         *             "default": "small"
+         *           }
+         *         }
+         *       }
+         *     }
          */
         Blueprint: {
             /** @description The engine's name. */
@@ -405,6 +432,17 @@ export interface components {
         /**
          * EventList
          * @description A page of a store's events, oldest first.
+         * @example {
+         *       "items": [
+         *         {
+         *           "id": 42,
+         *           "type": "phase_completed",
+         *           "message": "phase data ready: StatefulSet/mariadb",
+         *           "created_at": "2025-06-01T12:00:00+00:00"
+         *         }
+         *       ],
+         *       "next_cursor": 42
+         *     }
          */
         EventList: {
             /** @description The events of this page. */
@@ -546,6 +584,11 @@ export interface components {
          * Progress
          * @description A store's latest event: its current phase, so lists can show progress without
          *     another request.
+         * @example {
+         *       "type": "store_ready",
+         *       "message": "store is ready",
+         *       "at": "2025-06-01T12:00:00+00:00"
+         *     }
          */
         Progress: {
             /** @description Kind of the latest event. */
@@ -690,6 +733,9 @@ export interface components {
          * StoreDeleted
          * @description Sent on the event stream when the store's row is gone (deleted); the stream ends
          *     after it.
+         * @example {
+         *       "id": "01972a3b-4c5d-7e6f-8a9b-0c1d2e3f4a5b"
+         *     }
          */
         StoreDeleted: {
             /**
@@ -701,6 +747,36 @@ export interface components {
         /**
          * StoreList
          * @description A page of stores, newest first.
+         * @example {
+         *       "items": [
+         *         {
+         *           "id": "01972a3b-4c5d-7e6f-8a9b-0c1d2e3f4a5b",
+         *           "name": "demo-shop",
+         *           "engine": "woocommerce",
+         *           "blueprint_version": "1.0.0",
+         *           "status": "ready",
+         *           "namespace": "store-demo-shop-2e3f4a5b",
+         *           "urls": [
+         *             {
+         *               "name": "storefront",
+         *               "url": "http://demo-shop.stores.localtest.me"
+         *             }
+         *           ],
+         *           "error_message": null,
+         *           "params": {
+         *             "plan": "small"
+         *           },
+         *           "progress": {
+         *             "type": "store_ready",
+         *             "message": "store is ready",
+         *             "at": "2025-06-01T12:00:00+00:00"
+         *           },
+         *           "created_at": "2025-06-01T12:00:00+00:00",
+         *           "updated_at": "2025-06-01T12:00:00+00:00"
+         *         }
+         *       ],
+         *       "next_cursor": null
+         *     }
          */
         StoreList: {
             /** @description The stores of this page. */
@@ -726,6 +802,10 @@ export interface components {
         /**
          * StoreUrl
          * @description One URL a store serves at.
+         * @example {
+         *       "name": "storefront",
+         *       "url": "http://demo-shop.stores.localtest.me"
+         *     }
          */
         StoreUrl: {
             /** @description What it is, e.g. `storefront` or `admin`. */
