@@ -21,6 +21,7 @@ use poem::web::sse;
 use poem_openapi::types::ToJSON;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 /// How often a stream asks the database for news.
@@ -45,6 +46,9 @@ struct Cursor {
     shown: Option<(StoreStatus, DateTime<Utc>, Option<i64>)>,
     first: bool,
     done: bool,
+    /// The request's span (with its request id): the stream is read after the handler
+    /// returned, outside it, so each step re-enters it for its log lines.
+    span: tracing::Span,
 }
 
 /// The messages of one store's stream.
@@ -65,8 +69,11 @@ pub fn store_stream(
         shown: None,
         first: true,
         done: false,
+        span: tracing::Span::current(),
     };
-    stream::unfold(cursor, |mut c| async move {
+    stream::unfold(cursor, |mut c| {
+        let span = c.span.clone();
+        async move {
         if c.done {
             return None;
         }
@@ -99,6 +106,8 @@ pub fn store_stream(
         let batch = poll(&mut c).await;
         c.first = false;
         Some((batch, c))
+        }
+        .instrument(span)
     })
     .flat_map(stream::iter)
     .boxed()
