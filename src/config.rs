@@ -256,6 +256,10 @@ pub struct ApiSettings {
     /// Address to listen on: `host:port` (port 0 picks a free one).
     #[arg(long, env = "STOREPLANE_LISTEN", default_value = "127.0.0.1:8080", value_parser = parse_listen)]
     pub listen: String,
+    /// Serve `/metrics` (with `/health` and `/ready`) on this address instead of the API
+    /// listener, so that a public Ingress in front of the API never exposes it.
+    #[arg(long, env = "STOREPLANE_METRICS_LISTEN", value_parser = parse_listen)]
+    pub metrics_listen: Option<String>,
     /// Origins allowed to call the API from a browser (comma-separated). Same-origin
     /// requests from the bundled dashboard need no entry.
     #[arg(long, env = "STOREPLANE_CORS_ORIGINS", value_delimiter = ',')]
@@ -291,6 +295,7 @@ impl Default for ApiSettings {
     fn default() -> Self {
         ApiSettings {
             listen: "127.0.0.1:8080".into(),
+            metrics_listen: None,
             cors_origins: Vec::new(),
             rate_limit: "100/15m".parse().expect("valid default"),
             create_rate_limit: "10/15m".parse().expect("valid default"),

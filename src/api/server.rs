@@ -120,6 +120,10 @@ impl Endpoint for Router {
                     .content_type("text/html; charset=utf-8")
                     .body(self.docs.as_str().to_owned()))
             }
+            "/metrics" if self.state.settings.metrics_listen.is_some() => Err(ApiError::not_found(
+                "metrics are served on the metrics listener (--metrics-listen)",
+            )
+            .into()),
             "/metrics" => {
                 get_only(&req)?;
                 Ok(system::metrics_response(&self.state.db, &self.state.metrics).await)
@@ -224,6 +228,9 @@ fn forget_same_origin(req: &mut Request) {
 pub struct RunningServer {
     /// The address it listens on (the real port when asked for port 0).
     pub addr: SocketAddr,
+    /// The metrics listener's address, with `--metrics-listen`.
+    pub metrics_addr: Option<SocketAddr>,
+    metrics_task: Option<JoinHandle<std::io::Result<()>>>,
     stop: CancellationToken,
     state: Arc<AppState>,
     task: JoinHandle<std::io::Result<()>>,
@@ -240,10 +247,18 @@ impl RunningServer {
     pub async fn stop(self) -> Result<(), ServeError> {
         self.state.shutdown.cancel();
         self.stop.cancel();
-        match self.task.await {
-            Ok(result) => result.map_err(ServeError::Server),
-            Err(e) => Err(ServeError::Server(std::io::Error::other(e))),
-        }
+        let metrics = match self.metrics_task {
+            Some(task) => joined(task.await),
+            None => Ok(()),
+        };
+        joined(self.task.await).and(metrics)
+    }
+}
+
+fn joined(result: Result<std::io::Result<()>, tokio::task::JoinError>) -> Result<(), ServeError> {
+    match result {
+        Ok(result) => result.map_err(ServeError::Server),
+        Err(e) => Err(ServeError::Server(std::io::Error::other(e))),
     }
 }
 
@@ -281,6 +296,27 @@ pub async fn start(state: Arc<AppState>, listen: &str) -> Result<RunningServer, 
             }
         }
     });
+    let (metrics_addr, metrics_task) = match &state.settings.metrics_listen {
+        Some(listen) => {
+            let (acceptor, addr) = bind(listen).await?;
+            let probes = probe_endpoint(
+                Probes {
+                    db: state.db.clone(),
+                    kube: state.kube.clone(),
+                    metrics: state.metrics.clone(),
+                },
+                &state.settings,
+            );
+            let signal = stop.clone().cancelled_owned();
+            let task = tokio::spawn(async move {
+                poem::Server::new_with_acceptor(acceptor)
+                    .run_with_graceful_shutdown(probes, signal, Some(GRACE))
+                    .await
+            });
+            (Some(addr), Some(task))
+        }
+        None => (None, None),
+    };
     let endpoint = app(state.clone());
     let signal = stop.clone().cancelled_owned();
     let task = tokio::spawn(async move {
@@ -290,6 +326,8 @@ pub async fn start(state: Arc<AppState>, listen: &str) -> Result<RunningServer, 
     });
     Ok(RunningServer {
         addr,
+        metrics_addr,
+        metrics_task,
         stop,
         state,
         task,
@@ -440,6 +478,9 @@ pub async fn run_serve(opts: ServeOptions) -> Result<(), ServeError> {
     );
     let server = start(state, &opts.api.listen).await?;
     announce(&server.url(), opts.run_orchestrator);
+    if let Some(addr) = server.metrics_addr {
+        tracing::info!("metrics on http://{addr}/metrics (with /health and /ready)");
+    }
     shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");
     let served = server.stop().await;
@@ -499,6 +540,23 @@ impl Endpoint for Probes {
     }
 }
 
+/// The probes behind the edge (security headers, request ids, access log; no limits).
+fn probe_endpoint(probes: Probes, api: &ApiSettings) -> Edge<BoxEndpoint<'static, Response>> {
+    let metrics = probes.metrics.clone();
+    Edge::new(
+        probes.boxed(),
+        EdgeConfig {
+            metrics,
+            state: None,
+            hsts: false,
+            trust_forwarded_for: false,
+            max_body_bytes: api.max_body_bytes,
+            routes: Default::default(),
+            methods: Vec::new(),
+        },
+    )
+}
+
 /// `storeplane orchestrate`: the orchestrator alone, with probes on `listen`.
 pub async fn run_orchestrate(opts: ServeOptions) -> Result<(), ServeError> {
     opts.orchestrator.validate()?;
@@ -509,22 +567,13 @@ pub async fn run_orchestrate(opts: ServeOptions) -> Result<(), ServeError> {
     let client = apply::connect().await?;
     let orchestrator =
         OrchestratorTask::start(&opts, &db, catalog, client.clone(), &waker, metrics.clone())?;
-    let probes = Edge::new(
+    let probes = probe_endpoint(
         Probes {
             db: db.clone(),
             kube: Some(client),
-            metrics: metrics.clone(),
-        }
-        .boxed(),
-        EdgeConfig {
             metrics,
-            state: None,
-            hsts: false,
-            trust_forwarded_for: false,
-            max_body_bytes: opts.api.max_body_bytes,
-            routes: Default::default(),
-            methods: Vec::new(),
         },
+        &opts.api,
     );
     let (acceptor, addr) = bind(&opts.api.listen).await?;
     let stop = CancellationToken::new();

@@ -137,6 +137,37 @@ async fn probes_spec_docs_metrics_and_security_headers() {
         assert!(r.text.contains("storeplane_http_request_duration_seconds"));
         ts.stop().await;
 
+        // With --metrics-listen, /metrics moves off the API listener (which a public
+        // Ingress fronts) to a listener of its own, with the probes.
+        let ts = TestServer::start(
+            &db,
+            ApiSettings {
+                metrics_listen: Some("127.0.0.1:0".into()),
+                ..TestServer::settings()
+            },
+        )
+        .await;
+        let p = ts.get("/metrics", None).await.problem(404);
+        assert!(
+            p["detail"].as_str().unwrap().contains("--metrics-listen"),
+            "{p}"
+        );
+        let metrics = format!(
+            "http://{}",
+            ts.server.metrics_addr.expect("metrics address")
+        );
+        let r = ts.send(ts.http.get(format!("{metrics}/metrics"))).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert!(r.text.contains("storeplane_stores{"), "{}", r.text);
+        assert_security_headers(&r);
+        for probe in ["/health", "/ready"] {
+            let r = ts.send(ts.http.get(format!("{metrics}{probe}"))).await;
+            assert_eq!(r.status, 200, "{probe}: {}", r.text);
+        }
+        let r = ts.send(ts.http.get(format!("{metrics}/api/stores"))).await;
+        r.problem(404);
+        ts.stop().await;
+
         // HSTS only when configured.
         let ts = TestServer::start(
             &db,
