@@ -44,9 +44,9 @@
 #
 # Environment: CARGO_TARGET_DIR, WORKERS (default 8 = storeplane's default --workers),
 # MODES (default "storeplane helm-seq helm-conc"), TIMEOUT (seconds per run, default
-# 1800), PYTHON_PLOT (a python with matplotlib; default ~/.cache/storeplane/venv),
-# STOREPLANE_BIN (a release storeplane binary to use instead of `cargo build --release`,
-# e.g. while another cargo command holds the target directory's lock).
+# 1800), STOREPLANE_BIN (a release storeplane binary to use instead of `cargo build --release`,
+# e.g. while another cargo command holds the target directory's lock). The plot uses
+# matplotlib from a venv this script creates once in ~/.cache/storeplane/plot-venv.
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/../scripts/lib.sh"
 cd "$ROOT" || exit 1
@@ -55,7 +55,8 @@ if (($# > 0)); then NS_LIST=("$@"); else NS_LIST=(1 10 100); fi
 WORKERS="${WORKERS:-8}"
 MODES="${MODES:-storeplane helm-seq helm-conc}"
 TIMEOUT="${TIMEOUT:-1800}"
-PYTHON_PLOT="${PYTHON_PLOT:-$CACHE_DIR/venv/bin/python}"
+MATPLOTLIB_VERSION=3.10.8
+PLOT_VENV="$CACHE_DIR/plot-venv"
 CHART=bench/chart/woocommerce
 SECRETS=bench/helm/secrets.yaml
 OUT="$ROOT/bench/out/provision-compare"
@@ -318,8 +319,12 @@ for r in rows:
     rss = f"{r['peak_rss_mib']:.0f}" if r["mode"] == "storeplane" else f"helm {r['helm_peak_rss_mib']:.0f}, kubectl {r['kubectl_peak_rss_mib']:.0f}"
     print(f"| {r['n']} | {r['mode']} | {r['wall_s']:.1f} | {cpu} | {rss} | {r['delete_wall_s']:.1f} | {r['load_start']} → {r['load_ready']} |")
 PY
-if [[ -x "$PYTHON_PLOT" ]] && "$PYTHON_PLOT" -c 'import matplotlib' 2>/dev/null; then
-	"$PYTHON_PLOT" bench/provision-plot.py "$OUT" bench/provision-compare.png
-else
-	warn "no python with matplotlib at $PYTHON_PLOT: skipped the plot"
+# The plot: matplotlib in a venv of its own under the cache dir, installed once.
+if ! "$PLOT_VENV/bin/python" -c "import matplotlib, sys; sys.exit(matplotlib.__version__ != '$MATPLOTLIB_VERSION')" 2>/dev/null; then
+	python3 -c 'import venv' 2>/dev/null || apt_install python3-venv
+	python3 -m venv "$PLOT_VENV" || die "could not create a venv in $PLOT_VENV (apt-get install python3-venv)"
+	"$PLOT_VENV/bin/python" -m pip install --quiet "matplotlib==$MATPLOTLIB_VERSION" >&2 \
+		|| die "pip could not install matplotlib==$MATPLOTLIB_VERSION for the plot"
 fi
+"$PLOT_VENV/bin/python" bench/provision-plot.py "$OUT" bench/provision-compare.png \
+	|| die "the plot failed (bench/provision-plot.py)"
