@@ -407,6 +407,78 @@ mod tests {
     }
 
     #[test]
+    fn network_policies_narrow_to_the_listed_controller_pods_and_api_addresses() {
+        let policy = |m: &PlatformManifests, name: &str| {
+            m.get("NetworkPolicy", name).unwrap().object.data["spec"].clone()
+        };
+        // Defaults: any pod of the controller's namespace, the API server at any address
+        // (and the policy says why in an annotation).
+        let m = manifests(Env::Prod, &[]);
+        let from = &policy(&m, "storeplane-api")["ingress"][0]["from"][0];
+        assert!(from.get("podSelector").is_none(), "{from}");
+        let api_egress = &policy(&m, "storeplane-orchestrator")["egress"][2];
+        assert_eq!(api_egress["ports"][0]["port"], 443);
+        assert!(api_egress.get("to").is_none(), "{api_egress}");
+        let orchestrator = m.get("NetworkPolicy", "storeplane-orchestrator").unwrap();
+        assert!(
+            orchestrator.object.metadata.annotations.as_ref().unwrap()
+                ["storeplane.dev/kubernetes-api-egress"]
+                .contains("kubernetes_api_cidrs")
+        );
+
+        let m = manifests(
+            Env::Prod,
+            &[
+                "ingress.controller_pod_labels.app.kubernetes.io/name=traefik",
+                "orchestrator.kubernetes_api_cidrs=10.43.0.1/32, 192.168.1.10/32",
+            ],
+        );
+        let from = &policy(&m, "storeplane-api")["ingress"][0]["from"][0];
+        assert_eq!(
+            from["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+            "kube-system"
+        );
+        assert_eq!(
+            from["podSelector"]["matchLabels"],
+            serde_json::json!({"app.kubernetes.io/name": "traefik"}),
+            "namespace AND pod selector in one peer: {from}"
+        );
+        let api_egress = &policy(&m, "storeplane-orchestrator")["egress"][2];
+        assert_eq!(
+            api_egress["to"],
+            serde_json::json!([
+                {"ipBlock": {"cidr": "10.43.0.1/32"}},
+                {"ipBlock": {"cidr": "192.168.1.10/32"}},
+            ])
+        );
+        let orchestrator = m.get("NetworkPolicy", "storeplane-orchestrator").unwrap();
+        assert!(orchestrator.object.metadata.annotations.is_none());
+
+        for (set, says) in [
+            ("orchestrator.kubernetes_api_cidrs=10.43.0.1", "not a CIDR"),
+            (
+                "orchestrator.kubernetes_api_cidrs=10.43.0.1/33",
+                "not a CIDR",
+            ),
+            (
+                "ingress.controller_pod_labels.app=-bad-",
+                "not a Kubernetes label",
+            ),
+        ] {
+            let err = Values::load(
+                Env::Prod,
+                &Overrides {
+                    files: &[],
+                    sets: &[set.to_owned()],
+                },
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains(says), "{set}: {err}");
+        }
+    }
+
+    #[test]
     fn environments_differ_where_they_should() {
         let local = manifests(Env::Local, &[]);
         let prod = manifests(Env::Prod, &["domain=shop.example.org"]);

@@ -93,6 +93,8 @@ pub struct Tls {
 pub struct Ingress {
     pub class: String,
     pub controller_namespace: String,
+    /// Labels the controller's pods carry; empty: any pod of `controller_namespace`.
+    pub controller_pod_labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -169,6 +171,9 @@ pub struct Orchestrator {
     pub resync_period: String,
     pub phase_timeout: String,
     pub provision_deadline: String,
+    /// The Kubernetes API server's addresses (CIDRs) the orchestrator may reach on TCP
+    /// 443/6443; empty: any address.
+    pub kubernetes_api_cidrs: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -194,9 +199,47 @@ const OPTIONAL: &[&str] = &[
     "stores.storage_class",
 ];
 
-/// Maps whose keys are free: `resources.<component>.requests|limits` (resource names).
+/// Maps whose keys are free: `resources.<component>.requests|limits` (resource names)
+/// and `ingress.controller_pod_labels` (label keys); their values are strings.
 fn is_open_map(path: &str) -> bool {
-    path.starts_with("resources.") && (path.ends_with(".requests") || path.ends_with(".limits"))
+    path == "ingress.controller_pod_labels"
+        || path.starts_with("resources.")
+            && (path.ends_with(".requests") || path.ends_with(".limits"))
+}
+
+/// A label value: at most 63 characters, alphanumeric at both ends, `-_.` inside.
+fn is_label_value(v: &str) -> bool {
+    v.len() <= 63
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && v.chars().next().is_none_or(|c| c.is_ascii_alphanumeric())
+        && v.chars().last().is_none_or(|c| c.is_ascii_alphanumeric())
+}
+
+/// A label key: `[prefix/]name`, the prefix a DNS name, the name a non-empty label value.
+fn is_label_key(k: &str) -> bool {
+    let (prefix, name) = match k.rsplit_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, k),
+    };
+    !name.is_empty()
+        && is_label_value(name)
+        && prefix.is_none_or(|p| p.len() <= 253 && is_dns1123_subdomain(p))
+}
+
+/// An IPv4 or IPv6 CIDR, e.g. `10.43.0.1/32` or `fd00::/64`.
+fn is_cidr(v: &str) -> bool {
+    let Some((addr, bits)) = v.split_once('/') else {
+        return false;
+    };
+    let Ok(bits) = bits.parse::<u8>() else {
+        return false;
+    };
+    match addr.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(_)) => bits <= 32,
+        Ok(std::net::IpAddr::V6(_)) => bits <= 128,
+        Err(_) => false,
+    }
 }
 
 fn join(path: &str, key: &str) -> String {
@@ -257,7 +300,12 @@ fn overlay(base: &mut Value, over: Value, path: &str, origin: &str, problems: &m
                     base_map.insert(key, value);
                 }
                 other => problems.push(format!(
-                    "{origin}: `{here}` must be a quantity string such as \"500m\" or \"1Gi\", not {}",
+                    "{origin}: `{here}` must be a string ({}), not {}",
+                    if path.starts_with("resources.") {
+                        "a quantity such as \"500m\" or \"1Gi\""
+                    } else {
+                        "a label value"
+                    },
                     kind_of(&other)
                 )),
             },
@@ -329,18 +377,18 @@ fn apply_set(root: &mut Value, assignment: &str, problems: &mut Vec<String>) {
     let mut slot = &mut *root;
     let segments: Vec<&str> = key.split('.').collect();
     for (i, seg) in segments.iter().enumerate() {
-        let last = i + 1 == segments.len();
         let Value::Object(map) = slot else {
             problems.push(format!(
                 "{origin}: `{parent}` is not a group of keys; set `{parent}` itself"
             ));
             return;
         };
+        if is_open_map(&parent) {
+            // The rest is one key, dots and all (label keys have them).
+            map.insert(segments[i..].join("."), Value::String(raw.to_owned()));
+            return;
+        }
         if !map.contains_key(*seg) {
-            if last && is_open_map(&parent) {
-                map.insert((*seg).to_owned(), Value::String(raw.to_owned()));
-                return;
-            }
             problems.push(unknown_key(&origin, &join(&parent, seg), &parent, map));
             return;
         }
@@ -480,6 +528,24 @@ impl Values {
         ] {
             if let Some(v) = v {
                 subdomain(key, v);
+            }
+        }
+        for (k, v) in &self.ingress.controller_pod_labels {
+            if !is_label_key(k) || !is_label_value(v) {
+                p.push(format!(
+                    "`ingress.controller_pod_labels` has `{k}: {v}`, not a Kubernetes label: \
+                     keys `[dns.prefix/]name` and values of at most 63 letters, digits, '-', \
+                     '_' and '.', starting and ending with a letter or digit"
+                ));
+            }
+        }
+        for cidr in &self.orchestrator.kubernetes_api_cidrs {
+            if !is_cidr(cidr) {
+                p.push(format!(
+                    "`orchestrator.kubernetes_api_cidrs` has `{cidr}`, not a CIDR: write \
+                     <address>/<prefix length>, e.g. 10.43.0.1/32 (the API server's addresses: \
+                     kubectl get endpointslices -n default -l kubernetes.io/service-name=kubernetes)"
+                ));
             }
         }
         if self.tls.enabled && self.tls.cluster_issuer.is_none() {
