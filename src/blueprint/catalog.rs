@@ -6,7 +6,8 @@
 //! Reads files (embedded or from the blueprints folder) and nothing else; no network, no
 //! database.
 
-use super::engine::{self, URL_TEMPLATE_PREFIX};
+use super::engine;
+use super::lint::{LintFinding, blocks_provisioning, lint_blueprint};
 use super::params::{self, ParamErrors};
 use super::secrets::{MAX_SECRET_LENGTH, MIN_SECRET_LENGTH, SecretSpec, StoreSecrets};
 use crate::config::BlueprintSettings;
@@ -43,6 +44,19 @@ pub enum BlueprintError {
         origin: String,
         problems: Vec<String>,
     },
+    /// A `--blueprints-dir` blueprint that loads but breaks the policy `blueprint lint`
+    /// checks; stores are never provisioned from one.
+    #[error("blueprint `{blueprint}` ({origin}) breaks the blueprint policy ({} lint finding(s); `storeplane blueprint lint` lists them too): {}", .findings.len(), .findings.iter().map(policy_problem).collect::<Vec<_>>().join("; "))]
+    Policy {
+        blueprint: String,
+        origin: String,
+        findings: Vec<LintFinding>,
+    },
+}
+
+/// A lint finding without the blueprint name, which the error already gives.
+fn policy_problem(f: &LintFinding) -> String {
+    format!("[{}] {}: {}", f.rule, f.object, f.message)
 }
 
 impl BlueprintError {
@@ -56,6 +70,19 @@ impl BlueprintError {
             } => problems
                 .iter()
                 .map(|p| format!("blueprint `{blueprint}` ({origin}): {p}"))
+                .collect(),
+            BlueprintError::Policy {
+                blueprint,
+                origin,
+                findings,
+            } => findings
+                .iter()
+                .map(|f| {
+                    format!(
+                        "blueprint `{blueprint}` ({origin}) breaks the blueprint policy: {}",
+                        policy_problem(f)
+                    )
+                })
                 .collect(),
             other => vec![other.to_string()],
         }
@@ -198,6 +225,9 @@ pub struct Blueprint {
     pub(crate) manifest: Manifest,
     pub(crate) validator: jsonschema::Validator,
     pub(crate) env: minijinja::Environment<'static>,
+    /// The URL expressions, compiled apart from the templates (see
+    /// [`engine::url_environment`]).
+    pub(crate) url_env: minijinja::Environment<'static>,
     /// Template sources by file name (for lint).
     pub(crate) sources: BTreeMap<String, String>,
 }
@@ -324,9 +354,16 @@ impl Blueprint {
                 sources.insert(path.clone(), text.clone());
             }
         }
+        let url_names = manifest
+            .urls
+            .iter()
+            .map(|u| engine::url_template_name(&u.name))
+            .collect();
+        let mut url_env = engine::url_environment(url_names);
         for url in &manifest.urls {
-            let name = format!("{URL_TEMPLATE_PREFIX}{}", url.name);
-            if let Err(e) = env.add_template_owned(name, format!("{{{{ ({}) }}}}", url.expression))
+            let name = engine::url_template_name(&url.name);
+            if let Err(e) =
+                url_env.add_template_owned(name, format!("{{{{ ({}) }}}}", url.expression))
             {
                 problems.push(format!(
                     "url `{}`: the expression does not parse: {}",
@@ -347,6 +384,7 @@ impl Blueprint {
             manifest,
             validator,
             env,
+            url_env,
             sources,
         };
         // The defaults alone must make valid parameters: lint, the CLI and forms rely on it.
@@ -487,6 +525,11 @@ fn check_manifest(folder: &str, m: &Manifest, files: &BTreeMap<String, String>) 
         }
     }
     for file in files.keys() {
+        if file.starts_with('@') {
+            problems.push(format!(
+                "file `{file}`: names starting with `@` are reserved for Storeplane's internal templates; rename it"
+            ));
+        }
         if file.ends_with(TEMPLATE_SUFFIX)
             && !file.starts_with('_')
             && !listed.contains(file.as_str())
@@ -606,11 +649,48 @@ impl Catalog {
     }
 
     /// The built-in blueprints plus those in `settings.blueprints_dir` (one sub-folder per
-    /// engine); a folder named like a built-in engine replaces it.
+    /// engine); a folder named like a built-in engine replaces it. What `serve` and
+    /// `orchestrate` provision stores from: every folder blueprint is linted
+    /// ([`lint_blueprint`]) and one with any finding is refused
+    /// ([`BlueprintError::Policy`], naming every finding) — but for `quota-fit`
+    /// findings, which are logged as warnings ([`blocks_provisioning`]). The built-ins are linted by
+    /// the test suite instead.
     pub fn load(settings: &BlueprintSettings) -> Result<Catalog, BlueprintError> {
+        Catalog::load_with(settings, true)
+    }
+
+    /// [`Catalog::load`] without the lint: for authoring tools that report findings
+    /// themselves (`storeplane blueprint lint`, `list`, `render`). Never provision stores
+    /// from it.
+    pub fn load_unlinted(settings: &BlueprintSettings) -> Result<Catalog, BlueprintError> {
+        Catalog::load_with(settings, false)
+    }
+
+    fn load_with(settings: &BlueprintSettings, lint: bool) -> Result<Catalog, BlueprintError> {
         let mut catalog = Catalog::builtin()?;
         if let Some(dir) = &settings.blueprints_dir {
             for bp in Catalog::read_dir(dir, &catalog)? {
+                if lint {
+                    let (findings, warnings): (Vec<_>, Vec<_>) = lint_blueprint(&bp)
+                        .into_iter()
+                        .partition(|f| blocks_provisioning(f.rule));
+                    if !findings.is_empty() {
+                        return Err(BlueprintError::Policy {
+                            blueprint: bp.name.clone(),
+                            origin: bp.source.to_string(),
+                            findings,
+                        });
+                    }
+                    for f in warnings {
+                        tracing::warn!(
+                            blueprint = %bp.name,
+                            rule = f.rule,
+                            object = %f.object,
+                            "{}; stores of this blueprint will fail at admission",
+                            f.message
+                        );
+                    }
+                }
                 catalog.insert(bp);
             }
         }

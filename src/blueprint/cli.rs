@@ -59,9 +59,11 @@ fn from_blueprint_error(e: BlueprintError) -> CommandError {
     }
 }
 
-/// Loads the catalog for a command.
+/// Loads the catalog for an authoring command (`render`, `blueprint list`, `blueprint
+/// lint`): without the lint [`Catalog::load`] runs, so that `blueprint lint` can report
+/// the findings itself and a blueprint being written can still be rendered.
 pub fn load_catalog(settings: &BlueprintSettings) -> Result<Catalog, CommandError> {
-    Catalog::load(settings).map_err(from_blueprint_error)
+    Catalog::load_unlinted(settings).map_err(from_blueprint_error)
 }
 
 /// `storeplane render`'s arguments.

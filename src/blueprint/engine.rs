@@ -13,26 +13,27 @@ use crate::domain::labels;
 use base64::Engine as _;
 use minijinja::value::{Kwargs, Value};
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, Output, State, UndefinedBehavior};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Prefix of the internal templates that evaluate a blueprint's URL expressions. They are
-/// rendered without escaping: their output is a plain string, not YAML.
+/// rendered without escaping: their output is a plain string, not YAML. Blueprint files
+/// may not start with `@` (a load error), so no template of theirs can take such a name.
 pub const URL_TEMPLATE_PREFIX: &str = "@url:";
 
-/// A fresh environment with Storeplane's settings and helpers and no templates.
+/// The internal template name of the URL called `url`.
+pub fn url_template_name(url: &str) -> String {
+    format!("{URL_TEMPLATE_PREFIX}{url}")
+}
+
+/// A fresh environment with Storeplane's settings and helpers and no templates. Every
+/// template compiled into it is auto-escaped.
 pub fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
     env.set_keep_trailing_newline(true);
-    env.set_auto_escape_callback(|name| {
-        if name.starts_with(URL_TEMPLATE_PREFIX) {
-            AutoEscape::None
-        } else {
-            AutoEscape::Json
-        }
-    });
+    env.set_auto_escape_callback(|_| AutoEscape::Json);
     env.set_formatter(format_value);
     // `safe` would print a value unescaped: the one way around the injection guard.
     env.remove_filter("safe");
@@ -40,6 +41,23 @@ pub fn environment() -> Environment<'static> {
     env.add_filter("merge", merge);
     env.add_function("component_labels", component_labels);
     env.add_function("selector_labels", selector_labels);
+    env
+}
+
+/// The environment a blueprint's URL expressions are compiled into: like
+/// [`environment`], but the templates named exactly as in `url_templates` (see
+/// [`url_template_name`]) render unescaped. It is kept apart from the blueprint's own
+/// templates, so that none of them can `include` or `import` a URL template and write its
+/// output into YAML unescaped.
+pub fn url_environment(url_templates: BTreeSet<String>) -> Environment<'static> {
+    let mut env = environment();
+    env.set_auto_escape_callback(move |name| {
+        if url_templates.contains(name) {
+            AutoEscape::None
+        } else {
+            AutoEscape::Json
+        }
+    });
     env
 }
 
@@ -223,6 +241,34 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::UndefinedError);
         let err = render("a: {{ x.nope }}\n", context! { x => context!{} }).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::UndefinedError);
+    }
+
+    #[test]
+    fn only_the_exact_url_templates_render_unescaped() {
+        let src = "{{ s }}";
+        let ctx = context! { s => "a\nb: c" };
+        // Whatever its name, a template of the main environment is escaped.
+        let mut env = environment();
+        for name in ["@url:storefront", "@url:x.yaml.j2", "t.yaml.j2"] {
+            env.add_template_owned(name.to_owned(), src.to_owned())
+                .unwrap();
+            let out = env.get_template(name).unwrap().render(&ctx).unwrap();
+            assert_eq!(out, "\"a\\nb: c\"", "{name}");
+        }
+        // In the URL environment, only the names it was given are unescaped.
+        let mut env = url_environment(BTreeSet::from([url_template_name("storefront")]));
+        for (name, escaped) in [
+            ("@url:storefront", false),
+            ("@url:storefront2", true),
+            ("@url:", true),
+            ("x@url:storefront", true),
+        ] {
+            env.add_template_owned(name.to_owned(), src.to_owned())
+                .unwrap();
+            let out = env.get_template(name).unwrap().render(&ctx).unwrap();
+            let want = if escaped { "\"a\\nb: c\"" } else { "a\nb: c" };
+            assert_eq!(out, want, "{name}");
+        }
     }
 
     #[test]

@@ -1,13 +1,14 @@
-//! Policy checks on blueprints (`storeplane blueprint lint`): renders each blueprint with
-//! its defaults (and once per plan), then checks what a store must always be — inside its
-//! own namespace, labelled, bounded by quota, locked down. Each finding names a stable rule
-//! id, so tests and CI can match on it.
+//! Policy checks on blueprints (`storeplane blueprint lint`, and `Catalog::load` for every
+//! `--blueprints-dir` blueprint): renders each blueprint with its defaults, once per plan
+//! and once with every optional platform setting on, then checks what a store must always
+//! be — inside its own namespace, labelled, bounded by quota, locked down. Each finding
+//! names a stable rule id, so tests and CI can match on it.
 //!
 //! Read-only over rendered objects; must not change them or render anything itself beyond
 //! calling `Blueprint::render`.
 
 use super::catalog::{Blueprint, Catalog, is_dns1123_label, is_dns1123_subdomain};
-use super::render::{RenderInput, Rendered, RenderedObject, StoreRef};
+use super::render::{RenderError, RenderInput, Rendered, RenderedObject, StoreRef};
 use super::resources::{self, containers};
 use super::secrets::StoreSecrets;
 use crate::config::PlatformSettings;
@@ -21,7 +22,7 @@ use std::fmt;
 pub const RULES: &[(&str, &str)] = &[
     (
         "render",
-        "the blueprint renders with its defaults and with each plan",
+        "the blueprint renders with its defaults, with each plan, and with a TLS issuer, a storage class and a domain",
     ),
     (
         "schema",
@@ -70,9 +71,10 @@ pub const RULES: &[(&str, &str)] = &[
         "network-policy",
         "a default-deny NetworkPolicy (empty podSelector, Ingress and Egress) exists",
     ),
+    ("quota", "a ResourceQuota and a LimitRange exist"),
     (
-        "quota",
-        "a ResourceQuota and a LimitRange exist; each plan's quota holds the store's worst case (replicas + surge + jobs); no container exceeds the LimitRange maximum",
+        "quota-fit",
+        "each plan's quota holds the store's worst case (replicas + surge + jobs); no container exceeds the LimitRange maximum",
     ),
     ("secret-leak", "no secret value appears outside a Secret"),
     (
@@ -80,6 +82,14 @@ pub const RULES: &[(&str, &str)] = &[
         "readiness notes and pod_security exceptions name rendered objects and containers",
     ),
 ];
+
+/// Whether a finding of `rule` keeps `serve` and `orchestrate` from loading a folder
+/// blueprint. Every rule does but `quota-fit`: a quota too small for the store's pods
+/// makes no store unsafe — the cluster refuses the pods and the store fails with that
+/// reason — so it is a warning at load (and still a finding of `blueprint lint`).
+pub fn blocks_provisioning(rule: &str) -> bool {
+    rule != "quota-fit"
+}
 
 /// One policy violation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -115,41 +125,105 @@ pub fn lint_store() -> StoreRef {
     )
 }
 
-/// Lints one blueprint: static checks, a render with defaults checked against every
-/// rule, and a render per plan checked against its quota.
+/// The platform settings of lint's last render: every optional setting on, so that the
+/// template branches they switch (TLS, storage class) are checked too.
+pub fn lint_platform() -> PlatformSettings {
+    PlatformSettings {
+        tls_issuer: Some("lint-issuer".into()),
+        storage_class: Some("lint-storage".into()),
+        ..PlatformSettings::default()
+    }
+}
+
+/// The `domain` parameter lint's last render sets, when the blueprint has one.
+pub const LINT_DOMAIN: &str = "shop.lint.example.com";
+
+/// Lints one blueprint: static checks, then every per-store rule on a render with
+/// defaults, on one per plan and on one with [`lint_platform`] and [`LINT_DOMAIN`]. A
+/// finding is reported once, by the first render that shows it; one that only a later
+/// render shows says which (`plan large: …`).
 pub fn lint_blueprint(bp: &Blueprint) -> Vec<LintFinding> {
     let mut out = Findings::new(bp);
     check_schema(bp, &mut out);
     check_escaping(bp, &mut out);
     let store = lint_store();
     let secrets = bp.generate_secrets();
-    let platform = PlatformSettings::default();
-    let render = |params: Value| {
-        bp.render(&RenderInput {
-            store: &store,
-            params: &params,
-            secrets: &secrets,
-            platform: &platform,
-        })
+    let mut renders: Vec<(String, Value, PlatformSettings)> =
+        vec![("defaults".into(), json!({}), PlatformSettings::default())];
+    for plan in bp.plans() {
+        renders.push((
+            format!("plan {plan}"),
+            json!({ "plan": plan }),
+            PlatformSettings::default(),
+        ));
+    }
+    // A domain only where the schema takes it (and this one passes its pattern).
+    let with_domain = json!({ "domain": LINT_DOMAIN });
+    let full_params = if bp
+        .parameters_schema()
+        .pointer("/properties/domain")
+        .is_some()
+        && bp.validate_params(&with_domain).is_ok()
+    {
+        with_domain
+    } else {
+        json!({})
     };
-    match render(json!({})) {
-        Ok(rendered) => out
-            .0
-            .extend(check_rendered(bp, &store, &secrets, &rendered)),
-        Err(e) => {
-            for p in e.problems() {
-                out.add("render", "defaults", p);
+    renders.push((
+        "with tls_issuer, storage_class and domain set".into(),
+        full_params,
+        lint_platform(),
+    ));
+
+    // (rule, object, message) of every finding so far; render failures by message alone.
+    let mut seen: BTreeSet<(&'static str, String, String)> = BTreeSet::new();
+    for (i, (label, params, platform)) in renders.iter().enumerate() {
+        let found = match bp.render(&RenderInput {
+            store: &store,
+            params,
+            secrets: &secrets,
+            platform,
+        }) {
+            Ok(rendered) => check_rendered(bp, &store, &secrets, &rendered),
+            Err(e) => render_findings(bp, label, &e),
+        };
+        for mut f in found {
+            let object = if f.rule == "render" {
+                String::new()
+            } else {
+                f.object.clone()
+            };
+            if !seen.insert((f.rule, object, f.message.clone())) {
+                continue;
             }
+            if i > 0 && f.rule != "render" {
+                f.message = format!("{label}: {}", f.message);
+            }
+            out.0.push(f);
         }
     }
-    let plans: Vec<String> = bp.plans().map(str::to_owned).collect();
-    for plan in plans {
-        match render(json!({ "plan": plan })) {
-            Ok(rendered) => check_quota(&rendered, Some(&plan), &mut out),
-            Err(e) => {
-                for p in e.problems() {
-                    out.add("render", format!("plan {plan}"), p);
+    out.0
+}
+
+/// Findings for a render that failed: objects the renderer refused by policy under their
+/// own rule, everything else under `render`, with `label` (which render) as the object.
+fn render_findings(bp: &Blueprint, label: &str, e: &RenderError) -> Vec<LintFinding> {
+    let mut out = Findings::new(bp);
+    match e {
+        RenderError::Template {
+            blueprint,
+            problems,
+        } => {
+            for p in problems {
+                match &p.refused {
+                    Some(r) => out.add(r.rule, r.object.clone(), p.to_string()),
+                    None => out.add("render", label, format!("blueprint `{blueprint}`, {p}")),
                 }
+            }
+        }
+        other => {
+            for p in other.problems() {
+                out.add("render", label, p);
             }
         }
     }
@@ -172,7 +246,7 @@ pub fn check_rendered(
     check_pods(bp, rendered, &mut out);
     check_pod_security(bp, rendered, &mut out);
     check_network_policy(rendered, &mut out);
-    check_quota(rendered, None, &mut out);
+    check_quota(rendered, &mut out);
     check_secret_leaks(secrets, rendered, &mut out);
     check_references(bp, rendered, &mut out);
     out.0
@@ -665,8 +739,7 @@ fn check_network_policy(r: &Rendered, out: &mut Findings) {
     }
 }
 
-fn check_quota(r: &Rendered, plan: Option<&str>, out: &mut Findings) {
-    let plan_txt = plan.map(|p| format!("plan {p}: ")).unwrap_or_default();
+fn check_quota(r: &Rendered, out: &mut Findings) {
     let quotas: Vec<&RenderedObject> = r
         .objects
         .iter()
@@ -677,21 +750,19 @@ fn check_quota(r: &Rendered, plan: Option<&str>, out: &mut Findings) {
         .iter()
         .filter(|o| o.gvk.kind == "LimitRange")
         .collect();
-    if plan.is_none() {
-        if quotas.len() != 1 {
-            out.add(
-                "quota",
-                "ResourceQuota",
-                format!("expected exactly one ResourceQuota, found {}", quotas.len()),
-            );
-        }
-        if limit_ranges.is_empty() {
-            out.add(
-                "quota",
-                "LimitRange",
-                "no LimitRange; containers without limits would be unbounded",
-            );
-        }
+    if quotas.len() != 1 {
+        out.add(
+            "quota",
+            "ResourceQuota",
+            format!("expected exactly one ResourceQuota, found {}", quotas.len()),
+        );
+    }
+    if limit_ranges.is_empty() {
+        out.add(
+            "quota",
+            "LimitRange",
+            "no LimitRange; containers without limits would be unbounded",
+        );
     }
     if let Some(q) = quotas.first() {
         let hard = q
@@ -706,7 +777,7 @@ fn check_quota(r: &Rendered, plan: Option<&str>, out: &mut Findings) {
                 .map(|o| (o.gvk.kind.as_str(), &o.object.data)),
         );
         for problem in resources::exceeded(&f, &hard, false) {
-            out.add("quota", q.key(), format!("{plan_txt}{problem} (worst case: every replica plus rolling-update surge, every Job and CronJob at once)"));
+            out.add("quota-fit", q.key(), format!("{problem} (worst case: every replica plus rolling-update surge, every Job and CronJob at once)"));
         }
     }
     // Container limits above the LimitRange maximum are rejected at admission.
@@ -744,7 +815,7 @@ fn check_quota(r: &Rendered, plan: Option<&str>, out: &mut Findings) {
                             && have > cap * (1.0 + 1e-9)
                         {
                             let cname = c.get("name").and_then(Value::as_str).unwrap_or("?");
-                            out.add("quota", o.key(), format!("{plan_txt}container {cname} limits {res} above the LimitRange maximum; admission would reject it"));
+                            out.add("quota-fit", o.key(), format!("container {cname} limits {res} above the LimitRange maximum; admission would reject it"));
                         }
                     }
                 }

@@ -29,7 +29,7 @@ pub use lint::{LintFinding, check_rendered, lint, lint_blueprint};
 pub use params::{ParamError, ParamErrors, from_assignments as params_from_assignments};
 pub(crate) use render::split_documents;
 pub use render::{
-    Location, RenderError, RenderInput, Rendered, RenderedObject, StoreRef, StoreUrl,
+    Location, Refusal, RenderError, RenderInput, Rendered, RenderedObject, StoreRef, StoreUrl,
     TemplateProblem, own_domain, store_host,
 };
 pub use secrets::{Alphabet, SecretSpec, StoreSecrets};

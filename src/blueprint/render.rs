@@ -6,7 +6,7 @@
 //! Pure: no IO, no clock, no randomness (secrets are an input). Never logs a secret value.
 
 use super::catalog::{Blueprint, MANIFEST_FILE};
-use super::engine::URL_TEMPLATE_PREFIX;
+use super::engine::url_template_name;
 use super::objects::{self, Problem};
 use super::params::ParamErrors;
 use super::resources;
@@ -170,6 +170,18 @@ pub struct TemplateProblem {
     /// Where: a line of the template source, or of the template's rendered output.
     pub location: Location,
     pub message: String,
+    /// Set when the renderer refused an object by policy (an object outside the store's
+    /// namespace): the lint rule it breaks and the object's `Kind/name`.
+    pub refused: Option<Refusal>,
+}
+
+/// An object the renderer refuses whatever the caller checks afterwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The lint rule id: `cluster-scoped` or `namespace`.
+    pub rule: &'static str,
+    /// `Kind/name`.
+    pub object: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,6 +228,15 @@ pub enum RenderError {
     MissingSecrets {
         blueprint: String,
         names: Vec<String>,
+    },
+    /// Secrets that are not what their spec generates (alphabet and length). Templates
+    /// put secrets into connection strings and config files as is, so a value outside
+    /// its alphabet could change what those say.
+    #[error("{}", .problems.iter().map(|p| format!("blueprint `{blueprint}`: {p}")).collect::<Vec<_>>().join("\n"))]
+    InvalidSecrets {
+        blueprint: String,
+        /// One per secret; each names the secret and what is allowed, never the value.
+        problems: Vec<String>,
     },
     #[error("{}", .problems.iter().map(|p| format!("blueprint `{blueprint}`, {p}")).collect::<Vec<_>>().join("\n"))]
     Template {
@@ -389,6 +410,7 @@ impl Blueprint {
                             template: spec.file.clone(),
                             location: at(e.location().map(|l| l.line())),
                             message: format!("the output is not valid YAML: {e}"),
+                            refused: None,
                         });
                         continue;
                     }
@@ -397,26 +419,43 @@ impl Blueprint {
                     continue;
                 }
                 match objects::decode(value, doc) {
-                    Ok((normalized, info)) => match stamp.apply(normalized, info, spec.phase) {
-                        Ok(object) => objects.push(RenderedObject {
-                            phase: spec.phase,
-                            template: spec.file.clone(),
-                            object,
-                            gvk: GroupVersionKind::gvk(info.group, info.version, info.kind),
-                            namespaced: info.namespaced,
-                        }),
-                        Err(msgs) => problems.extend(msgs.into_iter().map(|m| TemplateProblem {
-                            template: spec.file.clone(),
-                            location: at(None),
-                            message: m,
-                        })),
-                    },
+                    Ok((normalized, info)) => {
+                        if let Some((path, refusal, message)) =
+                            refuse_scope(&normalized, info, &store.namespace)
+                        {
+                            problems.push(TemplateProblem {
+                                template: spec.file.clone(),
+                                location: at(objects::locate(doc, &path)),
+                                message,
+                                refused: Some(refusal),
+                            });
+                            continue;
+                        }
+                        match stamp.apply(normalized, info, spec.phase) {
+                            Ok(object) => objects.push(RenderedObject {
+                                phase: spec.phase,
+                                template: spec.file.clone(),
+                                object,
+                                gvk: GroupVersionKind::gvk(info.group, info.version, info.kind),
+                                namespaced: info.namespaced,
+                            }),
+                            Err(msgs) => {
+                                problems.extend(msgs.into_iter().map(|m| TemplateProblem {
+                                    template: spec.file.clone(),
+                                    location: at(None),
+                                    message: m,
+                                    refused: None,
+                                }))
+                            }
+                        }
+                    }
                     Err(errs) => {
                         problems.extend(errs.into_iter().map(|Problem { line, message }| {
                             TemplateProblem {
                                 template: spec.file.clone(),
                                 location: at(line),
                                 message,
+                                refused: None,
                             }
                         }))
                     }
@@ -426,8 +465,12 @@ impl Blueprint {
 
         let mut urls = Vec::with_capacity(self.manifest.urls.len());
         for u in &self.manifest.urls {
-            let name = format!("{URL_TEMPLATE_PREFIX}{}", u.name);
-            match self.env.get_template(&name).and_then(|t| t.render(&ctx)) {
+            let name = url_template_name(&u.name);
+            match self
+                .url_env
+                .get_template(&name)
+                .and_then(|t| t.render(&ctx))
+            {
                 Ok(url) => urls.push(StoreUrl {
                     name: u.name.clone(),
                     url,
@@ -436,6 +479,7 @@ impl Blueprint {
                     template: format!("{MANIFEST_FILE} urls.{}", u.name),
                     location: Location::Unknown,
                     message: minijinja_message(&e),
+                    refused: None,
                 }),
             }
         }
@@ -542,6 +586,24 @@ impl Blueprint {
                 names: missing,
             });
         }
+        // Only declared secrets reach the templates, each checked against its spec.
+        let mut secrets: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut invalid = Vec::new();
+        for spec in &self.manifest.secrets {
+            let value = input.secrets.get(&spec.name).unwrap_or_default();
+            match spec.check(value) {
+                Ok(()) => {
+                    secrets.insert(&spec.name, value);
+                }
+                Err(problem) => invalid.push(problem),
+            }
+        }
+        if !invalid.is_empty() {
+            return Err(RenderError::InvalidSecrets {
+                blueprint: self.name.clone(),
+                problems: invalid,
+            });
+        }
 
         let plan_name = params
             .get("plan")
@@ -561,7 +623,6 @@ impl Blueprint {
             "http"
         };
         let std_labels = store.standard_labels(&self.name);
-        let secrets: BTreeMap<&str, &str> = input.secrets.iter().collect();
         let ctx = context! {
             store => context! {
                 id => store.id.to_string(),
@@ -624,6 +685,60 @@ fn minijinja_problem(template: &str, e: &minijinja::Error) -> TemplateProblem {
         template: e.name().unwrap_or(template).to_owned(),
         location: e.line().map(Location::Source).unwrap_or(Location::Unknown),
         message: minijinja_message(e),
+        refused: None,
+    }
+}
+
+/// Refuses an object outside the store: a cluster-scoped one other than the store's own
+/// Namespace, or a namespaced one with another `metadata.namespace`. Lint reports the same
+/// under the same rule ids, but the render itself refuses, so no caller can apply one.
+/// Returns the path to point at, the refusal and the message.
+fn refuse_scope(
+    value: &Value,
+    info: &objects::KindInfo,
+    store_namespace: &str,
+) -> Option<(Vec<objects::Seg>, Refusal, String)> {
+    use objects::Seg;
+    let meta = value.get("metadata");
+    let field = |f: &str| meta.and_then(|m| m.get(f)).and_then(Value::as_str);
+    let name = field("name").unwrap_or("");
+    let refusal = |rule| Refusal {
+        rule,
+        object: format!("{}/{name}", info.kind),
+    };
+    let at = |f: &str| vec![Seg::Key("metadata".into()), Seg::Key(f.into())];
+    if !info.namespaced {
+        if info.kind != "Namespace" {
+            return Some((
+                vec![Seg::Key("kind".into())],
+                refusal("cluster-scoped"),
+                format!(
+                    "{} `{name}` is cluster-scoped; a store may only create objects in its own namespace (and that Namespace)",
+                    info.kind
+                ),
+            ));
+        }
+        if name != store_namespace {
+            return Some((
+                at("name"),
+                refusal("namespace"),
+                format!(
+                    "Namespace `{name}` is not the store's; the only Namespace a store may create is its own, `{store_namespace}` (`{{{{ store.namespace }}}}`)"
+                ),
+            ));
+        }
+        return None;
+    }
+    match field("namespace") {
+        Some(ns) if ns != store_namespace => Some((
+            at("namespace"),
+            refusal("namespace"),
+            format!(
+                "{} `{name}` is in namespace `{ns}`, not the store's `{store_namespace}`; remove metadata.namespace",
+                info.kind
+            ),
+        )),
+        _ => None,
     }
 }
 

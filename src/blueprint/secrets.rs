@@ -69,11 +69,62 @@ impl Alphabet {
 
     /// Whether `value` uses only this alphabet's characters.
     pub fn admits(self, value: &str) -> bool {
-        value.bytes().all(|b| self.chars().contains(&b))
+        // Range tests, not a search of `chars()`: every render checks every secret.
+        match self {
+            Alphabet::Alphanumeric => value.bytes().all(|b| b.is_ascii_alphanumeric()),
+            Alphabet::LowerAlphanumeric => value
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()),
+            Alphabet::Hex => value
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+        }
+    }
+
+    /// The name used in `blueprint.yaml`, e.g. `lower_alphanumeric`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Alphabet::Alphanumeric => "alphanumeric",
+            Alphabet::LowerAlphanumeric => "lower_alphanumeric",
+            Alphabet::Hex => "hex",
+        }
+    }
+
+    /// The characters, for messages: `A-Z a-z 0-9`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Alphabet::Alphanumeric => "A-Z a-z 0-9",
+            Alphabet::LowerAlphanumeric => "a-z 0-9",
+            Alphabet::Hex => "0-9 a-f",
+        }
     }
 }
 
 impl SecretSpec {
+    /// Whether `value` is one this spec could have generated: exactly `length`
+    /// characters of its alphabet. The problem, if not, names the secret and what is
+    /// allowed, and never quotes the value.
+    pub fn check(&self, value: &str) -> Result<(), String> {
+        let alphabet_ok = self.alphabet.admits(value);
+        // Every alphabet is ASCII, so once it admits the value bytes are characters.
+        let length_ok = alphabet_ok && value.len() == self.length;
+        if alphabet_ok && length_ok {
+            return Ok(());
+        }
+        let what = if alphabet_ok {
+            format!("has {} characters", value.len())
+        } else {
+            "has characters outside that alphabet".to_owned()
+        };
+        Err(format!(
+            "secret `{}` must be exactly {} characters of {} (`{}`); the value given {what}",
+            self.name,
+            self.length,
+            self.alphabet.describe(),
+            self.alphabet.as_str(),
+        ))
+    }
+
     /// A fresh value drawn uniformly from the alphabet with `rng`, which must be a CSPRNG.
     pub fn generate_with<R: Rng + ?Sized>(&self, rng: &mut R) -> String {
         let chars = self.alphabet.chars();
@@ -205,6 +256,41 @@ mod tests {
         let mut t = StoreSecrets::new();
         t.complete(&specs);
         assert_ne!(s.get("a"), t.get("a"), "two stores must not share secrets");
+    }
+
+    #[test]
+    fn check_names_the_secret_and_the_rule_but_never_the_value() {
+        let s = spec("redis_password", 16, Alphabet::Alphanumeric);
+        assert_eq!(s.check("abcdEFGH12345678"), Ok(()));
+        let bad = "abcdEFGH1234567\n";
+        let err = s.check(bad).unwrap_err();
+        assert_eq!(
+            err,
+            "secret `redis_password` must be exactly 16 characters of A-Z a-z 0-9 (`alphanumeric`); the value given has characters outside that alphabet"
+        );
+        assert!(!err.contains("abcdEFGH"));
+        let err = s.check("abcdEFGH1234567").unwrap_err();
+        assert!(err.ends_with("the value given has 15 characters"), "{err}");
+        let hex = spec("k", 16, Alphabet::Hex);
+        assert!(hex.check("0123456789abcdef").is_ok());
+        assert!(hex.check("0123456789abcdeF").is_err());
+        assert!(hex.check("0123456789abcdeg").is_err());
+        let lower = spec("k", 16, Alphabet::LowerAlphanumeric);
+        assert!(lower.check("0123456789abcxyz").is_ok());
+        assert!(lower.check("0123456789abcxyZ").is_err());
+        // Multi-byte characters are outside every alphabet, whatever their byte count.
+        assert!(s.check("abcdEFGH1234567ü").is_err());
+        // `admits` agrees with the characters generation draws from.
+        for a in [
+            Alphabet::Alphanumeric,
+            Alphabet::LowerAlphanumeric,
+            Alphabet::Hex,
+        ] {
+            for b in 0..=127u8 {
+                let one = char::from(b).to_string();
+                assert_eq!(a.admits(&one), a.chars().contains(&b), "{a:?} {b}");
+            }
+        }
     }
 
     #[test]

@@ -717,6 +717,7 @@ fn blueprints_dir_overrides_and_adds_engines_without_rust() {
     let hello = dir.path().join("hello");
     std::fs::create_dir(&hello).unwrap();
     std::fs::write(hello.join("blueprint.yaml"), HELLO_MANIFEST).unwrap();
+    std::fs::write(hello.join("namespace.yaml.j2"), HELLO_NAMESPACE).unwrap();
     std::fs::write(hello.join("web.yaml.j2"), HELLO_TEMPLATE).unwrap();
     std::fs::create_dir(dir.path().join(".git")).unwrap();
 
@@ -752,9 +753,9 @@ fn blueprints_dir_overrides_and_adds_engines_without_rust() {
         &PlatformSettings::default(),
     )
     .unwrap();
-    assert_eq!(r.objects.len(), 2);
+    assert_eq!(r.objects.len(), 5);
     assert_eq!(
-        r.objects[1].object.data["data"]["index.html"],
+        r.objects[4].object.data["data"]["index.html"],
         "hi: there\n---"
     );
     assert_eq!(r.urls[0].url, "http://shop.stores.localtest.me/");
@@ -771,8 +772,10 @@ name: hello
 version: "0.1"
 description: A greeting
 templates:
-  - file: web.yaml.j2
+  - file: namespace.yaml.j2
     phase: foundation
+  - file: web.yaml.j2
+    phase: secrets
 urls:
   - name: storefront
     expression: scheme ~ "://" ~ host ~ "/"
@@ -789,12 +792,42 @@ parameters:
       default: hello
 "#;
 
-const HELLO_TEMPLATE: &str = r#"apiVersion: v1
+/// The least a store's foundation holds to pass lint (which `Catalog::load` runs).
+const HELLO_NAMESPACE: &str = r#"apiVersion: v1
 kind: Namespace
 metadata:
   name: {{ store.namespace }}
+  labels:
+    pod-security.kubernetes.io/enforce: {{ blueprint.pod_security }}
+    pod-security.kubernetes.io/audit: {{ blueprint.pod_security }}
+    pod-security.kubernetes.io/warn: {{ blueprint.pod_security }}
 ---
 apiVersion: v1
+kind: ResourceQuota
+metadata:
+  name: store-quota
+spec:
+  hard: {pods: "0", persistentvolumeclaims: "0", requests.storage: "0", requests.cpu: "0", requests.memory: "0", limits.cpu: "0", limits.memory: "0"}
+---
+apiVersion: v1
+kind: LimitRange
+metadata:
+  name: store-limits
+spec:
+  limits:
+    - type: Container
+      max: {cpu: 100m, memory: 64Mi}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: default-deny
+spec:
+  podSelector: {}
+  policyTypes: [Ingress, Egress]
+"#;
+
+const HELLO_TEMPLATE: &str = r#"apiVersion: v1
 kind: ConfigMap
 metadata:
   name: page
@@ -995,6 +1028,17 @@ fn lint_catches_a_planted_violation_of_each_rule() {
         ),
         (
             "quota",
+            "medusa",
+            "namespace.yaml.j2",
+            Box::new(|t| {
+                let cut = t
+                    .find("---\napiVersion: v1\nkind: LimitRange\n")
+                    .expect("the LimitRange document");
+                t[..cut].to_owned()
+            }),
+        ),
+        (
+            "quota-fit",
             "woocommerce",
             "blueprint.yaml",
             Box::new(replace_once(
@@ -1003,7 +1047,7 @@ fn lint_catches_a_planted_violation_of_each_rule() {
             )),
         ),
         (
-            "quota",
+            "quota-fit",
             "medusa",
             "blueprint.yaml",
             Box::new(replace_once(
@@ -1110,4 +1154,611 @@ fn builtin_templates_stay_on_the_fast_yaml_path() {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------- policy at load and render
+
+/// A `--blueprints-dir` holding one planted copy of a built-in.
+fn blueprints_dir(
+    engine: &str,
+    file: &str,
+    edit: impl FnOnce(String) -> String,
+) -> (tempfile::TempDir, BlueprintSettings) {
+    let (dir, _) = planted(engine, file, edit);
+    let settings = BlueprintSettings {
+        blueprints_dir: Some(dir.path().to_owned()),
+    };
+    (dir, settings)
+}
+
+#[test]
+fn catalog_load_refuses_a_folder_blueprint_with_lint_findings() {
+    // Two violations: a privileged pod, and the Namespace's own Pod Security lowered.
+    let (dir, settings) = blueprints_dir(
+        "woocommerce",
+        "wordpress.yaml.j2",
+        replace_once(
+            "            allowPrivilegeEscalation: false\n",
+            "            allowPrivilegeEscalation: false\n            privileged: true\n",
+        ),
+    );
+    let ns = dir.path().join("woocommerce/namespace.yaml.j2");
+    let text = std::fs::read_to_string(&ns).unwrap().replacen(
+        "pod-security.kubernetes.io/enforce: {{ blueprint.pod_security }}",
+        "pod-security.kubernetes.io/enforce: privileged",
+        1,
+    );
+    std::fs::write(&ns, text).unwrap();
+
+    let err = Catalog::load(&settings).unwrap_err();
+    let BlueprintError::Policy {
+        blueprint,
+        findings,
+        ..
+    } = &err
+    else {
+        panic!("expected a policy error, got {err}");
+    };
+    assert_eq!(blueprint, "woocommerce");
+    let rules: Vec<&str> = findings.iter().map(|f| f.rule).collect();
+    assert_eq!(rules, ["host-access", "pod-security"], "{findings:#?}");
+    let text = err.to_string();
+    assert!(text.starts_with("blueprint `woocommerce` ("), "{text}");
+    assert!(
+        text.contains("[host-access] Deployment/wordpress container wordpress: is privileged"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[pod-security] Namespace/store-lint-00000001: label `pod-security.kubernetes.io/enforce` is `privileged` but the blueprint declares `restricted`"),
+        "{text}"
+    );
+    // One line per finding for a terminal, each naming the blueprint.
+    let lines = err.problems();
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.starts_with("blueprint `woocommerce` ("))
+    );
+
+    // The authoring tools still load it, and lint reports the same findings.
+    let catalog = Catalog::load_unlinted(&settings).unwrap();
+    let woo = catalog.get("woocommerce").unwrap();
+    assert_eq!(&lint_blueprint(woo), findings);
+
+    // A clean folder blueprint loads.
+    let (_clean, settings) = blueprints_dir(
+        "medusa",
+        "blueprint.yaml",
+        replace_once("version: 1.0.0", "version: 1.0.1"),
+    );
+    let catalog = Catalog::load(&settings).unwrap();
+    assert_eq!(catalog.get("medusa").unwrap().version, "1.0.1");
+
+    // A quota too small for the store's pods is a lint finding but no danger: the
+    // blueprint loads (with a warning) and its stores fail at admission with the reason.
+    let (_tight, settings) = blueprints_dir(
+        "woocommerce",
+        "blueprint.yaml",
+        replace_once("      limits.cpu: \"3\"\n", "      limits.cpu: \"2\"\n"),
+    );
+    let catalog = Catalog::load(&settings).unwrap();
+    let woo = catalog.get("woocommerce").unwrap();
+    let rules: Vec<&str> = lint_blueprint(woo).iter().map(|f| f.rule).collect();
+    assert!(
+        !rules.is_empty() && rules.iter().all(|r| *r == "quota-fit"),
+        "{rules:?}"
+    );
+}
+
+#[test]
+fn the_renderer_refuses_objects_outside_the_store() {
+    let cases: Vec<(&str, &str, Edit, &str)> = vec![
+        (
+            "medusa",
+            "secrets.yaml.j2",
+            Box::new(|t| {
+                format!(
+                    "{t}---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: store-admin\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n  name: cluster-admin\n"
+                )
+            }),
+            "blueprint `medusa`, template `secrets.yaml.j2`, rendered line 42 (`kind: ClusterRoleBinding`): ClusterRoleBinding `store-admin` is cluster-scoped; a store may only create objects in its own namespace (and that Namespace)",
+        ),
+        (
+            "woocommerce",
+            "namespace.yaml.j2",
+            Box::new(|t| {
+                format!("{t}---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: kube-public\n")
+            }),
+            "`Namespace/kube-public`",
+        ),
+        (
+            "woocommerce",
+            "config.yaml.j2",
+            Box::new(replace_once(
+                "  name: wordpress-config\n",
+                "  name: wordpress-config\n  namespace: kube-system\n",
+            )),
+            "rendered line 5 (`namespace: kube-system`): ConfigMap `wordpress-config` is in namespace `kube-system`, not the store's `store-shop-89abcdef`; remove metadata.namespace",
+        ),
+        (
+            "woocommerce",
+            "config.yaml.j2",
+            Box::new(replace_once(
+                "  name: wordpress-config\n",
+                "  name: wordpress-config\n  namespace: store-other-89abcdef\n",
+            )),
+            "is in namespace `store-other-89abcdef`, not the store's",
+        ),
+    ];
+    for (engine, file, edit, want) in cases {
+        let err = render_planted(engine, file, edit).unwrap_err();
+        assert!(!err.is_bad_input(), "{err}");
+        let problems = err.problems();
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        let want = want.replace("`Namespace/kube-public`", "Namespace `kube-public` is not the store's; the only Namespace a store may create is its own, `store-shop-89abcdef`");
+        assert!(
+            problems[0].contains(&want),
+            "{}\nlacks\n{want}",
+            problems[0]
+        );
+        assert!(
+            problems[0].starts_with(&format!("blueprint `{engine}`, template `{file}`")),
+            "{}",
+            problems[0]
+        );
+    }
+}
+
+#[test]
+fn lint_checks_every_plan_and_the_optional_platform_branches() {
+    // Only under the large plan.
+    let findings = lint_planted(
+        "woocommerce",
+        "wordpress.yaml.j2",
+        replace_once(
+            "      enableServiceLinks: false\n",
+            "      enableServiceLinks: false\n{% if params.plan == \"large\" %}\n      hostIPC: true\n{% endif %}\n",
+        ),
+    );
+    assert_eq!(
+        findings,
+        [LintFinding {
+            blueprint: "woocommerce".into(),
+            rule: "host-access",
+            object: "Deployment/wordpress".into(),
+            message: "plan large: `hostIPC: true` shares the node's namespaces".into(),
+        }]
+    );
+    // Only with TLS on.
+    let findings = lint_planted(
+        "woocommerce",
+        "ingress.yaml.j2",
+        replace_once(
+            "  name: storefront\n",
+            "  name: storefront\n{% if platform.tls_issuer %}\n  namespace: cert-manager\n{% endif %}\n",
+        ),
+    );
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert_eq!(findings[0].rule, "namespace", "{findings:#?}");
+    assert_eq!(findings[0].object, "Ingress/storefront");
+    assert!(
+        findings[0].message.starts_with(
+            "with tls_issuer, storage_class and domain set: template `ingress.yaml.j2`"
+        ),
+        "{findings:#?}"
+    );
+    // Only with a storage class.
+    let findings = lint_planted("medusa", "postgres.yaml.j2", |t| {
+        let edited = t.replacen(
+                "      automountServiceAccountToken: false\n",
+                "{% if not platform.storage_class %}\n      automountServiceAccountToken: false\n{% endif %}\n",
+                1,
+            );
+        assert_ne!(t, edited);
+        edited
+    });
+    assert_rule(&findings, "security-context");
+    assert!(
+        findings
+            .iter()
+            .all(|f| f.message.starts_with("with tls_issuer")),
+        "{findings:#?}"
+    );
+    // Only with the store's own domain.
+    let findings = lint_planted(
+        "woocommerce",
+        "wordpress.yaml.j2",
+        replace_once(
+            "      enableServiceLinks: false\n",
+            "      enableServiceLinks: false\n{% if params.domain %}\n      hostNetwork: true\n{% endif %}\n",
+        ),
+    );
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert!(findings[0].message.contains("hostNetwork"), "{findings:#?}");
+    // A plan that does not render is reported under `render`, naming the plan.
+    let findings = lint_planted(
+        "woocommerce",
+        "mysql.yaml.j2",
+        replace_once(
+            "value: wordpress\n",
+            "value: {{ params.nope if params.plan == \"medium\" else \"wordpress\" }}\n",
+        ),
+    );
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert_eq!(
+        (findings[0].rule, findings[0].object.as_str()),
+        ("render", "plan medium")
+    );
+}
+
+#[test]
+fn lint_reports_a_finding_once_however_many_renders_show_it() {
+    let findings = lint_planted(
+        "medusa",
+        "redis.yaml.j2",
+        replace_once(
+            "      enableServiceLinks: false\n",
+            "      enableServiceLinks: false\n      hostPID: true\n",
+        ),
+    );
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert_eq!(
+        findings[0].message,
+        "`hostPID: true` shares the node's namespaces"
+    );
+}
+
+/// An edit of one rendered object, by key.
+type ObjectEdit = fn(&mut RenderedObject);
+
+fn pod_spec(o: &mut RenderedObject) -> &mut serde_json::Map<String, Value> {
+    o.object
+        .data
+        .pointer_mut("/spec/template/spec")
+        .and_then(Value::as_object_mut)
+        .expect("a pod template")
+}
+
+fn container(o: &mut RenderedObject) -> &mut serde_json::Map<String, Value> {
+    pod_spec(o)["containers"][0]
+        .as_object_mut()
+        .expect("a container")
+}
+
+fn container_sc(o: &mut RenderedObject) -> &mut serde_json::Map<String, Value> {
+    container(o)["securityContext"]
+        .as_object_mut()
+        .expect("a container securityContext")
+}
+
+fn pod_sc(o: &mut RenderedObject) -> &mut serde_json::Map<String, Value> {
+    pod_spec(o)["securityContext"]
+        .as_object_mut()
+        .expect("a pod securityContext")
+}
+
+#[test]
+fn lint_names_each_pod_and_namespace_check() {
+    const AT: &str = "Deployment/wordpress container wordpress";
+    let cases: Vec<(&str, &str, &str, ObjectEdit)> = vec![
+        ("security-context", AT, "runAsNonRoot is not true", |o| {
+            pod_sc(o).remove("runAsNonRoot");
+            container_sc(o).remove("runAsNonRoot");
+        }),
+        ("security-context", AT, "runAsNonRoot is not true", |o| {
+            container_sc(o).insert("runAsNonRoot".into(), json!(false));
+        }),
+        ("security-context", AT, "runs as uid 0", |o| {
+            container_sc(o).insert("runAsUser".into(), json!(0));
+        }),
+        ("security-context", AT, "runs as uid 0", |o| {
+            pod_sc(o).insert("runAsUser".into(), json!(0));
+        }),
+        (
+            "security-context",
+            AT,
+            "allowPrivilegeEscalation is not false",
+            |o| {
+                container_sc(o).remove("allowPrivilegeEscalation");
+            },
+        ),
+        (
+            "security-context",
+            AT,
+            "capabilities.drop does not contain ALL",
+            |o| {
+                container_sc(o).insert("capabilities".into(), json!({"drop": ["NET_RAW"]}));
+            },
+        ),
+        (
+            "security-context",
+            AT,
+            "adds capability SYS_ADMIN; only NET_BIND_SERVICE is allowed",
+            |o| {
+                container_sc(o).insert(
+                    "capabilities".into(),
+                    json!({"drop": ["ALL"], "add": ["NET_BIND_SERVICE", "SYS_ADMIN"]}),
+                );
+            },
+        ),
+        (
+            "security-context",
+            AT,
+            "seccompProfile.type is not RuntimeDefault",
+            |o| {
+                container_sc(o).insert("seccompProfile".into(), json!({"type": "Unconfined"}));
+            },
+        ),
+        (
+            "security-context",
+            AT,
+            "seccompProfile.type is not RuntimeDefault",
+            |o| {
+                container_sc(o).remove("seccompProfile");
+                pod_sc(o).remove("seccompProfile");
+            },
+        ),
+        (
+            "security-context",
+            AT,
+            "readOnlyRootFilesystem is not true",
+            |o| {
+                container_sc(o).remove("readOnlyRootFilesystem");
+            },
+        ),
+        (
+            "security-context",
+            "Deployment/wordpress",
+            "set `automountServiceAccountToken: false`",
+            |o| {
+                pod_spec(o).remove("automountServiceAccountToken");
+            },
+        ),
+        ("host-access", AT, "is privileged", |o| {
+            container_sc(o).insert("privileged".into(), json!(true));
+        }),
+        ("host-access", AT, "uses procMount Unmasked", |o| {
+            container_sc(o).insert("procMount".into(), json!("Unmasked"));
+        }),
+        ("host-access", AT, "binds a hostPort", |o| {
+            container(o)["ports"][0]
+                .as_object_mut()
+                .unwrap()
+                .insert("hostPort".into(), json!(8080));
+        }),
+        (
+            "host-access",
+            "Deployment/wordpress",
+            "`hostNetwork: true` shares the node's namespaces",
+            |o| {
+                pod_spec(o).insert("hostNetwork".into(), json!(true));
+            },
+        ),
+        (
+            "host-access",
+            "Deployment/wordpress",
+            "`hostPID: true` shares the node's namespaces",
+            |o| {
+                pod_spec(o).insert("hostPID".into(), json!(true));
+            },
+        ),
+        (
+            "host-access",
+            "Deployment/wordpress",
+            "`hostIPC: true` shares the node's namespaces",
+            |o| {
+                pod_spec(o).insert("hostIPC".into(), json!(true));
+            },
+        ),
+        (
+            "host-access",
+            "Deployment/wordpress",
+            "volume `node` is a hostPath",
+            |o| {
+                pod_spec(o)["volumes"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"name": "node", "hostPath": {"path": "/"}}));
+            },
+        ),
+        (
+            "host-access",
+            "Deployment/wordpress",
+            "volume `share` uses `nfs`",
+            |o| {
+                pod_spec(o)["volumes"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"name": "share", "nfs": {"server": "x", "path": "/"}}));
+            },
+        ),
+        ("resources", AT, "no resources.limits.memory", |o| {
+            container(o)["resources"]["limits"]
+                .as_object_mut()
+                .unwrap()
+                .remove("memory");
+        }),
+        ("probes", AT, "has no startupProbe", |o| {
+            container(o).remove("startupProbe");
+        }),
+        (
+            "namespace",
+            "Deployment/wordpress",
+            "is in namespace `kube-system`, not the store's `store-shop-89abcdef`",
+            |o| {
+                o.object.metadata.namespace = Some("kube-system".into());
+            },
+        ),
+        (
+            "namespace",
+            "Deployment/wordpress",
+            "is in namespace ``, not the store's",
+            |o| {
+                o.object.metadata.namespace = None;
+            },
+        ),
+        (
+            "cluster-scoped",
+            "Deployment/wordpress",
+            "Deployment is cluster-scoped",
+            |o| {
+                o.namespaced = false;
+            },
+        ),
+    ];
+    let bp = CATALOG.get("woocommerce").unwrap();
+    let secrets = fixed_secrets(bp);
+    let base = render("woocommerce", json!({})).unwrap();
+    let clean = lint::check_rendered(bp, &store(), &secrets, &base);
+    assert!(clean.is_empty(), "{clean:#?}");
+    for (rule, object, message, edit) in cases {
+        let mut r = base.clone();
+        let o = r
+            .objects
+            .iter_mut()
+            .find(|o| o.key() == "Deployment/wordpress")
+            .unwrap();
+        edit(o);
+        let findings = lint::check_rendered(bp, &store(), &secrets, &r);
+        assert!(
+            findings
+                .iter()
+                .any(|f| f.rule == rule && f.object == object && f.message.contains(message)),
+            "expected `{rule}` on {object}: {message}; got {findings:#?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------- secrets and escaping
+
+#[test]
+fn secrets_outside_their_alphabet_or_length_are_refused() {
+    let bp = CATALOG.get("medusa").unwrap();
+    let good = fixed_secrets(bp);
+    let injected = format!(
+        "{}\nrename-command CONFIG \"\"",
+        good.get("redis_password").unwrap()
+    );
+    for (name, value, want) in [
+        (
+            "redis_password",
+            injected.as_str(),
+            "blueprint `medusa`: secret `redis_password` must be exactly 32 characters of A-Z a-z 0-9 (`alphanumeric`); the value given has characters outside that alphabet",
+        ),
+        (
+            "postgres_password",
+            "p@ss:word/with?url#chars0123456",
+            "secret `postgres_password` must be exactly 32 characters",
+        ),
+        (
+            "jwt_secret",
+            "tooShort123",
+            "secret `jwt_secret` must be exactly 64 characters of A-Z a-z 0-9 (`alphanumeric`); the value given has 11 characters",
+        ),
+        ("cookie_secret", "", "the value given has 0 characters"),
+    ] {
+        let mut secrets = good.clone();
+        secrets.insert(name, value);
+        let err = bp
+            .render(&RenderInput {
+                store: &store(),
+                params: &json!({}),
+                secrets: &secrets,
+                platform: &PlatformSettings::default(),
+            })
+            .unwrap_err();
+        assert!(matches!(err, RenderError::InvalidSecrets { .. }), "{err}");
+        assert!(err.is_bad_input());
+        let text = err.to_string();
+        assert!(text.contains(want), "{text}\nlacks\n{want}");
+        if !value.is_empty() {
+            assert!(!text.contains(value), "{text}");
+        }
+        assert_eq!(err.problems().len(), 1, "{text}");
+    }
+    // Every bad secret is listed, each on its own line; undeclared ones are ignored.
+    let mut secrets = good.clone();
+    secrets.insert("redis_password", "short");
+    secrets.insert("admin_password", "x".repeat(23) + "!");
+    secrets.insert("not_declared", "any\nthing");
+    let err = bp
+        .render(&RenderInput {
+            store: &store(),
+            params: &json!({}),
+            secrets: &secrets,
+            platform: &PlatformSettings::default(),
+        })
+        .unwrap_err();
+    let p = err.problems();
+    assert_eq!(p.len(), 2, "{p:#?}");
+    assert!(
+        p[0].contains("`redis_password`") && p[1].contains("`admin_password`"),
+        "{p:#?}"
+    );
+    // What the generator makes is always accepted.
+    let mut secrets = bp.generate_secrets();
+    secrets.insert("not_declared", "any\nthing");
+    let r = bp
+        .render(&RenderInput {
+            store: &store(),
+            params: &json!({}),
+            secrets: &secrets,
+            platform: &PlatformSettings::default(),
+        })
+        .unwrap();
+    assert!(!r.to_yaml().contains("any"));
+}
+
+#[test]
+fn template_names_starting_with_at_are_load_errors() {
+    // A partial (never rendered alone, so it need not be listed) named like a URL template.
+    let (_d, path) = planted(
+        "woocommerce",
+        "blueprint.yaml",
+        replace_once("version: 1.0.0", "version: 1.0.1"),
+    );
+    std::fs::write(path.join("@url:x.yaml.j2"), "a: {{ params.title }}\n").unwrap();
+    let err = Blueprint::from_folder(&path, true).unwrap_err().to_string();
+    assert!(
+        err.contains("file `@url:x.yaml.j2`: names starting with `@` are reserved for Storeplane's internal templates; rename it"),
+        "{err}"
+    );
+    // Listed with a phase, too.
+    let (_d, path) = planted(
+        "woocommerce",
+        "blueprint.yaml",
+        replace_once(
+            "  - file: config.yaml.j2\n",
+            "  - file: \"@url:storefront.yaml.j2\"\n    phase: secrets\n  - file: config.yaml.j2\n",
+        ),
+    );
+    std::fs::write(path.join("@url:storefront.yaml.j2"), "a: {{ host }}\n").unwrap();
+    let err = Blueprint::from_folder(&path, true).unwrap_err().to_string();
+    assert!(
+        err.contains("file `@url:storefront.yaml.j2`: names starting with `@`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn templates_cannot_include_a_url_template() {
+    for tag in [
+        "{% include \"@url:storefront\" %}",
+        "{% import \"@url:storefront\" as u %}",
+    ] {
+        let err = render_planted("woocommerce", "config.yaml.j2", |t| {
+            format!(
+                "{t}---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: u\ndata:\n  u: {tag}\n"
+            )
+        })
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(!err.is_bad_input(), "{text}");
+        assert!(text.contains("template `config.yaml.j2`"), "{text}");
+        assert!(text.contains("template not found"), "{text}");
+    }
+    // The URLs themselves still render unescaped (plain strings, not JSON literals).
+    let r = render("woocommerce", json!({})).unwrap();
+    assert_eq!(r.urls[0].url, "http://shop.stores.localtest.me/");
 }

@@ -83,7 +83,11 @@ fn a_secrets_file_makes_output_reproducible() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("secrets.yaml");
     // Only some secrets given: the rest are generated, and the render says so on stderr.
-    std::fs::write(&file, "postgres_password: Xk2Yh1Lq0w9ZbB7c\n").unwrap();
+    std::fs::write(
+        &file,
+        "postgres_password: Xk2Yh1Lq0w9ZbB7cVn3Rt6Pm8Sd4Fg5J\n",
+    )
+    .unwrap();
     let args = [
         "render",
         "medusa",
@@ -103,6 +107,119 @@ fn a_secrets_file_makes_output_reproducible() {
     assert!(a.status.success());
     assert_eq!(a.stdout, b.stdout);
     assert!(text(&a.stdout).contains("kind: Secret"));
+}
+
+#[test]
+fn a_secrets_file_value_outside_its_alphabet_is_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("secrets.yaml");
+    // A newline would add a line to the redis.conf the blueprint builds from it.
+    std::fs::write(
+        &file,
+        "redis_password: \"Xk2Yh1Lq0w9ZbB7cVn3Rt6Pm8Sd4Fg5J\\nslaveof evil 6379\"\njwt_secret: short1234\n",
+    )
+    .unwrap();
+    let out = storeplane(&[
+        "render",
+        "medusa",
+        "--name",
+        "shop",
+        "--secrets-file",
+        file.to_str().unwrap(),
+    ]);
+    assert_bad_input(
+        &out,
+        &[
+            "blueprint `medusa`: secret `redis_password` must be exactly 32 characters of A-Z a-z 0-9 (`alphanumeric`); the value given has characters outside that alphabet",
+            "blueprint `medusa`: secret `jwt_secret` must be exactly 64 characters of A-Z a-z 0-9 (`alphanumeric`); the value given has 9 characters",
+        ],
+    );
+    let stderr = text(&out.stderr);
+    assert!(
+        !stderr.contains("slaveof") && !stderr.contains("short1234"),
+        "{stderr}"
+    );
+}
+
+/// Runs `storeplane <command>` against a fresh SQLite database; fails the test if it is
+/// still running after a minute (it should refuse to start long before).
+fn start_refused(command: &str, extra: &[&str], blueprints: &Path) -> Output {
+    let data = tempfile::tempdir().unwrap();
+    let mut args = vec![
+        command,
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--blueprints-dir",
+        blueprints.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_storeplane"))
+        .args(&args)
+        .env_remove("STOREPLANE_DATABASE_URL")
+        .env_remove("STOREPLANE_SECRET_KEY_FILE")
+        .env_remove("STOREPLANE_BLUEPRINTS_DIR")
+        .env_remove("STOREPLANE_LISTEN")
+        .env_remove("STOREPLANE_PROBE_LISTEN")
+        .env("STOREPLANE_LOG", "warn")
+        .env("KUBECONFIG", data.path().join("no-kubeconfig"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the storeplane binary runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "`storeplane {command}` started with a blueprint that fails lint: {}",
+                text(&out.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn serve_and_orchestrate_refuse_a_blueprint_that_fails_lint() {
+    let dir = tempfile::tempdir().unwrap();
+    let bp = copy_builtin("woocommerce", dir.path());
+    let ns = bp.join("namespace.yaml.j2");
+    let t = std::fs::read_to_string(&ns).unwrap();
+    std::fs::write(
+        &ns,
+        t.replacen(
+            "pod-security.kubernetes.io/enforce: {{ blueprint.pod_security }}",
+            "pod-security.kubernetes.io/enforce: privileged",
+            1,
+        ),
+    )
+    .unwrap();
+    for (command, extra) in [
+        ("orchestrate", &["--listen", "127.0.0.1:0"][..]),
+        (
+            "serve",
+            &["--no-orchestrator", "--listen", "127.0.0.1:0"][..],
+        ),
+    ] {
+        let out = start_refused(command, extra, dir.path());
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{command}: {stderr}");
+        assert!(
+            stderr.contains("error: cannot load the blueprints: blueprint `woocommerce` ("),
+            "{command}: {stderr}"
+        );
+        assert!(
+            stderr.contains("[pod-security] Namespace/store-lint-00000001: label `pod-security.kubernetes.io/enforce` is `privileged` but the blueprint declares `restricted`"),
+            "{command}: {stderr}"
+        );
+    }
+    // The authoring commands still load it: lint reports the finding, render renders.
+    let dir_arg = dir.path().to_str().unwrap();
+    let out = storeplane(&["blueprint", "lint", "--blueprints-dir", dir_arg]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("woocommerce [pod-security]"));
 }
 
 #[test]
