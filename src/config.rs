@@ -158,7 +158,8 @@ impl Default for PlatformSettings {
 /// The orchestrator.
 #[derive(Debug, Clone, Args)]
 pub struct OrchestratorSettings {
-    /// Name of this replica in leases and logs. Defaults to `<hostname>-<pid>`.
+    /// Name of this replica in leases and logs, before a random suffix that keeps two
+    /// replicas given one name apart. Defaults to `<hostname>-<pid>`.
     #[arg(long, env = "STOREPLANE_INSTANCE_ID")]
     pub instance_id: Option<String>,
     /// Stores worked on at once by this replica.
@@ -185,19 +186,32 @@ pub struct OrchestratorSettings {
 }
 
 impl OrchestratorSettings {
+    /// This replica's name in leases and event actors: a readable prefix (the
+    /// configured `--instance-id`, else `<hostname>-<pid>`) and a random suffix,
+    /// `<prefix>-<8 hex digits>`. Lease checks compare owners, so two replicas with
+    /// one name would pass each other's: the same id configured twice, or containers
+    /// that share a hostname and all run as PID 1. The suffix is drawn on every call:
+    /// call this once per orchestrator and keep the result (`Orchestrator::instance`).
     pub fn instance_id(&self) -> String {
-        self.instance_id.clone().unwrap_or_else(|| {
-            let host = std::env::var("HOSTNAME")
-                .ok()
-                .or_else(|| {
-                    std::fs::read_to_string("/etc/hostname")
-                        .ok()
-                        .map(|s| s.trim().to_owned())
-                })
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| "storeplane".into());
-            format!("{host}-{}", std::process::id())
-        })
+        let prefix = self
+            .instance_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .unwrap_or_else(|| {
+                let host = std::env::var("HOSTNAME")
+                    .ok()
+                    .or_else(|| {
+                        std::fs::read_to_string("/etc/hostname")
+                            .ok()
+                            .map(|s| s.trim().to_owned())
+                    })
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| "storeplane".into());
+                format!("{host}-{}", std::process::id())
+            });
+        format!("{prefix}-{:08x}", rand::random::<u32>())
     }
 
     pub fn validate(&self) -> Result<(), SettingsError> {
@@ -426,6 +440,33 @@ mod tests {
         assert_eq!(
             db.url(),
             "sqlite:///var/lib/storeplane/storeplane.db?mode=rwc"
+        );
+    }
+
+    #[test]
+    fn instance_ids_keep_their_prefix_and_are_unique() {
+        let fixed = OrchestratorSettings {
+            instance_id: Some("orchestrator-0".into()),
+            ..Default::default()
+        };
+        let ids: std::collections::BTreeSet<String> =
+            (0..64).map(|_| fixed.instance_id()).collect();
+        assert_eq!(ids.len(), 64, "two replicas configured alike share a name");
+        for id in &ids {
+            let suffix = id
+                .strip_prefix("orchestrator-0-")
+                .unwrap_or_else(|| panic!("{id}: the configured prefix is kept"));
+            assert!(
+                suffix.len() == 8 && suffix.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{id}"
+            );
+        }
+        let default = OrchestratorSettings::default();
+        let (a, b) = (default.instance_id(), default.instance_id());
+        assert_ne!(a, b, "the same hostname and pid still give two names");
+        assert!(
+            a.contains(&format!("-{}-", std::process::id())),
+            "{a}: hostname and pid kept"
         );
     }
 

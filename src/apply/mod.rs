@@ -15,6 +15,8 @@ mod wait;
 
 pub use readiness::{Readiness, assess, needs_wait};
 
+use readiness::job_failed;
+
 use crate::blueprint::RenderedObject;
 use crate::domain::{FIELD_MANAGER, Phase, labels};
 use crate::telemetry::error_chain;
@@ -163,6 +165,76 @@ impl ApplyError {
         matches!(self, ApplyError::Apply { source: kube::Error::Api(status), .. }
             if status.code == 403 && status.message.contains("exceeded quota"))
     }
+}
+
+/// How long a teardown waits for a namespace that was already terminating when it
+/// started (a later attempt at a deletion that is stuck), before it reports what holds
+/// the namespace and lets the worker go.
+pub const TERMINATING_WAIT: Duration = Duration::from_secs(30);
+
+/// How long a teardown waits: the full `teardown_timeout` for a namespace it deletes
+/// now, at most [`TERMINATING_WAIT`] for one that was already terminating.
+pub fn teardown_wait(already_terminating: bool, teardown_timeout: Duration) -> Duration {
+    if already_terminating {
+        teardown_timeout.min(TERMINATING_WAIT)
+    } else {
+        teardown_timeout
+    }
+}
+
+/// The part of a failure's text (an [`ApplyError`]'s, possibly inside a longer chain)
+/// that stays the same while the failure does: without the time waited (`after 5m
+/// 12ms`), and for a phase that timed out, only which objects it waited for — not their
+/// latest state, whose counters (restarts, replicas, back-off times) change with every
+/// attempt. Two attempts failing with the same key failed the same way.
+pub fn failure_key(message: &str) -> String {
+    for (at, _) in message.match_indices(" after ") {
+        let head = &message[..at];
+        let rest = &message[at + " after ".len()..];
+        let Some((duration, tail)) = rest.split_once(": ") else {
+            continue;
+        };
+        if !duration.split(' ').all(is_duration_word) {
+            continue;
+        }
+        if head.starts_with("phase ") && head.ends_with(" not ready") {
+            // `Kind/name: state (hint); Kind/name: …`: the objects only.
+            let objects: Vec<&str> = tail
+                .split("; ")
+                .filter_map(|item| item.split_once(": ").map(|(object, _)| object))
+                .filter(|object| {
+                    *object == "last watch error" || (object.contains('/') && !object.contains(' '))
+                })
+                .collect();
+            return format!("{head}: {}", objects.join("; "));
+        }
+        return format!("{head}: {tail}");
+    }
+    message.to_owned()
+}
+
+/// A word of a duration as `humantime` writes it (`5m`, `12ms`, `3days`).
+fn is_duration_word(word: &str) -> bool {
+    let digits = word.bytes().take_while(u8::is_ascii_digit).count();
+    let unit = &word[digits..];
+    digits > 0
+        && matches!(
+            unit,
+            "y" | "year"
+                | "years"
+                | "M"
+                | "month"
+                | "months"
+                | "d"
+                | "day"
+                | "days"
+                | "h"
+                | "m"
+                | "s"
+                | "ms"
+                | "us"
+                | "ns"
+        )
 }
 
 /// Whether a kube error is worth retrying: connection problems, timeouts, 409
@@ -469,6 +541,22 @@ impl Applier {
                 });
             }
         };
+        // A failed Job never runs again, and re-applying the same spec changes nothing
+        // (nor does a changed backoffLimit or deadline): it would stay failed, and a
+        // store retried after its installer failed would fail again at once. A new run
+        // is a new Job.
+        let applied = if desired.gvk.kind == "Job" && job_failed(&applied) {
+            tracing::info!(object = %key, "the job failed before; replacing it so that it runs again");
+            self.delete_and_wait(&api, namespace, &key).await?;
+            api.patch(&key.name, &params, &Patch::Apply(&body))
+                .await
+                .map_err(|source| ApplyError::Apply {
+                    object: key.clone(),
+                    source,
+                })?
+        } else {
+            applied
+        };
         let ready =
             !needs_wait(&desired.gvk.kind) || assess(&desired.gvk.kind, Some(&applied)).is_ready();
         let after = applied.metadata.resource_version.unwrap_or_default();
@@ -489,6 +577,8 @@ impl Applier {
         Ok((counts, ready))
     }
 
+    /// Deletes an object to replace it and waits until it is gone. Foreground: its
+    /// dependents (a Job's pods) go first, so an old run never overlaps the new one.
     async fn delete_and_wait(
         &self,
         api: &Api<DynamicObject>,
@@ -496,7 +586,7 @@ impl Applier {
         key: &ObjectKey,
     ) -> Result<(), ApplyError> {
         let dp = DeleteParams {
-            propagation_policy: Some(PropagationPolicy::Background),
+            propagation_policy: Some(PropagationPolicy::Foreground),
             ..Default::default()
         };
         match api.delete(&key.name, &dp).await {
@@ -539,6 +629,29 @@ impl Applier {
         desired: &[Desired],
         progress: &tokio::sync::mpsc::UnboundedSender<PhaseReport>,
     ) -> Result<StoreReport, ApplyError> {
+        self.apply_store_within(
+            namespace,
+            store_id,
+            desired,
+            progress,
+            self.settings.phase_timeout,
+        )
+        .await
+    }
+
+    /// [`Applier::apply_store`], waiting at most `phase_timeout` (capped by the
+    /// settings' own) for each phase to become ready: a re-apply of a store that was
+    /// ready waits only briefly, so a store whose pods crash-loop does not hold a
+    /// worker for the whole phase timeout on every attempt.
+    pub async fn apply_store_within(
+        &self,
+        namespace: &str,
+        store_id: &str,
+        desired: &[Desired],
+        progress: &tokio::sync::mpsc::UnboundedSender<PhaseReport>,
+        phase_timeout: Duration,
+    ) -> Result<StoreReport, ApplyError> {
+        let phase_timeout = phase_timeout.min(self.settings.phase_timeout);
         let before = self.inventory(namespace, store_id).await?;
         let digest = converged_digest(desired, &before);
         let known = self
@@ -586,7 +699,7 @@ impl Applier {
             // Already ready by the apply's answers (a resync of a ready store, usually):
             // no watch to open. Otherwise watch until ready, or say why not.
             if !all_ready {
-                self.wait_ready(namespace, phase, &objects).await?;
+                wait::wait_ready(self, namespace, phase, &objects, phase_timeout).await?;
                 waited = true;
             }
             report.counts.add(&counts);
@@ -675,12 +788,16 @@ impl Applier {
         phase: Phase,
         objects: &[&Desired],
     ) -> Result<(), ApplyError> {
-        wait::wait_ready(self, namespace, phase, objects).await
+        wait::wait_ready(self, namespace, phase, objects, self.settings.phase_timeout).await
     }
 
     /// Deletes a store's namespace and waits until it is gone. If it hangs, the error
     /// names what holds it: the namespace's conditions and the objects left with
     /// finalizers.
+    ///
+    /// A namespace already terminating (an earlier attempt deleted it and timed out,
+    /// or was interrupted) is waited for at most [`TERMINATING_WAIT`]: what holds it is
+    /// reported and the worker freed for other stores; the next attempt looks again.
     pub async fn teardown(&self, namespace: &str) -> Result<(), ApplyError> {
         self.converged
             .lock()
@@ -853,6 +970,83 @@ mod tests {
         assert_eq!(
             out.data["data"]["b"],
             base64::engine::general_purpose::STANDARD.encode("b-value")
+        );
+    }
+
+    #[test]
+    fn a_failure_keeps_its_key_while_only_its_timing_and_counters_change() {
+        let timeout = |after: Duration, restarts: u32| {
+            ApplyError::Timeout {
+                phase: Phase::Application,
+                after,
+                waiting: vec![
+                    format!(
+                        "Deployment/wordpress: 0/1 replicas available, 0 updated (pod \
+                         wordpress-5d8f7-x2 container wordpress keeps failing (exit code 1, \
+                         {restarts} restarts, Error))"
+                    ),
+                    "StatefulSet/mysql: 0/1 replicas ready".into(),
+                ],
+                unreachable: false,
+            }
+            .to_string()
+        };
+        let first = timeout(Duration::from_nanos(30_000_412_345), 3);
+        let second = timeout(Duration::from_nanos(30_001_998_001), 4);
+        assert_ne!(first, second, "the texts differ");
+        assert_eq!(failure_key(&first), failure_key(&second), "{first}");
+        assert_eq!(
+            failure_key(&first),
+            "phase application not ready: Deployment/wordpress; StatefulSet/mysql"
+        );
+        // Another object waited for is another failure.
+        let other = ApplyError::Timeout {
+            phase: Phase::Application,
+            after: Duration::from_secs(30),
+            waiting: vec!["Deployment/web: 0/1 replicas available, 0 updated".into()],
+            unreachable: false,
+        }
+        .to_string();
+        assert_ne!(failure_key(&first), failure_key(&other));
+
+        let stuck = |after: Duration| {
+            ApplyError::TeardownStuck {
+                namespace: "store-x-1".into(),
+                after,
+                blockers: "finalizers remaining (NamespaceFinalizersRemaining): example.com/hold"
+                    .into(),
+            }
+            .to_string()
+        };
+        let (a, b) = (
+            stuck(Duration::from_nanos(300_000_000_123)),
+            stuck(Duration::from_nanos(30_004_000_000)),
+        );
+        assert_ne!(a, b);
+        assert_eq!(failure_key(&a), failure_key(&b));
+        assert_eq!(
+            failure_key(&a),
+            "namespace store-x-1 is still terminating: finalizers remaining \
+             (NamespaceFinalizersRemaining): example.com/hold"
+        );
+        // Texts without a timing are their own key.
+        for text in [
+            "the store's credentials cannot be read: wrong key",
+            "applying Deployment/web was refused: retry after 5s please (500)",
+        ] {
+            assert_eq!(failure_key(text), text);
+        }
+    }
+
+    #[test]
+    fn a_namespace_already_terminating_is_waited_for_briefly() {
+        let long = Duration::from_secs(300);
+        assert_eq!(teardown_wait(false, long), long);
+        assert_eq!(teardown_wait(true, long), TERMINATING_WAIT);
+        assert_eq!(
+            teardown_wait(true, Duration::from_secs(5)),
+            Duration::from_secs(5),
+            "never longer than the teardown timeout"
         );
     }
 

@@ -84,18 +84,28 @@ pub fn assess(kind: &str, obj: Option<&DynamicObject>) -> Readiness {
             )),
         },
         "Deployment" => {
+            // The generation first: until the controller has seen the spec just applied,
+            // its conditions are about the previous one, and a change that fixes a
+            // failure must not be failed by that failure.
+            if observed < generation {
+                return Readiness::Pending(format!(
+                    "controller has not observed generation {generation} yet"
+                ));
+            }
             if let Some(c) = condition(status, "ReplicaFailure").filter(|c| is_true(c)) {
-                return Readiness::Failed(format!("cannot create pods: {}", condition_text(c)));
+                let text = condition_text(c);
+                // The same refusals `event_problem` calls hopeless; the others (a quota
+                // not computed yet, a webhook that timed out) clear by themselves.
+                return if create_refusal_is_hopeless(&text) {
+                    Readiness::Failed(format!("cannot create pods: {text}"))
+                } else {
+                    Readiness::Pending(format!("cannot create pods yet: {text}"))
+                };
             }
             if let Some(c) = condition(status, "Progressing")
                 .filter(|c| str_at(c, "reason") == Some("ProgressDeadlineExceeded"))
             {
                 return Readiness::Failed(format!("rollout stalled: {}", condition_text(c)));
-            }
-            if observed < generation {
-                return Readiness::Pending(format!(
-                    "controller has not observed generation {generation} yet"
-                ));
             }
             let want = int_at(spec, "replicas").unwrap_or(1);
             let updated = int_at(status, "updatedReplicas").unwrap_or(0);
@@ -263,15 +273,29 @@ pub fn event_problem(event: &Event) -> Option<(String, String, bool, String)> {
         kind = "Deployment".into();
         name = deployment.to_owned();
     }
-    // A quota that has not been computed yet clears by itself; every other refusal
-    // (quota exceeded, Pod Security, invalid spec) needs a change to the store.
-    let hopeless = reason == "FailedCreate"
-        && !message.contains("status unknown for quota")
+    let hopeless = reason == "FailedCreate" && create_refusal_is_hopeless(&message);
+    Some((kind, name, hopeless, format!("{reason}: {message}")))
+}
+
+/// Whether a refused pod creation (a `FailedCreate` event's or a `ReplicaFailure`
+/// condition's message) needs a change to the store: quota exceeded, Pod Security,
+/// forbidden, an invalid spec. A quota that has not been computed yet, a webhook that
+/// timed out or any other refusal clears by itself.
+pub fn create_refusal_is_hopeless(message: &str) -> bool {
+    !message.contains("status unknown for quota")
         && (message.contains("exceeded quota")
             || message.contains("violates PodSecurity")
             || message.contains("forbidden")
-            || message.contains("is invalid"));
-    Some((kind, name, hopeless, format!("{reason}: {message}")))
+            || message.contains("is invalid"))
+}
+
+/// Whether a Job has failed for good (condition `Failed=True`): it never runs again, so
+/// a later apply of the same spec must replace it for the work to be tried again.
+pub fn job_failed(obj: &DynamicObject) -> bool {
+    obj.data
+        .get("status")
+        .and_then(|s| condition(s, "Failed"))
+        .is_some_and(is_true)
 }
 
 fn condition<'a>(status: &'a Value, type_: &str) -> Option<&'a Value> {
@@ -346,6 +370,96 @@ mod tests {
             Readiness::Failed(m) => assert!(m.contains("exceeded quota"), "{m}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_deployment_is_judged_by_the_generation_it_was_given() {
+        // A change that fixes a failed rollout (more quota, a better image): until the
+        // controller has observed it, the previous generation's conditions are stale.
+        for (type_, reason, message) in [
+            (
+                "ReplicaFailure",
+                "FailedCreate",
+                "pods \"web-1\" is forbidden: exceeded quota: store",
+            ),
+            (
+                "Progressing",
+                "ProgressDeadlineExceeded",
+                "ReplicaSet \"web-1\" has timed out progressing.",
+            ),
+        ] {
+            let stale = obj(json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "web", "generation": 3},
+                "spec": {"replicas": 1},
+                "status": {"observedGeneration": 2, "conditions": [
+                    {"type": type_, "status": "True", "reason": reason, "message": message}]}
+            }));
+            assert!(
+                matches!(assess("Deployment", Some(&stale)), Readiness::Pending(ref m) if m.contains("generation 3")),
+                "{type_}: {:?}",
+                assess("Deployment", Some(&stale))
+            );
+        }
+    }
+
+    #[test]
+    fn a_replica_failure_that_clears_by_itself_is_awaited() {
+        let failing = |message: &str| {
+            obj(json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "web", "generation": 1},
+                "spec": {"replicas": 1},
+                "status": {"observedGeneration": 1, "conditions": [
+                    {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+                     "message": message}]}
+            }))
+        };
+        for transient in [
+            "pods \"web-1\" is forbidden: status unknown for quota: store, resource: limits.memory",
+            "Internal error occurred: failed calling webhook \"policy.example.com\": \
+             context deadline exceeded",
+        ] {
+            match assess("Deployment", Some(&failing(transient))) {
+                Readiness::Pending(m) => assert!(m.contains(transient), "{m}"),
+                other => panic!("{transient}: {other:?}"),
+            }
+        }
+        for hopeless in [
+            "pods \"web-1\" is forbidden: exceeded quota: store, requested: limits.memory=4Gi",
+            "pods \"web-1\" is forbidden: violates PodSecurity \"restricted:latest\"",
+        ] {
+            assert!(
+                matches!(
+                    assess("Deployment", Some(&failing(hopeless))),
+                    Readiness::Failed(_)
+                ),
+                "{hopeless}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_failed_job_is_told_apart() {
+        let job = |conditions: Value| {
+            obj(json!({
+                "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "install"},
+                "status": {"conditions": conditions}
+            }))
+        };
+        assert!(job_failed(&job(json!([
+            {"type": "FailureTarget", "status": "True", "reason": "DeadlineExceeded"},
+            {"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}
+        ]))));
+        assert!(!job_failed(&job(
+            json!([{"type": "Failed", "status": "False"}])
+        )));
+        assert!(!job_failed(&job(
+            json!([{"type": "Complete", "status": "True"}])
+        )));
+        assert!(!job_failed(&obj(
+            json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "install"}})
+        )));
     }
 
     #[test]

@@ -29,6 +29,12 @@ struct Tracked {
     key: ObjectKey,
     readiness: Readiness,
     hint: Option<String>,
+    /// The uid of the object as last seen: events about an earlier object of the same
+    /// name (a Job just replaced) are not about this one.
+    uid: Option<String>,
+    /// Hopeless events about an object of this name with this uid, seen before the
+    /// object itself: they fail the wait if the uid turns out to be this object's.
+    early: Vec<(String, String)>,
 }
 
 pub(super) async fn wait_ready(
@@ -36,9 +42,10 @@ pub(super) async fn wait_ready(
     namespace: &str,
     phase: Phase,
     objects: &[&Desired],
+    timeout: std::time::Duration,
 ) -> Result<(), ApplyError> {
     let started = Instant::now();
-    let deadline = tokio::time::Instant::now() + applier.settings.phase_timeout;
+    let deadline = tokio::time::Instant::now() + timeout;
     let since = chrono::Utc::now().timestamp() - 5;
 
     let mut tracked = Vec::new();
@@ -49,6 +56,8 @@ pub(super) async fn wait_ready(
             key: d.key(),
             readiness: Readiness::Pending("not observed yet".into()),
             hint: None,
+            uid: None,
+            early: Vec::new(),
         });
         let (api, _) = applier.api_for(&d.gvk, namespace).await?;
         streams.push(
@@ -117,6 +126,16 @@ pub(super) async fn wait_ready(
                         reason: reason.clone(),
                     });
                 }
+                if let Some(uid) = obj.as_ref().as_ref().and_then(|o| o.metadata.uid.clone()) {
+                    let early = std::mem::take(&mut t.early);
+                    if let Some((_, reason)) = early.into_iter().find(|(u, _)| *u == uid) {
+                        return Err(ApplyError::Failed {
+                            object: t.key.clone(),
+                            reason,
+                        });
+                    }
+                    t.uid = Some(uid);
+                }
             }
             Update::Pod(pod) => {
                 observed_any = true;
@@ -155,6 +174,21 @@ pub(super) async fn wait_ready(
                 if let Some(t) = tracked.iter_mut().find(|t| {
                     t.key.kind == kind && (t.key.name == name || pod_of(&name, &t.key.name))
                 }) {
+                    // About the object itself (not one of its pods or ReplicaSets): only
+                    // if it is this object, not an earlier one of the same name.
+                    let involved = &event.involved_object;
+                    let direct = involved.kind.as_deref() == Some(t.key.kind.as_str())
+                        && involved.name.as_deref() == Some(t.key.name.as_str());
+                    if direct && let Some(event_uid) = &involved.uid {
+                        match &t.uid {
+                            Some(uid) if uid != event_uid => continue,
+                            None if hopeless => {
+                                t.early.push((event_uid.clone(), reason));
+                                continue;
+                            }
+                            _ => {}
+                        }
+                    }
                     if hopeless {
                         return Err(ApplyError::Failed {
                             object: t.key.clone(),
@@ -214,25 +248,43 @@ fn pod_of(pod_name: &str, owner: &str) -> bool {
 pub(super) async fn teardown(applier: &Applier, namespace: &str) -> Result<(), ApplyError> {
     let started = Instant::now();
     let api: Api<Namespace> = Api::all(applier.client.clone());
-    let dp = DeleteParams {
-        propagation_policy: Some(PropagationPolicy::Background),
-        ..Default::default()
+    let existing = api
+        .get_metadata_opt(namespace)
+        .await
+        .map_err(|source| ApplyError::List {
+            kind: "Namespace".into(),
+            namespace: namespace.to_owned(),
+            source,
+        })?;
+    let Some(existing) = existing else {
+        return Ok(());
     };
-    match api.delete(namespace, &dp).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
-        Err(source) => {
-            return Err(ApplyError::Delete {
-                object: format!("Namespace/{namespace}"),
-                source,
-            });
+    // Already terminating: an earlier attempt deleted it (or someone else did). Waiting
+    // the whole teardown timeout again on every attempt would hold a worker for
+    // minutes on a namespace that is stuck; wait briefly, then say what holds it.
+    let terminating = existing.metadata.deletion_timestamp.is_some();
+    let wait = super::teardown_wait(terminating, applier.settings.teardown_timeout);
+    if !terminating {
+        let dp = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..Default::default()
+        };
+        match api.delete(namespace, &dp).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+            Err(source) => {
+                return Err(ApplyError::Delete {
+                    object: format!("Namespace/{namespace}"),
+                    source,
+                });
+            }
         }
     }
     let gone =
         kube::runtime::wait::await_condition(api.clone(), namespace, |n: Option<&Namespace>| {
             n.is_none()
         });
-    match tokio::time::timeout(applier.settings.teardown_timeout, gone).await {
+    match tokio::time::timeout(wait, gone).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(ApplyError::TeardownStuck {
             namespace: namespace.to_owned(),
@@ -247,22 +299,57 @@ pub(super) async fn teardown(applier: &Applier, namespace: &str) -> Result<(), A
     }
 }
 
+/// What the namespace itself says holds it, most telling first: what content remains
+/// (`NamespaceContentRemaining`, counting objects of every kind, custom resources
+/// included), which finalizers remain on it (`NamespaceFinalizersRemaining`), then any
+/// other condition that is true (a discovery or deletion failure) and the namespace's
+/// own finalizers.
+fn namespace_blockers(ns: &Namespace) -> Vec<String> {
+    let conditions: Vec<_> = ns
+        .status
+        .iter()
+        .flat_map(|s| s.conditions.iter().flatten())
+        .filter(|c| c.status == "True")
+        .collect();
+    let mut out = Vec::new();
+    for (type_, label) in [
+        ("NamespaceContentRemaining", "content remaining"),
+        ("NamespaceFinalizersRemaining", "finalizers remaining"),
+    ] {
+        for c in conditions.iter().filter(|c| c.type_ == type_) {
+            let text = c
+                .message
+                .as_deref()
+                .or(c.reason.as_deref())
+                .unwrap_or("no message");
+            out.push(format!("{label} ({type_}): {text}"));
+        }
+    }
+    for c in conditions.iter().filter(|c| {
+        !matches!(
+            c.type_.as_str(),
+            "NamespaceContentRemaining" | "NamespaceFinalizersRemaining"
+        )
+    }) {
+        if let Some(m) = &c.message {
+            out.push(format!("{}: {m}", c.type_));
+        }
+    }
+    for f in ns.spec.iter().flat_map(|s| s.finalizers.iter().flatten()) {
+        out.push(format!("namespace finalizer {f}"));
+    }
+    out
+}
+
 /// What keeps a namespace from going away: its status conditions and the objects
 /// still in it that carry finalizers.
 async fn blockers(applier: &Applier, namespace: &str) -> String {
     let mut out = Vec::new();
     let api: Api<Namespace> = Api::all(applier.client.clone());
-    if let Ok(ns) = api.get(namespace).await {
-        for f in ns.spec.iter().flat_map(|s| s.finalizers.iter().flatten()) {
-            out.push(format!("namespace finalizer {f}"));
-        }
-        for c in ns.status.iter().flat_map(|s| s.conditions.iter().flatten()) {
-            if c.status == "True"
-                && let Some(m) = &c.message
-            {
-                out.push(format!("{}: {m}", c.type_));
-            }
-        }
+    match api.get_opt(namespace).await {
+        Ok(Some(ns)) => out.extend(namespace_blockers(&ns)),
+        Ok(None) => return "the namespace is gone now".into(),
+        Err(e) => out.push(format!("could not read the namespace: {}", error_chain(&e))),
     }
     let mut remaining: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut kinds = super::prunable_kinds();
@@ -349,7 +436,39 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::pod_of;
+    use super::{namespace_blockers, pod_of};
+    use k8s_openapi::api::core::v1::Namespace;
+
+    #[test]
+    fn a_stuck_namespace_tells_what_content_and_finalizers_remain() {
+        let ns: Namespace = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "store-x-1", "deletionTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"finalizers": ["kubernetes"]},
+            "status": {"phase": "Terminating", "conditions": [
+                {"type": "NamespaceDeletionDiscoveryFailure", "status": "False",
+                 "reason": "ResourcesDiscovered", "message": "All resources successfully discovered"},
+                {"type": "NamespaceDeletionContentFailure", "status": "False",
+                 "reason": "ContentDeleted", "message": "All content successfully deleted, may be waiting on finalization"},
+                {"type": "NamespaceFinalizersRemaining", "status": "True",
+                 "reason": "SomeFinalizersRemain",
+                 "message": "Some content in the namespace has finalizers remaining: example.com/hold in 1 resource instances"},
+                {"type": "NamespaceContentRemaining", "status": "True",
+                 "reason": "SomeResourcesRemain",
+                 "message": "Some resources are remaining: widgets.example.com has 1 resource instances"}
+            ]}
+        }))
+        .unwrap();
+        assert_eq!(
+            namespace_blockers(&ns),
+            [
+                "content remaining (NamespaceContentRemaining): Some resources are remaining: \
+                 widgets.example.com has 1 resource instances",
+                "finalizers remaining (NamespaceFinalizersRemaining): Some content in the \
+                 namespace has finalizers remaining: example.com/hold in 1 resource instances",
+                "namespace finalizer kubernetes",
+            ]
+        );
+    }
 
     #[test]
     fn pod_names_map_to_owners() {

@@ -5,6 +5,7 @@ use super::entity::{api_tokens, stores, users};
 use super::error::unique_violation;
 use super::{ApiToken, DEFAULT_STORE_LIMIT, Db, DbError, NewUser, Role, User, at, now};
 use chrono::{DateTime, TimeDelta, Utc};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect, Set,
@@ -170,25 +171,36 @@ impl Db {
         id: Uuid,
         update: UserUpdate,
     ) -> Result<UpdatedUser, DbError> {
-        let Some(row) = users::Entity::find_by_id(id)
-            .one(txn)
-            .await
-            .map_err(self.e())?
-        else {
-            return Err(DbError::NotFound);
+        use users::Column as C;
+        // The UPDATE first (see the module rules in `db`): on SQLite a transaction that
+        // read first and then writes fails at once with SQLITE_BUSY_SNAPSHOT when
+        // another writer committed in between (`busy_timeout` does not help); starting
+        // with the write takes the write lock up front and waits for it instead. It
+        // always sets the role (to itself when unchanged), so it is a write even when
+        // nothing changes, and its row count says whether the account exists.
+        let role = match update.role {
+            Some(role) => Expr::value(role.as_str()),
+            None => Expr::col(C::Role).into(),
         };
-        let mut model: users::ActiveModel = row.into();
-        if let Some(role) = update.role {
-            model.role = Set(role.as_str().to_owned());
-        }
+        let mut stmt = users::Entity::update_many().col_expr(C::Role, role);
         if let Some(limit) = update.store_limit {
-            model.store_limit = Set(i32::try_from(limit).unwrap_or(i32::MAX));
+            stmt = stmt.col_expr(
+                C::StoreLimit,
+                Expr::value(i32::try_from(limit).unwrap_or(i32::MAX)),
+            );
         }
         let new_password = update.password_hash.is_some();
         if let Some(hash) = update.password_hash {
-            model.password_hash = Set(hash);
+            stmt = stmt.col_expr(C::PasswordHash, Expr::value(hash));
         }
-        let row = model.update(txn).await.map_err(self.e())?;
+        let updated = stmt
+            .filter(C::Id.eq(id))
+            .exec(txn)
+            .await
+            .map_err(self.e())?;
+        if updated.rows_affected == 0 {
+            return Err(DbError::NotFound);
+        }
         let tokens_revoked = if new_password {
             api_tokens::Entity::delete_many()
                 .filter(api_tokens::Column::UserId.eq(id))
@@ -199,6 +211,11 @@ impl Db {
         } else {
             0
         };
+        let row = users::Entity::find_by_id(id)
+            .one(txn)
+            .await
+            .map_err(self.e())?
+            .ok_or(DbError::NotFound)?;
         Ok(UpdatedUser {
             user: User::try_from(row).map_err(DbError::Query)?,
             tokens_revoked,
@@ -233,5 +250,64 @@ impl Db {
             out.push((user, n));
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Many account updates at once on one SQLite file, each its own transaction: none
+    /// may fail with "database is locked" (a transaction that read before writing
+    /// cannot wait for the write lock; SQLite refuses it at once).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_account_updates_on_sqlite_wait_for_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("storeplane.db").display()
+        );
+        let (db, _) = Db::open(&url).await.unwrap();
+        let user = db
+            .create_user(NewUser {
+                email: "busy@example.test".into(),
+                password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+                role: Role::Member,
+                store_limit: Some(1),
+            })
+            .await
+            .unwrap();
+        let tasks: Vec<_> = (0..8u32)
+            .map(|task| {
+                let db = db.clone();
+                tokio::spawn(async move {
+                    for round in 0..25u32 {
+                        let update = UserUpdate {
+                            store_limit: Some(task * 100 + round),
+                            role: (round % 2 == 0).then_some(Role::Member),
+                            password_hash: None,
+                        };
+                        db.update_user(user.id, update).await.map_err(|e| {
+                            format!(
+                                "task {task} round {round}: {}",
+                                crate::telemetry::error_chain(&e)
+                            )
+                        })?;
+                    }
+                    Ok::<(), String>(())
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        let missing = db.update_user(Uuid::now_v7(), UserUpdate::default()).await;
+        assert!(matches!(missing, Err(DbError::NotFound)), "{missing:?}");
+        let same = db
+            .update_user(user.id, UserUpdate::default())
+            .await
+            .unwrap();
+        assert_eq!(same.user.role, Role::Member);
+        assert_eq!(same.tokens_revoked, 0);
     }
 }

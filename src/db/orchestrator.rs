@@ -19,6 +19,11 @@ use sea_orm::{
 use std::time::Duration;
 use uuid::Uuid;
 
+/// Most rounds of candidates one claim reads (see [`Db::claim_due_except`]). Each round
+/// claims every candidate it read (for this replica or another), so replicas racing for
+/// the same stores run out of them in a few rounds.
+const CLAIM_ROUNDS: usize = 10;
+
 /// No live lease at `now`: never leased, released, or expired.
 fn lease_free(now: DateTime<Utc>) -> Condition {
     Condition::any()
@@ -46,6 +51,10 @@ impl Db {
     /// workers are on. The lease names a process, not a worker, so a store whose lease
     /// ran out under a worker of this process that is still running would otherwise be
     /// claimed again by the same owner, and both workers would pass every owner check.
+    ///
+    /// Replicas woken together read the same oldest candidates; one that lost some of
+    /// them to another replica reads the next ones, for up to ten rounds,
+    /// so it does not idle with free workers while due stores wait for its next sweep.
     pub async fn claim_due_except(
         &self,
         owner: &str,
@@ -55,54 +64,79 @@ impl Db {
         except: &[Uuid],
     ) -> Result<Vec<Store>, DbError> {
         let now = at(now);
-        let mut query = stores::Entity::find()
-            .select_only()
-            .column(stores::Column::Id)
-            .filter(stores::Column::NextReconcileAt.lte(now))
-            .filter(lease_free(now));
-        if !except.is_empty() {
-            query = query.filter(stores::Column::Id.is_not_in(except.iter().copied()));
-        }
-        let candidates: Vec<Uuid> = query
-            .order_by_asc(stores::Column::NextReconcileAt)
-            .limit(limit)
-            .into_tuple()
-            .all(&self.conn)
-            .await
-            .map_err(self.e())?;
         let mut won = Vec::new();
-        for id in candidates {
-            let due = stores::Column::NextReconcileAt.lte(now);
-            // Once a store is won, an error must not drop it: its lease would sit with
-            // no worker until it expired. The round ends with what it has.
-            let claimed = match self.try_claim(id, owner, lease, now, Some(due)).await {
-                Ok(claimed) => claimed,
-                Err(e) if won.is_empty() => return Err(e),
+        // Every store tried in an earlier round: won (leased now), lost (leased by
+        // another replica) or given back. None is a candidate again in this call.
+        let mut skip: Vec<Uuid> = except.to_vec();
+        for _ in 0..CLAIM_ROUNDS {
+            let want = limit.saturating_sub(won.len() as u64);
+            if want == 0 {
+                break;
+            }
+            let mut query = stores::Entity::find()
+                .select_only()
+                .column(stores::Column::Id)
+                .filter(stores::Column::NextReconcileAt.lte(now))
+                .filter(lease_free(now));
+            if !skip.is_empty() {
+                query = query.filter(stores::Column::Id.is_not_in(skip.iter().copied()));
+            }
+            let candidates: Vec<Uuid> = match query
+                .order_by_asc(stores::Column::NextReconcileAt)
+                .limit(want)
+                .into_tuple()
+                .all(&self.conn)
+                .await
+            {
+                Ok(candidates) => candidates,
+                Err(e) if won.is_empty() => return Err(self.e()(e)),
                 Err(e) => {
                     tracing::warn!(error = %e, "claiming stopped part-way; working on the stores won");
                     break;
                 }
             };
-            if !claimed {
-                continue;
-            }
-            match self.get_store(id).await {
-                Ok(Some(store)) => won.push(store),
-                Ok(None) => {} // deleted in between: there is no lease left to give back
-                Err(e) => {
-                    // Claimed but unreadable (the connection failed, or a row this
-                    // version cannot decode, e.g. `urls` in a newer version's shape):
-                    // given back, due again one lease later, so that it neither waits
-                    // out a lease with no worker nor blocks the stores behind it.
-                    tracing::warn!(
-                        store_id = %id, error = %e,
-                        "a claimed store could not be read; released, due again in {}",
-                        humantime::format_duration(lease)
-                    );
-                    if let Err(e) = self.release(id, owner, Some(plus(now, lease))).await {
-                        tracing::warn!(store_id = %id, error = %e, "releasing it failed too; its lease expires by itself");
+            let exhausted = (candidates.len() as u64) < want;
+            let mut lost = 0usize;
+            for id in candidates {
+                skip.push(id);
+                let due = stores::Column::NextReconcileAt.lte(now);
+                // Once a store is won, an error must not drop it: its lease would sit
+                // with no worker until it expired. The call ends with what it has.
+                let claimed = match self.try_claim(id, owner, lease, now, Some(due)).await {
+                    Ok(claimed) => claimed,
+                    Err(e) if won.is_empty() => return Err(e),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "claiming stopped part-way; working on the stores won");
+                        return Ok(won);
+                    }
+                };
+                if !claimed {
+                    lost += 1;
+                    continue;
+                }
+                match self.get_store(id).await {
+                    Ok(Some(store)) => won.push(store),
+                    Ok(None) => {} // deleted in between: there is no lease left to give back
+                    Err(e) => {
+                        // Claimed but unreadable (the connection failed, or a row this
+                        // version cannot decode, e.g. `urls` in a newer version's shape):
+                        // given back, due again one lease later, so that it neither waits
+                        // out a lease with no worker nor blocks the stores behind it.
+                        tracing::warn!(
+                            store_id = %id, error = %e,
+                            "a claimed store could not be read; released, due again in {}",
+                            humantime::format_duration(lease)
+                        );
+                        if let Err(e) = self.release(id, owner, Some(plus(now, lease))).await {
+                            tracing::warn!(store_id = %id, error = %e, "releasing it failed too; its lease expires by itself");
+                        }
                     }
                 }
+            }
+            // Another round only helps when candidates went to another replica and
+            // more may be due behind them.
+            if lost == 0 || exhausted {
+                break;
             }
         }
         Ok(won)

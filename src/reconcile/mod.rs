@@ -22,6 +22,7 @@ use crate::metrics::{Metrics, StatusLabel};
 use crate::telemetry::error_chain;
 use crate::vault::Vault;
 use chrono::Utc;
+use futures::future::BoxFuture;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -294,9 +295,10 @@ impl Orchestrator {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = self.notify.notified(), if !claim_failed => {}
-                id = listener.recv(), if !claim_failed => {
-                    tracing::debug!(store_id = ?id, "woken by another replica");
-                }
+                wake = listener.recv(), if !claim_failed => match wake {
+                    Wake::Store(id) => tracing::debug!(store_id = %id, "woken by another replica"),
+                    Wake::Relistened => tracing::debug!("listening again; claiming work that may have been missed"),
+                },
                 _ = sweep.tick() => {
                     refresh_gauges(&ctx).await;
                     // A store this replica resyncs confirms its entry once a period;
@@ -371,26 +373,74 @@ async fn refresh_gauges(ctx: &Context) {
     }
 }
 
+/// A connection that delivers wake-ups ([`crate::db::WorkListener`], or a fake in
+/// tests).
+trait WakeStream: Send {
+    fn recv(&mut self) -> BoxFuture<'_, Result<Uuid, DbError>>;
+}
+
+impl WakeStream for crate::db::WorkListener {
+    fn recv(&mut self) -> BoxFuture<'_, Result<Uuid, DbError>> {
+        Box::pin(crate::db::WorkListener::recv(self))
+    }
+}
+
+/// Opens a [`WakeStream`]; `Ok(None)`: this database has none (SQLite).
+type Connect =
+    Box<dyn Fn() -> BoxFuture<'static, Result<Option<Box<dyn WakeStream>>, DbError>> + Send>;
+
+/// What the listener heard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    /// Another replica said this store needs work.
+    Store(Uuid),
+    /// Listening again after the connection was lost (or could not be opened): the
+    /// wake-ups sent meanwhile were missed, so look for due work now rather than at
+    /// the next sweep.
+    Relistened,
+}
+
 /// PostgreSQL LISTEN with reconnects; pending forever on SQLite (a single process wakes
 /// through the in-process signal).
 struct Listener {
-    db: Db,
-    inner: Option<crate::db::WorkListener>,
+    connect: Connect,
+    inner: Option<Box<dyn WakeStream>>,
     retry_at: Option<Instant>,
+    /// Wake-ups may have been missed since the last connection (it was lost, or
+    /// opening one failed): the next connection is announced as [`Wake::Relistened`].
+    missed: bool,
     disabled: bool,
+    /// Pause before reconnecting after a lost connection, and after a failed attempt.
+    after_lost: Duration,
+    after_failed: Duration,
 }
 
 impl Listener {
     fn new(db: Db) -> Self {
+        Listener::with(Box::new(move || {
+            let db = db.clone();
+            Box::pin(async move {
+                Ok(db
+                    .listen_work()
+                    .await?
+                    .map(|l| Box::new(l) as Box<dyn WakeStream>))
+            })
+        }))
+    }
+
+    fn with(connect: Connect) -> Self {
         Listener {
-            db,
+            connect,
             inner: None,
             retry_at: None,
+            missed: false,
             disabled: false,
+            after_lost: Duration::from_secs(1),
+            after_failed: Duration::from_secs(5),
         }
     }
 
-    async fn recv(&mut self) -> Option<Uuid> {
+    async fn recv(&mut self) -> Wake {
         loop {
             if self.disabled {
                 return std::future::pending().await;
@@ -403,26 +453,40 @@ impl Listener {
                     tokio::time::sleep_until(at).await;
                     self.retry_at = None;
                 }
-                match self.db.listen_work().await {
-                    Ok(Some(l)) => self.inner = Some(l),
+                match (self.connect)().await {
+                    Ok(Some(l)) => {
+                        self.inner = Some(l);
+                        if std::mem::take(&mut self.missed) {
+                            tracing::info!(
+                                "listening for wake-ups again; looking for work missed meanwhile"
+                            );
+                            return Wake::Relistened;
+                        }
+                    }
                     Ok(None) => {
                         self.disabled = true;
                         continue;
                     }
                     Err(e) => {
-                        tracing::warn!(error = %error_chain(&e), "cannot LISTEN for work; retrying in 5s");
-                        self.retry_at = Some(Instant::now() + Duration::from_secs(5));
+                        tracing::warn!(
+                            error = %error_chain(&e),
+                            "cannot LISTEN for work; retrying in {}",
+                            humantime::format_duration(self.after_failed)
+                        );
+                        self.missed = true;
+                        self.retry_at = Some(Instant::now() + self.after_failed);
                         continue;
                     }
                 }
             }
             let listener = self.inner.as_mut().expect("set above");
             match listener.recv().await {
-                Ok(id) => return Some(id),
+                Ok(id) => return Wake::Store(id),
                 Err(e) => {
                     tracing::warn!(error = %error_chain(&e), "LISTEN connection lost; reconnecting");
                     self.inner = None;
-                    self.retry_at = Some(Instant::now() + Duration::from_secs(1));
+                    self.missed = true;
+                    self.retry_at = Some(Instant::now() + self.after_lost);
                 }
             }
         }
@@ -489,6 +553,77 @@ mod tests {
             [store.id]
         );
         assert!(working.enter(store.id).is_none(), "worked on again");
+    }
+
+    /// A fake wake-up connection: hands out `ids`, then fails (the connection was
+    /// lost) or, with `lasts`, waits forever.
+    struct Fake {
+        ids: Vec<Uuid>,
+        lasts: bool,
+    }
+
+    impl WakeStream for Fake {
+        fn recv(&mut self) -> BoxFuture<'_, Result<Uuid, DbError>> {
+            Box::pin(async move {
+                if let Some(id) = self.ids.pop() {
+                    return Ok(id);
+                }
+                if self.lasts {
+                    std::future::pending::<()>().await;
+                }
+                Err(DbError::Query(sea_orm::DbErr::Custom(
+                    "the connection was lost".into(),
+                )))
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn listening_again_after_a_lost_connection_wakes_the_orchestrator() {
+        let store = Uuid::now_v7();
+        let opened = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = opened.clone();
+        let mut listener = Listener::with(Box::new(move || {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                match n {
+                    // The first connection delivers one wake-up, then is lost.
+                    0 => Ok(Some(Box::new(Fake {
+                        ids: vec![store],
+                        lasts: false,
+                    }) as Box<dyn WakeStream>)),
+                    // The database is away for one attempt.
+                    1 => Err(DbError::Query(sea_orm::DbErr::Custom("refused".into()))),
+                    _ => Ok(Some(Box::new(Fake {
+                        ids: Vec::new(),
+                        lasts: true,
+                    }) as Box<dyn WakeStream>)),
+                }
+            })
+        }));
+        listener.after_lost = Duration::from_millis(10);
+        listener.after_failed = Duration::from_millis(10);
+        assert_eq!(listener.recv().await, Wake::Store(store));
+        // Whatever was sent while no connection listened is lost: listening again
+        // says so, and the orchestrator claims at once instead of at its next sweep.
+        assert_eq!(listener.recv().await, Wake::Relistened);
+        assert_eq!(opened.load(Ordering::SeqCst), 3);
+        // Then only real wake-ups.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), listener.recv())
+                .await
+                .is_err()
+        );
+        // The first connection of all is no reconnection.
+        let mut fresh = Listener::with(Box::new(move || {
+            Box::pin(async move {
+                Ok(Some(Box::new(Fake {
+                    ids: vec![store],
+                    lasts: true,
+                }) as Box<dyn WakeStream>))
+            })
+        }));
+        assert_eq!(fresh.recv().await, Wake::Store(store));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! it — while renewing its lease — and record the outcome with an event.
 
 use super::{Context, backoff};
-use crate::apply::{ApplyError, Desired, PhaseReport};
+use crate::apply::{ApplyError, Desired, PhaseReport, failure_key};
 use crate::blueprint::{Blueprint, StoreRef, StoreSecrets};
 use crate::config::OrchestratorSettings;
 use crate::db::{DbError, NewEvent, Store, StoreUpdate, StoreUrlRecord};
@@ -35,6 +35,27 @@ pub(crate) enum WorkError {
 /// first, past the quota controller's default 5-minute recount (see
 /// `ApplyError::is_quota_refusal`). A quota that is really too small still fails.
 const QUOTA_REFUSAL_ATTEMPTS: u32 = 8;
+
+/// Longest wait for a phase to become ready when re-applying a store that is ready (a
+/// resync, a drift repair). Its objects exist and were ready: a re-apply that changed
+/// nothing is ready at once, and one that brought something back is ready in seconds.
+/// A store whose pods crash-loop would otherwise hold a worker for the whole phase
+/// timeout on every attempt, and a few such stores all of a replica's workers. A phase
+/// not ready in time is a transient failure like any other: retried with backoff while
+/// the store stays ready.
+pub(crate) const RESYNC_READINESS_WAIT: Duration = Duration::from_secs(30);
+
+/// How long each phase of this attempt may wait to become ready: the phase timeout
+/// while the store converges, at most [`RESYNC_READINESS_WAIT`] when it is serving.
+fn readiness_wait(store: &Store, phase_timeout: Duration) -> Duration {
+    let converging =
+        store.status == StoreStatus::Provisioning || store.observed_generation < store.generation;
+    if converging {
+        phase_timeout
+    } else {
+        phase_timeout.min(RESYNC_READINESS_WAIT)
+    }
+}
 
 impl WorkError {
     /// Whether to retry, given how many attempts (this one included) have failed.
@@ -372,7 +393,13 @@ async fn provision(ctx: &Context, store: &Store) -> Result<Option<DateTime<Utc>>
     let apply = async {
         let r = ctx
             .applier
-            .apply_store(&store.namespace, &store.id.to_string(), &desired, &tx)
+            .apply_store_within(
+                &store.namespace,
+                &store.id.to_string(),
+                &desired,
+                &tx,
+                readiness_wait(store, ctx.applier.settings().phase_timeout),
+            )
             .await;
         drop(tx);
         r
@@ -587,9 +614,9 @@ async fn fail_inner(ctx: &Context, store: &Store, err: WorkError) -> Option<Date
 #[derive(Debug)]
 struct Failure {
     update: StoreUpdate,
-    /// `None`: the same failure as last time, in a loop that never gives up (a
-    /// deletion, a ready store's re-apply); the log already says it, and the store's
-    /// `error_message` and `attempts` still tell the count.
+    /// `None`: the same failure as last time (by [`failure_key`]), in a loop that never
+    /// gives up (a deletion, a ready store's re-apply); the log already says it, and the
+    /// store's `error_message` and `attempts` still tell the count.
     event: Option<NewEvent>,
     /// When to look again; `None`: not until a request.
     next: Option<DateTime<Utc>>,
@@ -608,8 +635,10 @@ struct Failure {
 ///   (every one to two minutes when the error is not transient) until whatever holds
 ///   it is resolved.
 ///
-/// In the two loops that never give up, a failure that repeats the previous one word
-/// for word adds no event, so a store stuck for days does not fill its log.
+/// In the two loops that never give up, a failure that repeats the previous one adds no
+/// event, so a store stuck for days does not fill its log. "Repeats" compares the
+/// failures' [`failure_key`]s: the text without the time waited and the counters that
+/// change with every attempt of the same failure.
 fn after_failure(
     store: &Store,
     transient: bool,
@@ -623,14 +652,17 @@ fn after_failure(
         store.status == StoreStatus::Provisioning || store.observed_generation < store.generation;
     let serving = store.status == StoreStatus::Ready && !converging;
     let past_deadline = converging && store.provision_deadline_at.is_some_and(|d| now >= d);
-    let repeated = store.error_message.as_deref() == Some(message.as_str());
+    let repeated = store
+        .error_message
+        .as_deref()
+        .is_some_and(|previous| failure_key(previous) == failure_key(&message));
     if deleting || (transient && !past_deadline) {
         // A lasting fault is retried at the cap, jittered so stores stuck together do
         // not retry together.
         let delay = backoff::delay(if transient { attempts } else { u32::MAX });
         let next = now + to_chrono(delay);
         tracing::warn!(attempts, retry_in_ms = delay.as_millis() as u64, error = %message, "attempt failed; will retry");
-        let event = (!(deleting && repeated)).then(|| {
+        let event = (!((deleting || serving) && repeated)).then(|| {
             NewEvent::new(
                 EventType::RetryScheduled,
                 format!(
@@ -1062,6 +1094,103 @@ mod tests {
             after_failure(&provisioning, true, held.into(), &settings, now)
                 .event
                 .is_some()
+        );
+    }
+
+    #[test]
+    fn a_transient_failure_repeated_with_another_timing_is_told_once() {
+        let settings = crate::config::OrchestratorSettings::default();
+        let now = Utc::now();
+        let timeout = |nanos: u64, restarts: u32| {
+            error_chain(&WorkError::Apply(ApplyError::Timeout {
+                phase: Phase::Application,
+                after: Duration::from_nanos(nanos),
+                waiting: vec![format!(
+                    "Deployment/wordpress: 0/1 replicas available, 0 updated (pod \
+                     wordpress-5d8f7-x2 container wordpress keeps failing (exit code 1, \
+                     {restarts} restarts))"
+                )],
+                unreachable: false,
+            }))
+        };
+        let stuck = |nanos: u64| {
+            error_chain(&WorkError::Apply(ApplyError::TeardownStuck {
+                namespace: "store-shop-00000001".into(),
+                after: Duration::from_nanos(nanos),
+                blockers: "namespace finalizer example.com/hold".into(),
+            }))
+        };
+        let cases = [
+            (
+                StoreStatus::Ready,
+                timeout(30_000_123_456, 3),
+                timeout(30_002_654_321, 4),
+            ),
+            (
+                StoreStatus::Deleting,
+                stuck(300_000_512_000),
+                stuck(30_001_000_007),
+            ),
+        ];
+        for (status, first, again) in cases {
+            assert_ne!(first, again);
+            let mut s = store(status, 1);
+            let told = after_failure(&s, true, first.clone(), &settings, now);
+            assert!(
+                told.event.is_some(),
+                "{status:?}: the first failure is told"
+            );
+            s.error_message = told.update.error_message.clone().flatten();
+            s.attempts = 1;
+            let repeat = after_failure(&s, true, again.clone(), &settings, now);
+            assert!(
+                repeat.event.is_none(),
+                "{status:?}: the same failure with another timing is not told again: {again}"
+            );
+            assert_eq!(repeat.update.attempts, Some(2), "but counted");
+            assert_eq!(
+                repeat.update.error_message,
+                Some(Some(again)),
+                "the latest text is kept"
+            );
+            assert!(repeat.next.is_some(), "and retried");
+        }
+        // While provisioning, every retry is still told.
+        let mut provisioning = store(StoreStatus::Provisioning, 0);
+        provisioning.error_message = Some(timeout(30_000_000_001, 3));
+        assert!(
+            after_failure(
+                &provisioning,
+                true,
+                timeout(30_000_000_002, 4),
+                &settings,
+                now
+            )
+            .event
+            .is_some()
+        );
+    }
+
+    #[test]
+    fn a_ready_store_is_reapplied_with_a_short_readiness_wait() {
+        let phase_timeout = Duration::from_secs(300);
+        assert_eq!(
+            readiness_wait(&store(StoreStatus::Ready, 1), phase_timeout),
+            RESYNC_READINESS_WAIT
+        );
+        assert!(RESYNC_READINESS_WAIT < phase_timeout);
+        assert_eq!(
+            readiness_wait(&store(StoreStatus::Provisioning, 0), phase_timeout),
+            phase_timeout
+        );
+        // A new generation of a ready store converges: the full wait.
+        let mut changed = store(StoreStatus::Ready, 1);
+        changed.generation = 2;
+        assert_eq!(readiness_wait(&changed, phase_timeout), phase_timeout);
+        assert_eq!(
+            readiness_wait(&store(StoreStatus::Ready, 1), Duration::from_secs(10)),
+            Duration::from_secs(10),
+            "never longer than the phase timeout"
         );
     }
 

@@ -291,3 +291,213 @@ async fn a_quota_too_small_fails_at_once_naming_the_object() {
     );
     delete_namespace_and_wait(&client, &ns, Duration::from_secs(120)).await;
 }
+
+/// A store whose installer Job failed (here: its pods were refused by a LimitRange
+/// until its deadline passed) is fixed (the LimitRange raised) and applied again with
+/// the same Job: the failed Job is replaced by a new one, which runs and completes.
+/// Re-applying the same spec over the failed Job would change nothing, and the store
+/// would fail again at once.
+#[tokio::test]
+async fn a_failed_job_is_replaced_when_the_store_is_applied_again() {
+    let client = kube_client().await;
+    let a = applier(client.clone());
+    let ns = unique_name("it-job");
+    let id = unique_name("id");
+    let l = json!({ labels::STORE_ID: id, labels::MANAGED_BY: "storeplane" });
+    let desired = |max_cpu: &str| {
+        vec![
+            obj(
+                Phase::Foundation,
+                json!({"apiVersion": "v1", "kind": "Namespace",
+                       "metadata": {"name": ns, "labels": l}}),
+            ),
+            obj(
+                Phase::Foundation,
+                json!({"apiVersion": "v1", "kind": "LimitRange",
+                       "metadata": {"name": "limits", "namespace": ns, "labels": l},
+                       "spec": {"limits": [{"type": "Container", "max": {"cpu": max_cpu}}]}}),
+            ),
+            obj(
+                Phase::Jobs,
+                json!({"apiVersion": "batch/v1", "kind": "Job",
+                       "metadata": {"name": "install", "namespace": ns, "labels": l},
+                       "spec": {"backoffLimit": 0, "activeDeadlineSeconds": 8,
+                                "template": {"metadata": {"labels": {"app": "install"}},
+                                    "spec": {"restartPolicy": "Never",
+                                             "automountServiceAccountToken": false,
+                                             "containers": [{"name": "install",
+                                                 "image": "registry.example/install:1",
+                                                 "resources": {
+                                                     "requests": {"cpu": "100m", "memory": "64Mi"},
+                                                     "limits": {"cpu": "200m", "memory": "64Mi"}}}]}}}}),
+            ),
+        ]
+    };
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+
+    // The Job's pods are refused: the apply fails, naming the Job.
+    let err = a
+        .apply_store(&ns, &id, &desired("100m"), &tx)
+        .await
+        .expect_err("the job's pods are refused");
+    assert!(
+        matches!(&err, ApplyError::Failed { object, .. } if object.to_string() == "Job/install"),
+        "{err}"
+    );
+    // Its deadline passes: the Job fails for good.
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(client.clone(), &ns);
+    let failed = tokio::time::timeout(
+        Duration::from_secs(90),
+        kube::runtime::wait::await_condition(
+            jobs.clone(),
+            "install",
+            |j: Option<&k8s_openapi::api::batch::v1::Job>| {
+                j.and_then(|j| j.status.as_ref())
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Failed" && c.status == "True"))
+            },
+        ),
+    )
+    .await
+    .expect("the job fails at its deadline")
+    .unwrap()
+    .unwrap();
+    let old_uid = failed.metadata.uid.clone().unwrap();
+
+    // Fixed (the LimitRange allows the pods now) and applied again, the Job unchanged:
+    // a new Job runs and completes.
+    let report = a
+        .apply_store(&ns, &id, &desired("1"), &tx)
+        .await
+        .unwrap_or_else(|e| panic!("the fixed store applies: {e}"));
+    assert_eq!(report.counts.created, 0, "{report:?}");
+    let job = jobs.get("install").await.unwrap();
+    assert_ne!(
+        job.metadata.uid.as_deref(),
+        Some(old_uid.as_str()),
+        "the failed job was replaced"
+    );
+    assert!(
+        job.status.and_then(|s| s.conditions).is_some_and(|c| c
+            .iter()
+            .any(|c| c.type_ == "Complete" && c.status == "True")),
+        "the new job completed"
+    );
+    // Applied once more, the completed Job is kept.
+    a.apply_store(&ns, &id, &desired("1"), &tx)
+        .await
+        .expect("re-apply");
+    assert_eq!(
+        jobs.get("install").await.unwrap().metadata.uid,
+        job.metadata.uid,
+        "a completed job is not run again"
+    );
+    delete_namespace_and_wait(&client, &ns, Duration::from_secs(120)).await;
+}
+
+/// A namespace held by a finalizer: the teardown that deletes it waits its timeout and
+/// says what holds it, in the namespace's own words; a later teardown, finding it
+/// already terminating, waits only briefly before saying so again (its worker is not
+/// held for the whole timeout on every attempt); once released, it goes.
+#[tokio::test]
+async fn a_stuck_teardown_names_what_holds_the_namespace_and_a_later_one_waits_briefly() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let client = kube_client().await;
+    let ns = unique_name("it-held");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &Default::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    maps.create(
+        &Default::default(),
+        &serde_json::from_value(json!({
+            "metadata": {"name": "held", "finalizers": ["example.com/hold"]}
+        }))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let with_timeout = |teardown_timeout| {
+        Applier::new(
+            client.clone(),
+            ApplySettings {
+                concurrency: 4,
+                phase_timeout: Duration::from_secs(90),
+                teardown_timeout,
+            },
+        )
+    };
+
+    let first = with_timeout(Duration::from_secs(10))
+        .teardown(&ns)
+        .await
+        .expect_err("held by the finalizer");
+    assert!(
+        matches!(&first, ApplyError::TeardownStuck { blockers, .. }
+            if blockers.contains("ConfigMap/held (finalizers: example.com/hold)")),
+        "{first}"
+    );
+    // The namespace controller reports what remains once it has tried to empty it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let reported = namespaces
+            .get(&ns)
+            .await
+            .unwrap()
+            .status
+            .and_then(|s| s.conditions)
+            .is_some_and(|c| {
+                c.iter()
+                    .any(|c| c.type_ == "NamespaceFinalizersRemaining" && c.status == "True")
+            });
+        if reported {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no condition");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // A later attempt with a long timeout: the namespace is already terminating, so it
+    // waits the short window only, and names the finalizer from the conditions.
+    let started = std::time::Instant::now();
+    let later = with_timeout(Duration::from_secs(300))
+        .teardown(&ns)
+        .await
+        .expect_err("still held");
+    let took = started.elapsed();
+    assert!(
+        took >= storeplane::apply::TERMINATING_WAIT
+            && took < storeplane::apply::TERMINATING_WAIT + Duration::from_secs(20),
+        "waited {took:?}"
+    );
+    match &later {
+        ApplyError::TeardownStuck { blockers, .. } => {
+            assert!(
+                blockers.contains("finalizers remaining (NamespaceFinalizersRemaining)")
+                    && blockers.contains("example.com/hold"),
+                "{blockers}"
+            );
+            assert!(later.is_transient());
+        }
+        other => panic!("{other}"),
+    }
+
+    // Released: the next attempt sees it go.
+    maps.patch(
+        "held",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    with_timeout(Duration::from_secs(120))
+        .teardown(&ns)
+        .await
+        .expect("gone once released");
+    assert!(namespaces.get_opt(&ns).await.unwrap().is_none());
+}

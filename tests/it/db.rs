@@ -1525,3 +1525,50 @@ mod cli {
         assert!(!stdout.contains("argon2"), "{stdout}");
     }
 }
+
+/// Replicas woken together all read the same oldest due stores; one that loses them to
+/// another must go on to the next ones while it has free workers, not idle until its
+/// next sweep with stores waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_that_lose_a_claim_race_claim_the_next_due_stores() {
+    each_backend(|t: TestDb| async move {
+        let u = user(&t, "a@example.com", 100).await;
+        let mut due = HashSet::new();
+        for i in 0..12 {
+            due.insert(store(&t, &u, &format!("due-{i}")).await.id);
+        }
+        let now = t0() + secs(1);
+        let barrier = Arc::new(Barrier::new(4));
+        let tasks: Vec<_> = (0..4)
+            .map(|i| {
+                let db = t.db.clone();
+                let barrier = barrier.clone();
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    let owner = format!("replica-{i}");
+                    // Three free workers each.
+                    let won = db.claim_due(&owner, LEASE, now, 3).await.unwrap();
+                    (owner, won)
+                })
+            })
+            .collect();
+        let mut claimed = Vec::new();
+        for task in tasks {
+            let (owner, won) = task.await.unwrap();
+            assert_eq!(
+                won.len(),
+                3,
+                "{owner} has free workers and due stores are waiting, yet it claimed {}",
+                won.len()
+            );
+            for s in won {
+                assert_eq!(s.lease_owner.as_deref(), Some(owner.as_str()));
+                claimed.push(s.id);
+            }
+        }
+        let unique: HashSet<_> = claimed.iter().copied().collect();
+        assert_eq!(unique.len(), claimed.len(), "a store was claimed twice");
+        assert_eq!(unique, due, "every due store is claimed");
+    })
+    .await;
+}
