@@ -516,6 +516,16 @@ impl Applier {
         let (api, _) = self.api_for(&desired.gvk, namespace).await?;
         let body = apply_body(&normalise(desired));
         let params = PatchParams::apply(FIELD_MANAGER).force();
+        // Deletes the object, waits until it is gone, and applies it anew.
+        let replace = || async {
+            self.delete_and_wait(&api, namespace, &key).await?;
+            api.patch(&key.name, &params, &Patch::Apply(&body))
+                .await
+                .map_err(|source| ApplyError::Apply {
+                    object: key.clone(),
+                    source,
+                })
+        };
         let applied = match api.patch(&key.name, &params, &Patch::Apply(&body)).await {
             Ok(obj) => obj,
             Err(kube::Error::Api(status))
@@ -526,13 +536,7 @@ impl Applier {
                 // A Job's pod template cannot change. A changed installer or migration
                 // is a new run: replace the Job and let it run again.
                 tracing::info!(object = %key, "job spec changed; replacing the job");
-                self.delete_and_wait(&api, namespace, &key).await?;
-                api.patch(&key.name, &params, &Patch::Apply(&body))
-                    .await
-                    .map_err(|source| ApplyError::Apply {
-                        object: key.clone(),
-                        source,
-                    })?
+                replace().await?
             }
             Err(source) => {
                 return Err(ApplyError::Apply {
@@ -547,13 +551,7 @@ impl Applier {
         // is a new Job.
         let applied = if desired.gvk.kind == "Job" && job_failed(&applied) {
             tracing::info!(object = %key, "the job failed before; replacing it so that it runs again");
-            self.delete_and_wait(&api, namespace, &key).await?;
-            api.patch(&key.name, &params, &Patch::Apply(&body))
-                .await
-                .map_err(|source| ApplyError::Apply {
-                    object: key.clone(),
-                    source,
-                })?
+            replace().await?
         } else {
             applied
         };
