@@ -189,11 +189,52 @@ pub enum Location {
     Unknown,
     /// 1-based line in the template file (template syntax and evaluation errors).
     Source(usize),
-    /// 1-based line in the template's rendered output, with that line's text.
+    /// 1-based line in the template's rendered output, with that line's text, and the
+    /// template file's line it comes from when that is plain to see ([`source_line`]).
     Rendered {
         line: usize,
         text: String,
+        source: Option<usize>,
     },
+}
+
+/// The line of a template's `source` that rendered as `rendered` (1-based): the one
+/// source line equal to it, else the one with the same indentation and the same key
+/// (`imagePullPolicy:`, `- name:`). `None` when no line or several could have: a line
+/// built by a loop, a macro or an expression alone.
+pub fn source_line(source: &str, rendered: &str) -> Option<usize> {
+    let wanted = rendered.trim_end();
+    if wanted.trim().is_empty() {
+        return None;
+    }
+    let unique = |matches: &mut dyn Iterator<Item = usize>| {
+        let first = matches.next()?;
+        matches.next().is_none().then_some(first + 1)
+    };
+    let exact = unique(
+        &mut source
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.trim_end() == wanted)
+            .map(|(i, _)| i),
+    );
+    if exact.is_some() {
+        return exact;
+    }
+    let key_end = wanted
+        .find(": ")
+        .or_else(|| wanted.ends_with(':').then(|| wanted.len() - 1))?;
+    let key = &wanted[..=key_end];
+    if key.contains("{{") || key.trim_start().trim_start_matches("- ").trim() == ":" {
+        return None;
+    }
+    unique(
+        &mut source
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.starts_with(key))
+            .map(|(i, _)| i),
+    )
 }
 
 impl fmt::Display for TemplateProblem {
@@ -203,7 +244,22 @@ impl fmt::Display for TemplateProblem {
             Location::Source(l) => {
                 write!(f, "template `{}` line {l}: {}", self.template, self.message)
             }
-            Location::Rendered { line, text } => write!(
+            Location::Rendered {
+                line,
+                text,
+                source: Some(source),
+            } => write!(
+                f,
+                "template `{}` line {source} (rendered line {line}: `{}`): {}",
+                self.template,
+                text.trim(),
+                self.message
+            ),
+            Location::Rendered {
+                line,
+                text,
+                source: None,
+            } => write!(
                 f,
                 "template `{}`, rendered line {line} (`{}`): {}",
                 self.template,
@@ -396,11 +452,13 @@ impl Blueprint {
                         Location::Rendered {
                             line: abs,
                             text: line_text(&text, abs),
+                            source: None,
                         }
                     }
                     None => Location::Rendered {
                         line: first_line,
                         text: line_text(&text, first_line),
+                        source: None,
                     },
                 };
                 let value: Value = match parse_yaml(doc) {
@@ -489,7 +547,11 @@ impl Blueprint {
             // into a decoder's message, never do.
             for p in &mut problems {
                 p.message = redact_secrets(&p.message, input.secrets);
-                if let Location::Rendered { text, .. } = &mut p.location {
+                if let Location::Rendered { text, source, .. } = &mut p.location {
+                    *source = self
+                        .sources
+                        .get(&p.template)
+                        .and_then(|src| source_line(src, text));
                     *text = redact_secrets(text, input.secrets);
                 }
             }

@@ -566,7 +566,7 @@ fn unknown_fields_name_blueprint_template_and_line() {
     let problems = err.problems();
     assert_eq!(problems.len(), 1, "{problems:?}");
     let p = &problems[0];
-    assert!(p.starts_with("blueprint `woocommerce`, template `wordpress.yaml.j2`, rendered line 41 (`imagePullPolice: IfNotPresent`)"), "{p}");
+    assert!(p.starts_with("blueprint `woocommerce`, template `wordpress.yaml.j2` line 44 (rendered line 41: `imagePullPolice: IfNotPresent`)"), "{p}");
     assert!(
         p.contains("unknown field /spec/template/spec/containers/0/imagePullPolice"),
         "{p}"
@@ -583,7 +583,7 @@ fn wrong_types_name_the_field_and_line() {
     .unwrap_err();
     let p = err.problems().join("\n");
     assert!(
-        p.contains("template `postgres.yaml.j2`, rendered line"),
+        p.contains("template `postgres.yaml.j2` line 23 (rendered line 21: `replicas: \"one\"`)"),
         "{p}"
     );
     assert!(
@@ -1262,7 +1262,7 @@ fn the_renderer_refuses_objects_outside_the_store() {
                     "{t}---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: store-admin\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n  name: cluster-admin\n"
                 )
             }),
-            "blueprint `medusa`, template `secrets.yaml.j2`, rendered line 42 (`kind: ClusterRoleBinding`): ClusterRoleBinding `store-admin` is cluster-scoped; a store may only create objects in its own namespace (and that Namespace)",
+            "blueprint `medusa`, template `secrets.yaml.j2` line 52 (rendered line 42: `kind: ClusterRoleBinding`): ClusterRoleBinding `store-admin` is cluster-scoped; a store may only create objects in its own namespace (and that Namespace)",
         ),
         (
             "woocommerce",
@@ -1279,7 +1279,7 @@ fn the_renderer_refuses_objects_outside_the_store() {
                 "  name: wordpress-config\n",
                 "  name: wordpress-config\n  namespace: kube-system\n",
             )),
-            "rendered line 5 (`namespace: kube-system`): ConfigMap `wordpress-config` is in namespace `kube-system`, not the store's `store-shop-89abcdef`; remove metadata.namespace",
+            "line 6 (rendered line 5: `namespace: kube-system`): ConfigMap `wordpress-config` is in namespace `kube-system`, not the store's `store-shop-89abcdef`; remove metadata.namespace",
         ),
         (
             "woocommerce",
@@ -1761,4 +1761,24 @@ fn templates_cannot_include_a_url_template() {
     // The URLs themselves still render unescaped (plain strings, not JSON literals).
     let r = render("woocommerce", json!({})).unwrap();
     assert_eq!(r.urls[0].url, "http://shop.stores.localtest.me/");
+}
+
+#[test]
+fn a_rendered_line_is_traced_to_its_template_line_only_when_plain() {
+    use crate::blueprint::render::source_line;
+    let src = "kind: Pod\nspec:\n  containers:\n    - name: a\n      image: {{ x }}\n    - name: b\n      image: {{ y }}\n  replicas: {{ n }}\n";
+    assert_eq!(source_line(src, "spec:"), Some(2), "a static line, exactly");
+    assert_eq!(
+        source_line(src, "  replicas: \"one\""),
+        Some(8),
+        "by indentation and key"
+    );
+    assert_eq!(
+        source_line(src, "      image: nginx"),
+        None,
+        "two lines could have made it"
+    );
+    assert_eq!(source_line(src, "    - name: c"), None);
+    assert_eq!(source_line(src, "  other: 1"), None, "no line could have");
+    assert_eq!(source_line(src, "   "), None);
 }
