@@ -38,7 +38,7 @@ for axis in (ax.xaxis, ax.yaxis):
     axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 ax.set_xlabel("stores (N)")
 ax.set_ylabel("wall time until all ready (s)")
-ax.set_title("WooCommerce stores to ready on testenv (kwok), 2-core machine, shared")
+ax.set_title("WooCommerce stores to ready on testenv (kwok), 2-core machine")
 ax.grid(True, which="both", alpha=0.3)
 ax.legend(fontsize=8)
 fig.tight_layout()
