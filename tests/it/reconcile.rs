@@ -429,80 +429,82 @@ async fn secret_sample(t: &TestDb, store: &Store) -> String {
 
 #[tokio::test]
 async fn crashes_at_phase_boundaries_and_mid_phase_still_converge() {
-    let t = fresh(Backend::Sqlite).await;
-    let catalog = Arc::new(Catalog::builtin().unwrap());
-    let owner = user(&t.db, 20).await;
-    // Kill points: after the n-th event of the store's log (1 = `created`, so 2 is right
-    // after the namespace phase), and a mid-phase point by time.
-    for (round, kill_after_events) in [2usize, 3, 4, 5, 6].into_iter().enumerate() {
-        let name = format!(
-            "crash-{round}-{}",
-            &Uuid::new_v4().simple().to_string()[..5]
-        );
+    each_backend(|t: TestDb| async move {
+        let catalog = Arc::new(Catalog::builtin().unwrap());
+        let owner = user(&t.db, 20).await;
+        // Kill points: after the n-th event of the store's log (1 = `created`, so 2 is right
+        // after the namespace phase), and a mid-phase point by time.
+        for (round, kill_after_events) in [2usize, 3, 4, 5, 6].into_iter().enumerate() {
+            let name = format!(
+                "crash-{round}-{}",
+                &Uuid::new_v4().simple().to_string()[..5]
+            );
+            let store = create(&t.db, &catalog, owner, "woocommerce", &name).await;
+            let (replica, waker) = Replica::start(
+                &t.db,
+                catalog.clone(),
+                vault(),
+                settings(&format!("doomed-{round}")),
+            )
+            .await;
+            waker.wake(store.id).await;
+            let deadline = tokio::time::Instant::now() + CONVERGE;
+            while events(&t.db, store.id).await.len() < kill_after_events {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "never reached event {kill_after_events}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            replica.crash().await;
+            // A new replica (a restarted process) takes over once the lease expires.
+            let (replica, _) = Replica::start(
+                &t.db,
+                catalog.clone(),
+                vault(),
+                settings(&format!("heir-{round}")),
+            )
+            .await;
+            let done = ready(&t.db, store.id).await;
+            assert!(done.lease_owner.is_none(), "no lease left behind");
+            let present: Vec<String> = objects(&store.namespace, store.id)
+                .await
+                .into_keys()
+                .collect();
+            assert_eq!(
+                present,
+                rendered_keys(&catalog, &store),
+                "nothing missing, nothing extra"
+            );
+            told_once(&events(&t.db, store.id).await, &store.engine);
+            replica.stop().await;
+        }
+        // Mid-phase: crash while the data phase waits for MySQL.
+        let name = format!("crash-mid-{}", &Uuid::new_v4().simple().to_string()[..5]);
         let store = create(&t.db, &catalog, owner, "woocommerce", &name).await;
-        let (replica, waker) = Replica::start(
-            &t.db,
-            catalog.clone(),
-            vault(),
-            settings(&format!("doomed-{round}")),
-        )
-        .await;
+        let (replica, waker) =
+            Replica::start(&t.db, catalog.clone(), vault(), settings("doomed-mid")).await;
         waker.wake(store.id).await;
+        let client = kube_client().await;
+        let sts: Api<k8s_openapi::api::apps::v1::StatefulSet> =
+            Api::namespaced(client, &store.namespace);
         let deadline = tokio::time::Instant::now() + CONVERGE;
-        while events(&t.db, store.id).await.len() < kill_after_events {
+        while sts.get_opt("mysql").await.ok().flatten().is_none() {
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "never reached event {kill_after_events}"
+                "never reached the data phase"
             );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         replica.crash().await;
-        // A new replica (a restarted process) takes over once the lease expires.
-        let (replica, _) = Replica::start(
-            &t.db,
-            catalog.clone(),
-            vault(),
-            settings(&format!("heir-{round}")),
-        )
-        .await;
+        let (replica, _) =
+            Replica::start(&t.db, catalog.clone(), vault(), settings("heir-mid")).await;
         let done = ready(&t.db, store.id).await;
-        assert!(done.lease_owner.is_none(), "no lease left behind");
-        let present: Vec<String> = objects(&store.namespace, store.id)
-            .await
-            .into_keys()
-            .collect();
-        assert_eq!(
-            present,
-            rendered_keys(&catalog, &store),
-            "nothing missing, nothing extra"
-        );
+        assert!(done.lease_owner.is_none());
         told_once(&events(&t.db, store.id).await, &store.engine);
         replica.stop().await;
-    }
-    // Mid-phase: crash while the data phase waits for MySQL.
-    let name = format!("crash-mid-{}", &Uuid::new_v4().simple().to_string()[..5]);
-    let store = create(&t.db, &catalog, owner, "woocommerce", &name).await;
-    let (replica, waker) =
-        Replica::start(&t.db, catalog.clone(), vault(), settings("doomed-mid")).await;
-    waker.wake(store.id).await;
-    let client = kube_client().await;
-    let sts: Api<k8s_openapi::api::apps::v1::StatefulSet> =
-        Api::namespaced(client, &store.namespace);
-    let deadline = tokio::time::Instant::now() + CONVERGE;
-    while sts.get_opt("mysql").await.ok().flatten().is_none() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never reached the data phase"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    replica.crash().await;
-    let (replica, _) = Replica::start(&t.db, catalog.clone(), vault(), settings("heir-mid")).await;
-    let done = ready(&t.db, store.id).await;
-    assert!(done.lease_owner.is_none());
-    told_once(&events(&t.db, store.id).await, &store.engine);
-    replica.stop().await;
-    t.finish().await;
+    })
+    .await;
 }
 
 /// The phases a blueprint's `phase_completed` events name, in order (the foundation
@@ -619,121 +621,123 @@ async fn two_replicas_on_postgres_never_work_one_store_at_once() {
 
 #[tokio::test]
 async fn drift_is_repaired_and_unchanged_stores_are_not_written() {
-    let t = fresh(Backend::Sqlite).await;
-    let catalog = Arc::new(Catalog::builtin().unwrap());
-    let owner = user(&t.db, 20).await;
-    let mut s = settings("drift");
-    s.resync_period = Duration::from_secs(4);
-    let (replica, waker) = Replica::start(&t.db, catalog.clone(), vault(), s).await;
-    let tag = &Uuid::new_v4().simple().to_string()[..5];
-    let mut stores = Vec::new();
-    for i in 0..10 {
-        let store = create(
-            &t.db,
-            &catalog,
-            owner,
-            "woocommerce",
-            &format!("steady-{tag}-{i}"),
-        )
-        .await;
-        waker.wake(store.id).await;
-        stores.push(store);
-    }
-    join_all(stores.iter().map(|s| ready(&t.db, s.id))).await;
-
-    // Re-applying ten ready stores changes no resourceVersion.
-    let before: Vec<_> = join_all(stores.iter().map(|s| objects(&s.namespace, s.id))).await;
-    let resynced_at = chrono::Utc::now();
-    for s in &stores {
-        wait_for(&t.db, s.id, "resynced", |now| {
-            now.is_some_and(|n| n.updated_at > resynced_at && n.lease_owner.is_none())
-        })
-        .await;
-    }
-    let after: Vec<_> = join_all(stores.iter().map(|s| objects(&s.namespace, s.id))).await;
-    assert_nothing_written(&before, &after, "a resync of unchanged stores");
-    for s in &stores {
-        assert!(!types(&events(&t.db, s.id).await).contains(&EventType::DriftRepaired));
-    }
-    // A resync that changed nothing proved each store converged; the resyncs after it
-    // send no apply while nothing is written (the drift below is repaired anyway).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while replica.metrics.applies_skipped.get() < stores.len() as u64 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "resyncs of unchanged stores still sent applies ({} skipped)",
-            replica.metrics.applies_skipped.get()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    // The sweep publishes how many stores the replica remembers as converged.
-    while replica.metrics.stores_known_converged.get() < stores.len() as i64 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the replica reports {} stores known converged, not {}",
-            replica.metrics.stores_known_converged.get(),
-            stores.len()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let after_skips: Vec<_> = join_all(stores.iter().map(|s| objects(&s.namespace, s.id))).await;
-    assert_nothing_written(&before, &after_skips, "the skipped resyncs");
-
-    // Drift: a Deployment and a NetworkPolicy deleted by hand come back within one
-    // resync period (plus the time to become ready).
-    let victim = &stores[0];
-    let client = kube_client().await;
-    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
-        Api::namespaced(client.clone(), &victim.namespace);
-    let policies: Api<k8s_openapi::api::networking::v1::NetworkPolicy> =
-        Api::namespaced(client.clone(), &victim.namespace);
-    let policy = policies.list(&ListParams::default()).await.unwrap().items[0]
-        .metadata
-        .name
-        .clone()
-        .unwrap();
-    deployments
-        .delete("wordpress", &DeleteParams::default())
-        .await
-        .unwrap();
-    policies
-        .delete(&policy, &DeleteParams::default())
-        .await
-        .unwrap();
-    let deleted_at = tokio::time::Instant::now();
-    let deadline = deleted_at + Duration::from_secs(4) + Duration::from_secs(30);
-    loop {
-        let back = deployments.get_opt("wordpress").await.unwrap().is_some()
-            && policies.get_opt(&policy).await.unwrap().is_some();
-        if back {
-            break;
+    each_backend(|t: TestDb| async move {
+        let catalog = Arc::new(Catalog::builtin().unwrap());
+        let owner = user(&t.db, 20).await;
+        let mut s = settings("drift");
+        s.resync_period = Duration::from_secs(4);
+        let (replica, waker) = Replica::start(&t.db, catalog.clone(), vault(), s).await;
+        let tag = &Uuid::new_v4().simple().to_string()[..5];
+        let mut stores = Vec::new();
+        for i in 0..10 {
+            let store = create(
+                &t.db,
+                &catalog,
+                owner,
+                "woocommerce",
+                &format!("steady-{tag}-{i}"),
+            )
+            .await;
+            waker.wake(store.id).await;
+            stores.push(store);
         }
-        assert!(tokio::time::Instant::now() < deadline, "drift not repaired");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    eprintln!(
-        "drift repaired {:?} after the deletes",
-        deleted_at.elapsed()
-    );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !types(&events(&t.db, victim.id).await).contains(&EventType::DriftRepaired) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no drift_repaired event"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    replica.stop().await;
+        join_all(stores.iter().map(|s| ready(&t.db, s.id))).await;
 
-    let (cleaner, waker) =
-        Replica::start(&t.db, catalog.clone(), vault(), settings("cleaner-d")).await;
-    for s in &stores {
-        t.db.request_delete(s.id).await.unwrap();
-        waker.wake(s.id).await;
-    }
-    join_all(stores.iter().map(|s| gone(&t.db, s.id))).await;
-    cleaner.stop().await;
-    t.finish().await;
+        // Re-applying ten ready stores changes no resourceVersion.
+        let before: Vec<_> = join_all(stores.iter().map(|s| objects(&s.namespace, s.id))).await;
+        let resynced_at = chrono::Utc::now();
+        for s in &stores {
+            wait_for(&t.db, s.id, "resynced", |now| {
+                now.is_some_and(|n| n.updated_at > resynced_at && n.lease_owner.is_none())
+            })
+            .await;
+        }
+        let after: Vec<_> = join_all(stores.iter().map(|s| objects(&s.namespace, s.id))).await;
+        assert_nothing_written(&before, &after, "a resync of unchanged stores");
+        for s in &stores {
+            assert!(!types(&events(&t.db, s.id).await).contains(&EventType::DriftRepaired));
+        }
+        // A resync that changed nothing proved each store converged; the resyncs after it
+        // send no apply while nothing is written (the drift below is repaired anyway).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while replica.metrics.applies_skipped.get() < stores.len() as u64 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "resyncs of unchanged stores still sent applies ({} skipped)",
+                replica.metrics.applies_skipped.get()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // The sweep publishes how many stores the replica remembers as converged.
+        while replica.metrics.stores_known_converged.get() < stores.len() as i64 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the replica reports {} stores known converged, not {}",
+                replica.metrics.stores_known_converged.get(),
+                stores.len()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let after_skips: Vec<_> =
+            join_all(stores.iter().map(|s| objects(&s.namespace, s.id))).await;
+        assert_nothing_written(&before, &after_skips, "the skipped resyncs");
+
+        // Drift: a Deployment and a NetworkPolicy deleted by hand come back within one
+        // resync period (plus the time to become ready).
+        let victim = &stores[0];
+        let client = kube_client().await;
+        let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+            Api::namespaced(client.clone(), &victim.namespace);
+        let policies: Api<k8s_openapi::api::networking::v1::NetworkPolicy> =
+            Api::namespaced(client.clone(), &victim.namespace);
+        let policy = policies.list(&ListParams::default()).await.unwrap().items[0]
+            .metadata
+            .name
+            .clone()
+            .unwrap();
+        deployments
+            .delete("wordpress", &DeleteParams::default())
+            .await
+            .unwrap();
+        policies
+            .delete(&policy, &DeleteParams::default())
+            .await
+            .unwrap();
+        let deleted_at = tokio::time::Instant::now();
+        let deadline = deleted_at + Duration::from_secs(4) + Duration::from_secs(30);
+        loop {
+            let back = deployments.get_opt("wordpress").await.unwrap().is_some()
+                && policies.get_opt(&policy).await.unwrap().is_some();
+            if back {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "drift not repaired");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        eprintln!(
+            "drift repaired {:?} after the deletes",
+            deleted_at.elapsed()
+        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !types(&events(&t.db, victim.id).await).contains(&EventType::DriftRepaired) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no drift_repaired event"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        replica.stop().await;
+
+        let (cleaner, waker) =
+            Replica::start(&t.db, catalog.clone(), vault(), settings("cleaner-d")).await;
+        for s in &stores {
+            t.db.request_delete(s.id).await.unwrap();
+            waker.wake(s.id).await;
+        }
+        join_all(stores.iter().map(|s| gone(&t.db, s.id))).await;
+        cleaner.stop().await;
+    })
+    .await;
 }
 
 /// A copy of the WooCommerce blueprint whose small plan's memory quota cannot hold
@@ -756,80 +760,83 @@ fn starved_blueprint(dir: &Path) {
 
 #[tokio::test]
 async fn a_store_that_cannot_fit_fails_with_the_reason_and_no_retry_storm() {
-    let t = fresh(Backend::Sqlite).await;
-    let dir = tempfile::tempdir().unwrap();
-    starved_blueprint(dir.path());
-    let catalog = Arc::new(
-        Catalog::load(&BlueprintSettings {
-            blueprints_dir: Some(dir.path().to_path_buf()),
+    each_backend(|t: TestDb| async move {
+        let dir = tempfile::tempdir().unwrap();
+        starved_blueprint(dir.path());
+        let catalog = Arc::new(
+            Catalog::load(&BlueprintSettings {
+                blueprints_dir: Some(dir.path().to_path_buf()),
+            })
+            .unwrap(),
+        );
+        let owner = user(&t.db, 5).await;
+        let (replica, waker) =
+            Replica::start(&t.db, catalog.clone(), vault(), settings("starved")).await;
+        let name = format!("starved-{}", &Uuid::new_v4().simple().to_string()[..5]);
+        let store = create(&t.db, &catalog, owner, "starved", &name).await;
+        waker.wake(store.id).await;
+        let failed = wait_for(&t.db, store.id, "failed", |s| {
+            s.is_some_and(|s| s.status == StoreStatus::Failed)
         })
-        .unwrap(),
-    );
-    let owner = user(&t.db, 5).await;
-    let (replica, waker) =
-        Replica::start(&t.db, catalog.clone(), vault(), settings("starved")).await;
-    let name = format!("starved-{}", &Uuid::new_v4().simple().to_string()[..5]);
-    let store = create(&t.db, &catalog, owner, "starved", &name).await;
-    waker.wake(store.id).await;
-    let failed = wait_for(&t.db, store.id, "failed", |s| {
-        s.is_some_and(|s| s.status == StoreStatus::Failed)
-    })
-    .await
-    .unwrap();
-    let message = failed.error_message.clone().unwrap();
-    assert!(message.contains("Deployment/wordpress"), "{message}");
-    assert!(message.contains("exceeded quota"), "{message}");
-    assert_eq!(
-        failed.next_reconcile_at, None,
-        "a failed store is not retried by itself"
-    );
-    // No retry storm: one failure, no retries, and nothing more happens.
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let kinds = types(&events(&t.db, store.id).await);
-    assert_eq!(
-        kinds
-            .iter()
-            .filter(|k| **k == EventType::ProvisioningFailed)
-            .count(),
-        1,
-        "{kinds:?}"
-    );
-    assert!(!kinds.contains(&EventType::RetryScheduled), "{kinds:?}");
-    let log = events(&t.db, store.id).await;
-    assert_eq!(log.last().unwrap().message, message);
+        .await
+        .unwrap();
+        let message = failed.error_message.clone().unwrap();
+        assert!(message.contains("Deployment/wordpress"), "{message}");
+        assert!(message.contains("exceeded quota"), "{message}");
+        assert_eq!(
+            failed.next_reconcile_at, None,
+            "a failed store is not retried by itself"
+        );
+        // No retry storm: one failure, no retries, and nothing more happens.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let kinds = types(&events(&t.db, store.id).await);
+        assert_eq!(
+            kinds
+                .iter()
+                .filter(|k| **k == EventType::ProvisioningFailed)
+                .count(),
+            1,
+            "{kinds:?}"
+        );
+        assert!(!kinds.contains(&EventType::RetryScheduled), "{kinds:?}");
+        let log = events(&t.db, store.id).await;
+        assert_eq!(log.last().unwrap().message, message);
 
-    // Deleting a failed store still cleans up.
-    t.db.request_delete(store.id).await.unwrap();
-    waker.wake(store.id).await;
-    gone(&t.db, store.id).await;
-    assert!(!namespace_exists(&store.namespace).await);
-    replica.stop().await;
-    t.finish().await;
+        // Deleting a failed store still cleans up.
+        t.db.request_delete(store.id).await.unwrap();
+        waker.wake(store.id).await;
+        gone(&t.db, store.id).await;
+        assert!(!namespace_exists(&store.namespace).await);
+        replica.stop().await;
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_delete_during_provisioning_wins() {
-    let t = fresh(Backend::Sqlite).await;
-    let catalog = Arc::new(Catalog::builtin().unwrap());
-    let owner = user(&t.db, 5).await;
-    let (replica, waker) = Replica::start(&t.db, catalog.clone(), vault(), settings("hasty")).await;
-    let name = format!("hasty-{}", &Uuid::new_v4().simple().to_string()[..5]);
-    let store = create(&t.db, &catalog, owner, "medusa", &name).await;
-    waker.wake(store.id).await;
-    // Wait until provisioning is under way, then delete.
-    let deadline = tokio::time::Instant::now() + CONVERGE;
-    while !types(&events(&t.db, store.id).await).contains(&EventType::NamespaceCreated) {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    t.db.request_delete(store.id).await.unwrap();
-    waker.wake(store.id).await;
-    gone(&t.db, store.id).await;
-    assert!(!namespace_exists(&store.namespace).await);
-    let kinds = types(&events(&t.db, store.id).await);
-    assert!(!kinds.contains(&EventType::StoreReady), "{kinds:?}");
-    replica.stop().await;
-    t.finish().await;
+    each_backend(|t: TestDb| async move {
+        let catalog = Arc::new(Catalog::builtin().unwrap());
+        let owner = user(&t.db, 5).await;
+        let (replica, waker) =
+            Replica::start(&t.db, catalog.clone(), vault(), settings("hasty")).await;
+        let name = format!("hasty-{}", &Uuid::new_v4().simple().to_string()[..5]);
+        let store = create(&t.db, &catalog, owner, "medusa", &name).await;
+        waker.wake(store.id).await;
+        // Wait until provisioning is under way, then delete.
+        let deadline = tokio::time::Instant::now() + CONVERGE;
+        while !types(&events(&t.db, store.id).await).contains(&EventType::NamespaceCreated) {
+            assert!(tokio::time::Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        t.db.request_delete(store.id).await.unwrap();
+        waker.wake(store.id).await;
+        gone(&t.db, store.id).await;
+        assert!(!namespace_exists(&store.namespace).await);
+        let kinds = types(&events(&t.db, store.id).await);
+        assert!(!kinds.contains(&EventType::StoreReady), "{kinds:?}");
+        replica.stop().await;
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -85,8 +85,11 @@ where
     F: Fn(TestDb) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let test_db = open_fresh(backend, migrate).await;
+    let mut test_db = open_fresh(backend, migrate).await;
     let pg_name = test_db.pg_name.clone();
+    // The SQLite file's folder lives until the body is done: a body that uses only
+    // `t.db` captures only that field, and the folder would go with the rest of `t`.
+    let _dir = test_db._dir.take();
     let outcome = AssertUnwindSafe(body(test_db)).catch_unwind().await;
     if let Some(name) = pg_name {
         // Best effort; FORCE ends connections the test left open.
