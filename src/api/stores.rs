@@ -595,7 +595,7 @@ impl StoresApi {
         after: Query<Option<i64>>,
         /// Set by a reconnecting client: the id of the last event it received (wins
         /// over `after`).
-        #[oai(name = "Last-Event-ID")]
+        #[oai(name = "Last-Event-ID", validator(minimum(value = "0")))]
         last_event_id: Header<Option<i64>>,
     ) -> Result<StreamEventsResponse, Failure<ReadErrors>> {
         let caller = authenticate(&state, &auth).await?;

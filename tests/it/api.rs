@@ -1160,6 +1160,16 @@ async fn event_stream_sends_past_and_new_events_then_the_end() {
         let id: Uuid = store["id"].as_str().unwrap().parse().unwrap();
         let path = format!("/api/stores/{id}/events/stream");
 
+        // A cursor below zero is refused, naming the header.
+        let r = ts
+            .send(
+                ts.request(Method::GET, &path, Some(&a.token))
+                    .header("last-event-id", "-1"),
+            )
+            .await;
+        r.problem(400);
+        assert_eq!(r.fields(), ["Last-Event-ID"], "{}", r.text);
+
         let mut sse = Sse::open(&ts, &path, &a.token, None).await;
         let first = sse.next().await.unwrap();
         assert_eq!(first.event, "store_event");
