@@ -1636,6 +1636,14 @@ fn lint_names_each_pod_and_namespace_check() {
 fn secrets_outside_their_alphabet_or_length_are_refused() {
     let bp = CATALOG.get("medusa").unwrap();
     let good = fixed_secrets(bp);
+    let render_secrets = |secrets: &StoreSecrets| {
+        bp.render(&RenderInput {
+            store: &store(),
+            params: &json!({}),
+            secrets,
+            platform: &PlatformSettings::default(),
+        })
+    };
     let injected = format!(
         "{}\nrename-command CONFIG \"\"",
         good.get("redis_password").unwrap()
@@ -1660,14 +1668,7 @@ fn secrets_outside_their_alphabet_or_length_are_refused() {
     ] {
         let mut secrets = good.clone();
         secrets.insert(name, value);
-        let err = bp
-            .render(&RenderInput {
-                store: &store(),
-                params: &json!({}),
-                secrets: &secrets,
-                platform: &PlatformSettings::default(),
-            })
-            .unwrap_err();
+        let err = render_secrets(&secrets).unwrap_err();
         assert!(matches!(err, RenderError::InvalidSecrets { .. }), "{err}");
         assert!(err.is_bad_input());
         let text = err.to_string();
@@ -1682,14 +1683,7 @@ fn secrets_outside_their_alphabet_or_length_are_refused() {
     secrets.insert("redis_password", "short");
     secrets.insert("admin_password", "x".repeat(23) + "!");
     secrets.insert("not_declared", "any\nthing");
-    let err = bp
-        .render(&RenderInput {
-            store: &store(),
-            params: &json!({}),
-            secrets: &secrets,
-            platform: &PlatformSettings::default(),
-        })
-        .unwrap_err();
+    let err = render_secrets(&secrets).unwrap_err();
     let p = err.problems();
     assert_eq!(p.len(), 2, "{p:#?}");
     assert!(
@@ -1699,14 +1693,7 @@ fn secrets_outside_their_alphabet_or_length_are_refused() {
     // What the generator makes is always accepted.
     let mut secrets = bp.generate_secrets();
     secrets.insert("not_declared", "any\nthing");
-    let r = bp
-        .render(&RenderInput {
-            store: &store(),
-            params: &json!({}),
-            secrets: &secrets,
-            platform: &PlatformSettings::default(),
-        })
-        .unwrap();
+    let r = render_secrets(&secrets).unwrap();
     assert!(!r.to_yaml().contains("any"));
 }
 
