@@ -57,9 +57,9 @@ async fn apply_store(applier: &Applier, store: &Store) -> (ApplyCounts, Duration
             .inventory(&store.namespace, &store.id)
             .await
             .expect("inventory");
-        for (k, rv) in &after.objects {
-            if before.objects.get(k) != Some(rv) {
-                eprintln!("moved: {k} {:?} -> {rv}", before.objects.get(k));
+        for (k, seen) in &after.objects {
+            if before.objects.get(k) != Some(seen) {
+                eprintln!("moved: {k} {:?} -> {seen:?}", before.objects.get(k));
             }
         }
     }

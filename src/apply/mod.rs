@@ -22,6 +22,7 @@ use crate::domain::{FIELD_MANAGER, Phase, labels};
 use crate::telemetry::error_chain;
 use base64::Engine as _;
 use futures::{StreamExt, TryStreamExt, stream};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta, Time};
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
     PatchParams, PropagationPolicy,
@@ -294,11 +295,34 @@ pub struct StoreReport {
     pub known_converged: bool,
 }
 
-/// What exists in a store's namespace today: `Kind/name` → resourceVersion, for objects
-/// carrying the store's id label and owned by Storeplane's field manager.
+/// What exists in a store's namespace today: `Kind/name` → what the object was, for
+/// objects carrying the store's id label and owned by Storeplane's field manager.
 #[derive(Debug, Clone, Default)]
 pub struct Inventory {
-    pub objects: BTreeMap<ObjectKey, String>,
+    pub objects: BTreeMap<ObjectKey, Seen>,
+}
+
+/// One object of an [`Inventory`] as it was listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    /// Moves with every write to the object, by anyone (a controller's status update
+    /// included).
+    pub resource_version: String,
+    /// When Storeplane's field manager last changed the object with an apply (its
+    /// managed-fields entry's time). The API server moves it only when an apply of
+    /// that manager changes the object, never for another manager's write, so an apply
+    /// that leaves it where it was changed nothing even when the resourceVersion moved
+    /// (a controller wrote the object between the listing and the apply).
+    pub applied_at: Option<Time>,
+}
+
+impl Seen {
+    fn of(meta: &ObjectMeta) -> Seen {
+        Seen {
+            resource_version: meta.resource_version.clone().unwrap_or_default(),
+            applied_at: applied_at(meta),
+        }
+    }
 }
 
 /// Tuning for an [`Applier`].
@@ -416,7 +440,7 @@ impl Applier {
                         kind: "Namespace".into(),
                         name: namespace.to_owned(),
                     },
-                    ns.metadata.resource_version.unwrap_or_default(),
+                    Seen::of(&ns.metadata),
                 );
             }
             Ok(Some(_)) => {}
@@ -444,7 +468,7 @@ impl Applier {
         gvk: GroupVersionKind,
         namespace: &'a str,
         lp: ListParams,
-    ) -> futures::future::BoxFuture<'a, Result<Vec<(ObjectKey, String)>, ApplyError>> {
+    ) -> futures::future::BoxFuture<'a, Result<Vec<(ObjectKey, Seen)>, ApplyError>> {
         Box::pin(async move {
             let (api, _) = self.api_for(&gvk, namespace).await?;
             let list = api
@@ -465,7 +489,7 @@ impl Applier {
                             kind: gvk.kind.clone(),
                             name: o.metadata.name.clone().unwrap_or_default(),
                         },
-                        o.metadata.resource_version.clone().unwrap_or_default(),
+                        Seen::of(&o.metadata),
                     )
                 })
                 .collect())
@@ -557,13 +581,12 @@ impl Applier {
         };
         let ready =
             !needs_wait(&desired.gvk.kind) || assess(&desired.gvk.kind, Some(&applied)).is_ready();
-        let after = applied.metadata.resource_version.unwrap_or_default();
         let counts = match before.objects.get(&key) {
             None => ApplyCounts {
                 created: 1,
                 ..Default::default()
             },
-            Some(rv) if *rv == after => ApplyCounts {
+            Some(seen) if !changed_by_apply(seen, &Seen::of(&applied.metadata)) => ApplyCounts {
                 unchanged: 1,
                 ..Default::default()
             },
@@ -832,8 +855,12 @@ fn converged_digest(desired: &[Desired], inventory: &Inventory) -> [u8; 32] {
         hash.update([0]);
     }
     hash.update([1]);
-    for (key, rv) in &inventory.objects {
-        for part in [key.kind.as_str(), key.name.as_str(), rv.as_str()] {
+    for (key, seen) in &inventory.objects {
+        for part in [
+            key.kind.as_str(),
+            key.name.as_str(),
+            seen.resource_version.as_str(),
+        ] {
             hash.update(part.as_bytes());
             hash.update([0]);
         }
@@ -881,10 +908,31 @@ pub fn prunable_kinds() -> Vec<GroupVersionKind> {
         .collect()
 }
 
-fn managed_by_us(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool {
-    meta.managed_fields.iter().flatten().any(|m| {
+fn managed_by_us(meta: &ObjectMeta) -> bool {
+    our_entry(meta).is_some()
+}
+
+/// Storeplane's apply entry in an object's managed fields.
+fn our_entry(meta: &ObjectMeta) -> Option<&ManagedFieldsEntry> {
+    meta.managed_fields.iter().flatten().find(|m| {
         m.manager.as_deref() == Some(FIELD_MANAGER) && m.operation.as_deref() == Some("Apply")
     })
+}
+
+fn applied_at(meta: &ObjectMeta) -> Option<Time> {
+    our_entry(meta).and_then(|m| m.time.clone())
+}
+
+/// Whether an apply answered with `after` changed the object listed as `before`. A
+/// write moves the resourceVersion, but so does any other writer's (a controller's
+/// status update between the listing and the apply); the apply itself wrote only if it
+/// also moved its own managed-fields time, which the API server sets when, and only
+/// when, the manager's apply changes the object. That time has a resolution of one
+/// second: an apply that changes an object within the second of an earlier change by
+/// the same manager reads as unchanged (and, its resourceVersion having moved, the
+/// store is not remembered as converged by it).
+fn changed_by_apply(before: &Seen, after: &Seen) -> bool {
+    before.resource_version != after.resource_version && before.applied_at != after.applied_at
 }
 
 fn gvk_text(gvk: &GroupVersionKind) -> String {
@@ -1034,6 +1082,36 @@ mod tests {
         ] {
             assert_eq!(failure_key(text), text);
         }
+    }
+
+    #[test]
+    fn only_an_apply_that_moved_its_own_time_changed_the_object() {
+        let at = |secs: i64| {
+            Some(Time(
+                k8s_openapi::jiff::Timestamp::from_second(1_800_000_000 + secs).unwrap(),
+            ))
+        };
+        let seen = |rv: &str, applied_at| Seen {
+            resource_version: rv.into(),
+            applied_at,
+        };
+        let listed = seen("10", at(0));
+        assert!(
+            !changed_by_apply(&listed, &seen("10", at(0))),
+            "nothing written"
+        );
+        assert!(
+            !changed_by_apply(&listed, &seen("12", at(0))),
+            "another writer moved the resourceVersion; the apply wrote nothing"
+        );
+        assert!(
+            changed_by_apply(&listed, &seen("12", at(30))),
+            "the apply wrote"
+        );
+        assert!(
+            changed_by_apply(&seen("10", None), &seen("12", at(30))),
+            "the apply took the object over"
+        );
     }
 
     #[test]

@@ -181,11 +181,51 @@ async fn apply_waits_reapplies_nothing_repairs_drift_prunes_and_tears_down() {
     }
     assert_eq!(reported, desired.len(), "every object reported unchanged");
 
+    // Another writer adds a field Storeplane does not own (as a controller writes
+    // status, or an operator an annotation) after the store's objects were listed and
+    // before they are applied: the resourceVersion moved, but the apply changed nothing
+    // and says so — no drift to repair.
+    let policies: Api<k8s_openapi::api::networking::v1::NetworkPolicy> =
+        Api::namespaced(client.clone(), &ns);
+    let listed = resource_versions(&a, &ns, &id).await;
+    policies
+        .patch(
+            "default-deny",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"metadata": {"annotations": {"team": "ops"}}})),
+        )
+        .await
+        .unwrap();
+    let foundation: Vec<&Desired> = desired
+        .iter()
+        .filter(|d| d.phase == Phase::Foundation)
+        .collect();
+    let (counts, ready) = a
+        .apply_objects(&ns, &foundation, &listed)
+        .await
+        .expect("apply after another writer's annotation");
+    assert!(ready);
+    assert_eq!(counts.changed(), 0, "{counts:?}");
+    assert_eq!(counts.unchanged, foundation.len(), "{counts:?}");
+    let policy = policies.get("default-deny").await.unwrap();
+    assert_ne!(
+        Some(&policy.metadata.resource_version.clone().unwrap()),
+        listed
+            .objects
+            .iter()
+            .find(|(k, _)| k.to_string() == "NetworkPolicy/default-deny")
+            .map(|(_, seen)| &seen.resource_version),
+        "the annotation moved the resourceVersion"
+    );
+    assert_eq!(
+        policy.metadata.annotations.unwrap_or_default().get("team"),
+        Some(&"ops".to_owned()),
+        "a field Storeplane does not own is left alone"
+    );
+
     // Another writer edits a field Storeplane owns: the resourceVersion moves, so the
     // apply is sent and takes the field back. (A NetworkPolicy: an edit that starts no
     // pods, so no other object — the quota's usage, say — moves meanwhile.)
-    let policies: Api<k8s_openapi::api::networking::v1::NetworkPolicy> =
-        Api::namespaced(client.clone(), &ns);
     policies
         .patch(
             "default-deny",

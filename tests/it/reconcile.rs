@@ -621,128 +621,128 @@ async fn two_replicas_on_postgres_never_work_one_store_at_once() {
 
 #[tokio::test]
 async fn drift_is_repaired_and_unchanged_stores_are_not_written() {
-    // SQLite only: on PostgreSQL, under heavy load, a run once recorded a
-    // `drift_repaired` on a store nothing had touched; until that is understood, the
-    // assertion below prints the store's event log when it fails.
-    let t = fresh(Backend::Sqlite).await;
-    let catalog = Arc::new(Catalog::builtin().unwrap());
-    let owner = user(&t.db, 20).await;
-    let mut s = settings("drift");
-    s.resync_period = Duration::from_secs(4);
-    let (replica, waker) = Replica::start(&t.db, catalog.clone(), vault(), s).await;
-    let tag = &Uuid::new_v4().simple().to_string()[..5];
-    let mut stores = Vec::new();
-    for i in 0..10 {
-        let store = create(
-            &t.db,
-            &catalog,
-            owner,
-            "woocommerce",
-            &format!("steady-{tag}-{i}"),
-        )
-        .await;
-        waker.wake(store.id).await;
-        stores.push(store);
-    }
-    join_all(stores.iter().map(|s| ready(&t.db, s.id))).await;
-
-    // Re-applying ten ready stores changes no resourceVersion.
-    let before: Vec<_> = join_all(stores.iter().map(|s| objects(&s.namespace, s.id))).await;
-    let resynced_at = chrono::Utc::now();
-    for s in &stores {
-        wait_for(&t.db, s.id, "resynced", |now| {
-            now.is_some_and(|n| n.updated_at > resynced_at && n.lease_owner.is_none())
-        })
-        .await;
-    }
-    let after: Vec<_> = join_all(stores.iter().map(|s| objects(&s.namespace, s.id))).await;
-    assert_nothing_written(&before, &after, "a resync of unchanged stores");
-    for s in &stores {
-        assert!(
-            !types(&events(&t.db, s.id).await).contains(&EventType::DriftRepaired),
-            "a store nothing touched was repaired: {}",
-            events_text(&t.db, s.id).await
-        );
-    }
-    // A resync that changed nothing proved each store converged; the resyncs after it
-    // send no apply while nothing is written (the drift below is repaired anyway).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while replica.metrics.applies_skipped.get() < stores.len() as u64 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "resyncs of unchanged stores still sent applies ({} skipped)",
-            replica.metrics.applies_skipped.get()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    // The sweep publishes how many stores the replica remembers as converged.
-    while replica.metrics.stores_known_converged.get() < stores.len() as i64 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the replica reports {} stores known converged, not {}",
-            replica.metrics.stores_known_converged.get(),
-            stores.len()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let after_skips: Vec<_> = join_all(stores.iter().map(|s| objects(&s.namespace, s.id))).await;
-    assert_nothing_written(&before, &after_skips, "the skipped resyncs");
-
-    // Drift: a Deployment and a NetworkPolicy deleted by hand come back within one
-    // resync period (plus the time to become ready).
-    let victim = &stores[0];
-    let client = kube_client().await;
-    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
-        Api::namespaced(client.clone(), &victim.namespace);
-    let policies: Api<k8s_openapi::api::networking::v1::NetworkPolicy> =
-        Api::namespaced(client.clone(), &victim.namespace);
-    let policy = policies.list(&ListParams::default()).await.unwrap().items[0]
-        .metadata
-        .name
-        .clone()
-        .unwrap();
-    deployments
-        .delete("wordpress", &DeleteParams::default())
-        .await
-        .unwrap();
-    policies
-        .delete(&policy, &DeleteParams::default())
-        .await
-        .unwrap();
-    let deleted_at = tokio::time::Instant::now();
-    let deadline = deleted_at + Duration::from_secs(4) + Duration::from_secs(30);
-    loop {
-        let back = deployments.get_opt("wordpress").await.unwrap().is_some()
-            && policies.get_opt(&policy).await.unwrap().is_some();
-        if back {
-            break;
+    each_backend(|t: TestDb| async move {
+        let catalog = Arc::new(Catalog::builtin().unwrap());
+        let owner = user(&t.db, 20).await;
+        let mut s = settings("drift");
+        s.resync_period = Duration::from_secs(4);
+        let (replica, waker) = Replica::start(&t.db, catalog.clone(), vault(), s).await;
+        let tag = &Uuid::new_v4().simple().to_string()[..5];
+        let mut stores = Vec::new();
+        for i in 0..10 {
+            let store = create(
+                &t.db,
+                &catalog,
+                owner,
+                "woocommerce",
+                &format!("steady-{tag}-{i}"),
+            )
+            .await;
+            waker.wake(store.id).await;
+            stores.push(store);
         }
-        assert!(tokio::time::Instant::now() < deadline, "drift not repaired");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    eprintln!(
-        "drift repaired {:?} after the deletes",
-        deleted_at.elapsed()
-    );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !types(&events(&t.db, victim.id).await).contains(&EventType::DriftRepaired) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no drift_repaired event"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    replica.stop().await;
+        join_all(stores.iter().map(|s| ready(&t.db, s.id))).await;
 
-    let (cleaner, waker) =
-        Replica::start(&t.db, catalog.clone(), vault(), settings("cleaner-d")).await;
-    for s in &stores {
-        t.db.request_delete(s.id).await.unwrap();
-        waker.wake(s.id).await;
-    }
-    join_all(stores.iter().map(|s| gone(&t.db, s.id))).await;
-    cleaner.stop().await;
-    t.finish().await;
+        // Re-applying ten ready stores changes no resourceVersion.
+        let before: Vec<_> = join_all(stores.iter().map(|s| objects(&s.namespace, s.id))).await;
+        let resynced_at = chrono::Utc::now();
+        for s in &stores {
+            wait_for(&t.db, s.id, "resynced", |now| {
+                now.is_some_and(|n| n.updated_at > resynced_at && n.lease_owner.is_none())
+            })
+            .await;
+        }
+        let after: Vec<_> = join_all(stores.iter().map(|s| objects(&s.namespace, s.id))).await;
+        assert_nothing_written(&before, &after, "a resync of unchanged stores");
+        for s in &stores {
+            assert!(
+                !types(&events(&t.db, s.id).await).contains(&EventType::DriftRepaired),
+                "a store nothing touched was repaired: {}",
+                events_text(&t.db, s.id).await
+            );
+        }
+        // A resync that changed nothing proved each store converged; the resyncs after it
+        // send no apply while nothing is written (the drift below is repaired anyway).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while replica.metrics.applies_skipped.get() < stores.len() as u64 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "resyncs of unchanged stores still sent applies ({} skipped)",
+                replica.metrics.applies_skipped.get()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // The sweep publishes how many stores the replica remembers as converged.
+        while replica.metrics.stores_known_converged.get() < stores.len() as i64 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the replica reports {} stores known converged, not {}",
+                replica.metrics.stores_known_converged.get(),
+                stores.len()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let after_skips: Vec<_> =
+            join_all(stores.iter().map(|s| objects(&s.namespace, s.id))).await;
+        assert_nothing_written(&before, &after_skips, "the skipped resyncs");
+
+        // Drift: a Deployment and a NetworkPolicy deleted by hand come back within one
+        // resync period (plus the time to become ready).
+        let victim = &stores[0];
+        let client = kube_client().await;
+        let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+            Api::namespaced(client.clone(), &victim.namespace);
+        let policies: Api<k8s_openapi::api::networking::v1::NetworkPolicy> =
+            Api::namespaced(client.clone(), &victim.namespace);
+        let policy = policies.list(&ListParams::default()).await.unwrap().items[0]
+            .metadata
+            .name
+            .clone()
+            .unwrap();
+        deployments
+            .delete("wordpress", &DeleteParams::default())
+            .await
+            .unwrap();
+        policies
+            .delete(&policy, &DeleteParams::default())
+            .await
+            .unwrap();
+        let deleted_at = tokio::time::Instant::now();
+        let deadline = deleted_at + Duration::from_secs(4) + Duration::from_secs(30);
+        loop {
+            let back = deployments.get_opt("wordpress").await.unwrap().is_some()
+                && policies.get_opt(&policy).await.unwrap().is_some();
+            if back {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "drift not repaired");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        eprintln!(
+            "drift repaired {:?} after the deletes",
+            deleted_at.elapsed()
+        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !types(&events(&t.db, victim.id).await).contains(&EventType::DriftRepaired) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no drift_repaired event"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        replica.stop().await;
+
+        let (cleaner, waker) =
+            Replica::start(&t.db, catalog.clone(), vault(), settings("cleaner-d")).await;
+        for s in &stores {
+            t.db.request_delete(s.id).await.unwrap();
+            waker.wake(s.id).await;
+        }
+        join_all(stores.iter().map(|s| gone(&t.db, s.id))).await;
+        cleaner.stop().await;
+        t.finish().await;
+    })
+    .await;
 }
 
 /// A copy of the WooCommerce blueprint whose small plan's memory quota cannot hold
