@@ -168,19 +168,14 @@ impl ApplyError {
     }
 }
 
-/// How long a teardown waits for a namespace that was already terminating when it
-/// started (a later attempt at a deletion that is stuck), before it reports what holds
-/// the namespace and lets the worker go.
-pub const TERMINATING_WAIT: Duration = Duration::from_secs(30);
-
-/// How long a teardown waits: the full `teardown_timeout` for a namespace it deletes
-/// now, at most [`TERMINATING_WAIT`] for one that was already terminating.
-pub fn teardown_wait(already_terminating: bool, teardown_timeout: Duration) -> Duration {
-    if already_terminating {
-        teardown_timeout.min(TERMINATING_WAIT)
-    } else {
-        teardown_timeout
-    }
+/// Where a namespace's deletion stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Teardown {
+    /// The namespace does not exist (any more).
+    Gone,
+    /// Deleted, and terminating for `elapsed`: the namespace controller is still
+    /// removing what it holds.
+    Terminating { elapsed: Duration },
 }
 
 /// The part of a failure's text (an [`ApplyError`]'s, possibly inside a longer chain)
@@ -812,13 +807,23 @@ impl Applier {
         wait::wait_ready(self, namespace, phase, objects, self.settings.phase_timeout).await
     }
 
-    /// Deletes a store's namespace and waits until it is gone. If it hangs, the error
-    /// names what holds it: the namespace's conditions and the objects left with
-    /// finalizers.
-    ///
-    /// A namespace already terminating (an earlier attempt deleted it and timed out,
-    /// or was interrupted) is waited for at most [`TERMINATING_WAIT`]: what holds it is
-    /// reported and the worker freed for other stores; the next attempt looks again.
+    /// Deletes a store's namespace (unless it is already terminating) and says where its
+    /// deletion stands, without waiting: removing a namespace's content takes the
+    /// namespace controller seconds to minutes, and a caller that polls frees its
+    /// worker meanwhile. A namespace terminating for longer than `teardown_timeout` is
+    /// stuck: the error names what holds it — the namespace's conditions and the
+    /// objects left with finalizers.
+    pub async fn start_teardown(&self, namespace: &str) -> Result<Teardown, ApplyError> {
+        self.converged
+            .lock()
+            .expect("converged lock")
+            .remove(namespace);
+        wait::start_teardown(self, namespace).await
+    }
+
+    /// [`Applier::start_teardown`], then waits until the namespace is gone, at most
+    /// until it has been terminating for `teardown_timeout`; if it hangs, the error
+    /// names what holds it.
     pub async fn teardown(&self, namespace: &str) -> Result<(), ApplyError> {
         self.converged
             .lock()
@@ -1111,18 +1116,6 @@ mod tests {
         assert!(
             changed_by_apply(&seen("10", None), &seen("12", at(30))),
             "the apply took the object over"
-        );
-    }
-
-    #[test]
-    fn a_namespace_already_terminating_is_waited_for_briefly() {
-        let long = Duration::from_secs(300);
-        assert_eq!(teardown_wait(false, long), long);
-        assert_eq!(teardown_wait(true, long), TERMINATING_WAIT);
-        assert_eq!(
-            teardown_wait(true, Duration::from_secs(5)),
-            Duration::from_secs(5),
-            "never longer than the teardown timeout"
         );
     }
 

@@ -3,7 +3,7 @@
 //! until it is gone. No sleeps: every state change arrives on a watch.
 
 use super::readiness::{Readiness, assess, event_problem, needs_wait, pod_owner, pod_problem};
-use super::{Applier, ApplyError, Desired, ObjectKey};
+use super::{Applier, ApplyError, Desired, ObjectKey, Teardown};
 use crate::domain::Phase;
 use crate::telemetry::error_chain;
 use futures::stream::{BoxStream, SelectAll};
@@ -15,7 +15,7 @@ use kube::api::{
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 enum Update {
     Object(usize, Box<Option<DynamicObject>>),
@@ -245,8 +245,13 @@ fn pod_of(pod_name: &str, owner: &str) -> bool {
         .is_some_and(|rest| !rest.is_empty() && !rest.contains('-'))
 }
 
-pub(super) async fn teardown(applier: &Applier, namespace: &str) -> Result<(), ApplyError> {
-    let started = Instant::now();
+/// Deletes the namespace unless it is already terminating, and says where its deletion
+/// stands, without waiting for it. A namespace terminating for longer than the
+/// teardown timeout is stuck: the error names what holds it.
+pub(super) async fn start_teardown(
+    applier: &Applier,
+    namespace: &str,
+) -> Result<Teardown, ApplyError> {
     let api: Api<Namespace> = Api::all(applier.client.clone());
     let existing = api
         .get_metadata_opt(namespace)
@@ -257,43 +262,65 @@ pub(super) async fn teardown(applier: &Applier, namespace: &str) -> Result<(), A
             source,
         })?;
     let Some(existing) = existing else {
-        return Ok(());
+        return Ok(Teardown::Gone);
     };
-    // Already terminating: an earlier attempt deleted it (or someone else did). Waiting
-    // the whole teardown timeout again on every attempt would hold a worker for
-    // minutes on a namespace that is stuck; wait briefly, then say what holds it.
-    let terminating = existing.metadata.deletion_timestamp.is_some();
-    let wait = super::teardown_wait(terminating, applier.settings.teardown_timeout);
-    if !terminating {
+    let Some(since) = existing.metadata.deletion_timestamp else {
         let dp = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Background),
             ..Default::default()
         };
-        match api.delete(namespace, &dp).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
-            Err(source) => {
-                return Err(ApplyError::Delete {
-                    object: format!("Namespace/{namespace}"),
-                    source,
-                });
-            }
-        }
+        return match api.delete(namespace, &dp).await {
+            Ok(_) => Ok(Teardown::Terminating {
+                elapsed: Duration::ZERO,
+            }),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(Teardown::Gone),
+            Err(source) => Err(ApplyError::Delete {
+                object: format!("Namespace/{namespace}"),
+                source,
+            }),
+        };
+    };
+    // By this process's clock against the API server's: replicas and control plane
+    // keep time alike, and a skew of seconds matters little against a timeout of
+    // minutes.
+    let elapsed = since
+        .0
+        .duration_until(k8s_openapi::jiff::Timestamp::now())
+        .try_into()
+        .unwrap_or_default();
+    if elapsed > applier.settings.teardown_timeout {
+        return Err(ApplyError::TeardownStuck {
+            namespace: namespace.to_owned(),
+            after: elapsed,
+            blockers: blockers(applier, namespace).await,
+        });
     }
+    Ok(Teardown::Terminating { elapsed })
+}
+
+/// [`start_teardown`], then waits (watching) until the namespace is gone, at most
+/// until it has been terminating for the teardown timeout.
+pub(super) async fn teardown(applier: &Applier, namespace: &str) -> Result<(), ApplyError> {
+    let Teardown::Terminating { elapsed } = start_teardown(applier, namespace).await? else {
+        return Ok(());
+    };
+    let started = Instant::now();
+    let api: Api<Namespace> = Api::all(applier.client.clone());
     let gone =
         kube::runtime::wait::await_condition(api.clone(), namespace, |n: Option<&Namespace>| {
             n.is_none()
         });
+    let wait = applier.settings.teardown_timeout.saturating_sub(elapsed);
     match tokio::time::timeout(wait, gone).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(ApplyError::TeardownStuck {
             namespace: namespace.to_owned(),
-            after: started.elapsed(),
+            after: elapsed + started.elapsed(),
             blockers: format!("could not watch the namespace: {}", error_chain(&e)),
         }),
         Err(_) => Err(ApplyError::TeardownStuck {
             namespace: namespace.to_owned(),
-            after: started.elapsed(),
+            after: elapsed + started.elapsed(),
             blockers: blockers(applier, namespace).await,
         }),
     }

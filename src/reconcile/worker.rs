@@ -2,7 +2,7 @@
 //! it — while renewing its lease — and record the outcome with an event.
 
 use super::{Context, backoff};
-use crate::apply::{ApplyError, Desired, PhaseReport, failure_key};
+use crate::apply::{ApplyError, Desired, PhaseReport, Teardown, failure_key};
 use crate::blueprint::{Blueprint, StoreRef, StoreSecrets};
 use crate::config::OrchestratorSettings;
 use crate::db::{DbError, NewEvent, Store, StoreUpdate, StoreUrlRecord};
@@ -292,8 +292,19 @@ fn step<'a>(
     })
 }
 
+/// Deletes the store's namespace and, once it is gone, the store. While the namespace
+/// controller empties the namespace the worker is not held: the lease is handed back
+/// and the store looked at again shortly (see [`teardown_poll`]), so deleting many
+/// stores at once is bounded by the namespace controller, not by this replica's
+/// workers. A namespace terminating for longer than the teardown timeout fails the
+/// attempt with what holds it, retried with backoff like any failed deletion.
 async fn delete(ctx: &Context, store: &Store) -> Result<Option<DateTime<Utc>>, WorkError> {
-    ctx.applier.teardown(&store.namespace).await?;
+    if let Teardown::Terminating { elapsed } = ctx.applier.start_teardown(&store.namespace).await? {
+        let next = Utc::now() + to_chrono(teardown_poll(elapsed));
+        ctx.db.release(store.id, &ctx.instance, Some(next)).await?;
+        tracing::debug!(namespace = %store.namespace, terminating_ms = elapsed.as_millis() as u64, "namespace terminating; looking again shortly");
+        return Ok(Some(next));
+    }
     ctx.db
         .delete_store(
             store.id,
@@ -307,6 +318,13 @@ async fn delete(ctx: &Context, store: &Store) -> Result<Option<DateTime<Utc>>, W
         .await?;
     tracing::info!(namespace = %store.namespace, "store deleted");
     Ok(None)
+}
+
+/// How soon to look again at a namespace terminating for `elapsed`: a quarter of that,
+/// between one and five seconds. Most namespaces go within seconds and are seen gone
+/// soon after; a slow one is not looked at more than every five seconds.
+fn teardown_poll(elapsed: Duration) -> Duration {
+    (elapsed / 4).clamp(Duration::from_secs(1), Duration::from_secs(5))
 }
 
 async fn provision(ctx: &Context, store: &Store) -> Result<Option<DateTime<Utc>>, WorkError> {
@@ -1042,6 +1060,19 @@ mod tests {
             created_at: now,
             updated_at: now,
         }
+    }
+
+    #[test]
+    fn a_terminating_namespace_is_looked_at_again_within_seconds() {
+        let s = Duration::from_secs;
+        assert_eq!(teardown_poll(Duration::ZERO), s(1), "just deleted");
+        assert_eq!(teardown_poll(s(3)), s(1));
+        assert_eq!(teardown_poll(s(12)), s(3));
+        assert_eq!(
+            teardown_poll(s(600)),
+            s(5),
+            "never less often than every 5 s"
+        );
     }
 
     #[test]

@@ -9,7 +9,9 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, DynamicObject, GroupVersionKind};
 use serde_json::{Value, json};
 use std::time::Duration;
-use storeplane::apply::{Applier, ApplyError, ApplySettings, Desired, Inventory, PhaseReport};
+use storeplane::apply::{
+    Applier, ApplyError, ApplySettings, Desired, Inventory, PhaseReport, Teardown,
+};
 use storeplane::domain::{Phase, labels};
 
 fn obj(phase: Phase, v: Value) -> Desired {
@@ -436,11 +438,12 @@ async fn a_failed_job_is_replaced_when_the_store_is_applied_again() {
 }
 
 /// A namespace held by a finalizer: the teardown that deletes it waits its timeout and
-/// says what holds it, in the namespace's own words; a later teardown, finding it
-/// already terminating, waits only briefly before saying so again (its worker is not
-/// held for the whole timeout on every attempt); once released, it goes.
+/// says what holds it, in the namespace's own words; a later look, finding it
+/// terminating for longer than the timeout, says so at once (no worker waits on it),
+/// and with a longer timeout says for how long it has been terminating; once
+/// released, it goes.
 #[tokio::test]
-async fn a_stuck_teardown_names_what_holds_the_namespace_and_a_later_one_waits_briefly() {
+async fn a_stuck_teardown_names_what_holds_the_namespace_and_a_later_look_answers_at_once() {
     use k8s_openapi::api::core::v1::ConfigMap;
     let client = kube_client().await;
     let ns = unique_name("it-held");
@@ -502,29 +505,39 @@ async fn a_stuck_teardown_names_what_holds_the_namespace_and_a_later_one_waits_b
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
-    // A later attempt with a long timeout: the namespace is already terminating, so it
-    // waits the short window only, and names the finalizer from the conditions.
+    // A later look, past the timeout: stuck, at once, naming the finalizer from the
+    // conditions.
     let started = std::time::Instant::now();
-    let later = with_timeout(Duration::from_secs(300))
-        .teardown(&ns)
+    let later = with_timeout(Duration::from_secs(10))
+        .start_teardown(&ns)
         .await
         .expect_err("still held");
     let took = started.elapsed();
-    assert!(
-        took >= storeplane::apply::TERMINATING_WAIT
-            && took < storeplane::apply::TERMINATING_WAIT + Duration::from_secs(20),
-        "waited {took:?}"
-    );
+    assert!(took < Duration::from_secs(5), "answered in {took:?}");
     match &later {
-        ApplyError::TeardownStuck { blockers, .. } => {
+        ApplyError::TeardownStuck {
+            blockers, after, ..
+        } => {
             assert!(
                 blockers.contains("finalizers remaining (NamespaceFinalizersRemaining)")
                     && blockers.contains("example.com/hold"),
                 "{blockers}"
             );
+            assert!(*after >= Duration::from_secs(10), "{later}");
             assert!(later.is_transient());
         }
         other => panic!("{other}"),
+    }
+    // Within a longer timeout it is merely terminating, for as long as it has been.
+    match with_timeout(Duration::from_secs(300))
+        .start_teardown(&ns)
+        .await
+        .expect("terminating within the timeout")
+    {
+        Teardown::Terminating { elapsed } => {
+            assert!(elapsed >= Duration::from_secs(9), "{elapsed:?}")
+        }
+        Teardown::Gone => panic!("the namespace is held"),
     }
 
     // Released: the next attempt sees it go.
@@ -540,4 +553,11 @@ async fn a_stuck_teardown_names_what_holds_the_namespace_and_a_later_one_waits_b
         .await
         .expect("gone once released");
     assert!(namespaces.get_opt(&ns).await.unwrap().is_none());
+    assert_eq!(
+        with_timeout(Duration::from_secs(10))
+            .start_teardown(&ns)
+            .await
+            .expect("gone"),
+        Teardown::Gone
+    );
 }

@@ -53,13 +53,24 @@ impl Replica {
         vault: Arc<Vault>,
         settings: OrchestratorSettings,
     ) -> (Replica, Waker) {
+        Replica::start_with_teardown_timeout(db, catalog, vault, settings, Duration::from_secs(180))
+            .await
+    }
+
+    async fn start_with_teardown_timeout(
+        db: &Db,
+        catalog: Arc<Catalog>,
+        vault: Arc<Vault>,
+        settings: OrchestratorSettings,
+        teardown_timeout: Duration,
+    ) -> (Replica, Waker) {
         let client = kube_client().await;
         let applier = Applier::new(
             client,
             ApplySettings {
                 concurrency: settings.apply_concurrency,
                 phase_timeout: settings.phase_timeout,
-                teardown_timeout: Duration::from_secs(180),
+                teardown_timeout,
             },
         );
         let waker = Waker::new(db.clone());
@@ -842,6 +853,133 @@ async fn a_delete_during_provisioning_wins() {
         replica.stop().await;
     })
     .await;
+}
+
+/// A deletion holds no worker while its namespace terminates: with a single worker,
+/// a store is provisioned to ready while another store's deletion waits on a namespace
+/// a finalizer holds — before that deletion has even been reported stuck (with the old
+/// rule, the worker waited on the namespace for the whole teardown timeout first).
+/// Terminating for longer than the timeout, the deletion says what holds the
+/// namespace; once released, the store is gone.
+#[tokio::test]
+async fn a_namespace_that_will_not_go_holds_no_worker_and_is_reported() {
+    use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+    let t = fresh(Backend::Sqlite).await;
+    let catalog = Arc::new(Catalog::builtin().unwrap());
+    let owner = user(&t.db, 5).await;
+    let mut single = settings("single");
+    single.workers = 1;
+    let teardown_timeout = Duration::from_secs(60);
+    let (replica, waker) = Replica::start_with_teardown_timeout(
+        &t.db,
+        catalog.clone(),
+        vault(),
+        single,
+        teardown_timeout,
+    )
+    .await;
+    let tag = &Uuid::new_v4().simple().to_string()[..5];
+    let held = create(
+        &t.db,
+        &catalog,
+        owner,
+        "woocommerce",
+        &format!("held-{tag}"),
+    )
+    .await;
+    waker.wake(held.id).await;
+    ready(&t.db, held.id).await;
+    let client = kube_client().await;
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &held.namespace);
+    maps.create(
+        &Default::default(),
+        &serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "held", "finalizers": ["example.com/hold"]}
+        }))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    t.db.request_delete(held.id).await.unwrap();
+    waker.wake(held.id).await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while namespaces
+        .get_opt(&held.namespace)
+        .await
+        .unwrap()
+        .is_some_and(|n| n.metadata.deletion_timestamp.is_none())
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "namespace not deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deleted_at = tokio::time::Instant::now();
+
+    let next = create(
+        &t.db,
+        &catalog,
+        owner,
+        "woocommerce",
+        &format!("next-{tag}"),
+    )
+    .await;
+    waker.wake(next.id).await;
+    ready(&t.db, next.id).await;
+    let took = deleted_at.elapsed();
+    let still = t.db.get_store(held.id).await.unwrap().expect("held store");
+    assert_eq!(still.status, StoreStatus::Deleting);
+    assert!(
+        took < teardown_timeout
+            && !types(&events(&t.db, held.id).await).contains(&EventType::RetryScheduled),
+        "the other store was ready only after {took:?}, once the deletion had given up \
+         its worker:\n{}",
+        events_text(&t.db, held.id).await
+    );
+    eprintln!("another store ready {took:?} after the namespace was deleted");
+
+    // Past the timeout, the deletion is reported stuck with what holds it.
+    let reported = wait_for(&t.db, held.id, "reported stuck", |s| {
+        s.is_some_and(|s| {
+            s.error_message
+                .as_deref()
+                .is_some_and(|m| m.contains("example.com/hold"))
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(reported.status, StoreStatus::Deleting);
+    let log = events(&t.db, held.id).await;
+    assert!(
+        log.iter().any(|e| e.event_type == EventType::RetryScheduled
+            && e.message.contains("finalizers remaining")
+            && e.message.contains("example.com/hold")),
+        "{}",
+        events_text(&t.db, held.id).await
+    );
+
+    // Released: the store goes.
+    maps.patch(
+        "held",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    gone(&t.db, held.id).await;
+    assert!(!namespace_exists(&held.namespace).await);
+    assert_eq!(
+        types(&events(&t.db, held.id).await).last(),
+        Some(&EventType::NamespaceDeleted)
+    );
+
+    t.db.request_delete(next.id).await.unwrap();
+    waker.wake(next.id).await;
+    gone(&t.db, next.id).await;
+    replica.stop().await;
+    t.finish().await;
 }
 
 #[tokio::test]
