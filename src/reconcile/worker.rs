@@ -376,9 +376,9 @@ async fn provision(ctx: &Context, store: &Store) -> Result<Option<DateTime<Utc>>
     let desired: Vec<Desired> = rendered.objects.into_iter().map(Desired::from).collect();
 
     // Phase events are written as phases finish, so the dashboard shows progress live.
-    // A phase that changed something is recorded. One that changed nothing is recorded
-    // only if this generation's log lacks it: an earlier attempt applied it and died
-    // before writing its event. So resuming after a crash neither repeats nor skips a
+    // Each is recorded only if this generation's log lacks it (see `phase_event`): an
+    // earlier attempt may have applied a phase, or part of it, and died before or
+    // after writing its event. So resuming after a crash neither repeats nor skips a
     // step of the story.
     let (tx, mut rx) = mpsc::unbounded_channel::<PhaseReport>();
     let recorder: futures::future::BoxFuture<'_, Result<(), DbError>> = Box::pin(async {
@@ -387,15 +387,19 @@ async fn provision(ctx: &Context, store: &Store) -> Result<Option<DateTime<Utc>>
             let event = match phase_event(&report, &store.namespace, converging) {
                 Step::Record(event) => Some(event),
                 Step::Skip => None,
-                Step::RecordIfMissing(event) => {
+                Step::FirstMissing(told) => {
                     if history.is_none() {
                         history = Some(Recorded::load(ctx, store.id).await?);
                     }
                     let recorded = history.as_ref().expect("loaded above");
-                    (!recorded.has(&event, report.phase)).then_some(event)
+                    told.into_iter()
+                        .find(|event| !recorded.has(event, report.phase))
                 }
             };
             if let Some(event) = event {
+                if let Some(recorded) = history.as_mut() {
+                    recorded.note(&event, report.phase);
+                }
                 ctx.db
                     .record(
                         store.id,
@@ -774,11 +778,18 @@ fn finished(store: &Store, update: StoreUpdate) -> StoreUpdate {
 /// What to do with a finished phase's event.
 enum Step {
     Record(NewEvent),
-    /// Record it unless this generation's log already has it.
-    RecordIfMissing(NewEvent),
+    /// Record the first of these that this generation's log lacks, if any.
+    FirstMissing(Vec<NewEvent>),
     Skip,
 }
 
+/// The event a finished phase tells. While a store converges, each step of its story
+/// is told once per generation, however many attempts (and crashes) it takes: a phase
+/// is recorded only if this generation's log lacks it. The foundation phase of a store
+/// whose namespace exists tells `namespace_created` if the log lacks it (an earlier
+/// attempt created the namespace and died before telling it, maybe before applying
+/// the rest of the phase), and otherwise a `phase_completed` if it changed something
+/// (a retried store's quota brought back, say).
 fn phase_event(report: &PhaseReport, namespace: &str, converging: bool) -> Step {
     let namespace_event = || {
         NewEvent::new(
@@ -799,23 +810,25 @@ fn phase_event(report: &PhaseReport, namespace: &str, converging: bool) -> Step 
         return Step::Skip;
     }
     let unchanged = report.counts.changed() == 0;
-    if report.phase == Phase::Foundation && has_namespace && unchanged {
-        return Step::RecordIfMissing(namespace_event());
+    let phase_completed = || {
+        NewEvent::new(
+            EventType::PhaseCompleted,
+            format!(
+                "{} ready in {:.1}s: {}",
+                report.phase,
+                report.elapsed.as_secs_f64(),
+                list_objects(report, |_| true)
+            ),
+        )
+    };
+    if report.phase == Phase::Foundation && has_namespace {
+        let mut told = vec![namespace_event()];
+        if !unchanged {
+            told.push(phase_completed());
+        }
+        return Step::FirstMissing(told);
     }
-    let event = NewEvent::new(
-        EventType::PhaseCompleted,
-        format!(
-            "{} ready in {:.1}s: {}",
-            report.phase,
-            report.elapsed.as_secs_f64(),
-            list_objects(report, |_| true)
-        ),
-    );
-    if unchanged {
-        Step::RecordIfMissing(event)
-    } else {
-        Step::Record(event)
-    }
+    Step::FirstMissing(vec![phase_completed()])
 }
 
 /// The phase a `phase_completed` event (as [`phase_event`] writes it) is about.
@@ -865,6 +878,14 @@ impl Recorded {
             }
         }
         recorded
+    }
+
+    /// `event`, about `phase`, is in the log now.
+    fn note(&mut self, event: &NewEvent, phase: Phase) {
+        match event.event_type {
+            EventType::NamespaceCreated => self.namespace = true,
+            _ => self.phases.push(phase),
+        }
     }
 
     fn has(&self, event: &NewEvent, phase: Phase) -> bool {
@@ -931,11 +952,11 @@ mod tests {
         }
     }
 
-    fn kind(step: &Step) -> (&'static str, Option<EventType>) {
+    fn kind(step: &Step) -> (&'static str, Vec<EventType>) {
         match step {
-            Step::Record(e) => ("record", Some(e.event_type)),
-            Step::RecordIfMissing(e) => ("if-missing", Some(e.event_type)),
-            Step::Skip => ("skip", None),
+            Step::Record(e) => ("record", vec![e.event_type]),
+            Step::FirstMissing(told) => ("if-missing", told.iter().map(|e| e.event_type).collect()),
+            Step::Skip => ("skip", vec![]),
         }
     }
 
@@ -1280,44 +1301,55 @@ mod tests {
     }
 
     #[test]
-    fn changed_phases_are_told_unchanged_ones_only_if_missing() {
+    fn each_phase_is_told_once_per_generation() {
+        use EventType::{NamespaceCreated, PhaseCompleted};
         let ns = &["Namespace", "ResourceQuota"];
         let data = &["StatefulSet", "Service"];
         let cases = [
+            // The namespace created now: told, converging or not.
             (
                 report(Phase::Foundation, ns, 2, 0),
                 true,
-                ("record", Some(EventType::NamespaceCreated)),
+                ("record", vec![NamespaceCreated]),
             ),
             (
                 report(Phase::Foundation, ns, 2, 0),
                 false,
-                ("record", Some(EventType::NamespaceCreated)),
+                ("record", vec![NamespaceCreated]),
             ),
+            // The namespace there already: told if the log lacks it.
             (
                 report(Phase::Foundation, ns, 0, 2),
                 true,
-                ("if-missing", Some(EventType::NamespaceCreated)),
+                ("if-missing", vec![NamespaceCreated]),
             ),
-            (report(Phase::Foundation, ns, 0, 2), false, ("skip", None)),
+            // ... also when an earlier attempt died mid-phase, after the namespace and
+            // before the quota: then the phase's changes are not told in its place.
+            (
+                report(Phase::Foundation, &["ResourceQuota", "Namespace"], 1, 1),
+                true,
+                ("if-missing", vec![NamespaceCreated, PhaseCompleted]),
+            ),
+            (report(Phase::Foundation, ns, 0, 2), false, ("skip", vec![])),
             // Only the quota was missing: on a ready store a drift repair, not a new
             // namespace.
             (
                 report(Phase::Foundation, &["ResourceQuota", "Namespace"], 1, 1),
                 false,
-                ("skip", None),
+                ("skip", vec![]),
             ),
+            // Other phases, changed or not: told if the log lacks them.
             (
                 report(Phase::Data, data, 2, 0),
                 true,
-                ("record", Some(EventType::PhaseCompleted)),
+                ("if-missing", vec![PhaseCompleted]),
             ),
             (
                 report(Phase::Data, data, 0, 2),
                 true,
-                ("if-missing", Some(EventType::PhaseCompleted)),
+                ("if-missing", vec![PhaseCompleted]),
             ),
-            (report(Phase::Data, data, 2, 0), false, ("skip", None)),
+            (report(Phase::Data, data, 2, 0), false, ("skip", vec![])),
         ];
         for (r, converging, want) in cases {
             assert_eq!(
@@ -1331,11 +1363,15 @@ mod tests {
     #[test]
     fn the_phase_of_a_completed_event_is_read_back() {
         for phase in Phase::ALL {
-            let Step::Record(e) = phase_event(&report(phase, &["Service"], 1, 0), "ns", true)
+            let Step::FirstMissing(told) =
+                phase_event(&report(phase, &["Service"], 1, 0), "ns", true)
             else {
-                panic!("a changed phase is recorded");
+                panic!("a converging phase is told");
             };
-            if e.event_type == EventType::PhaseCompleted {
+            for e in told
+                .iter()
+                .filter(|e| e.event_type == EventType::PhaseCompleted)
+            {
                 assert_eq!(completed_phase(&e.message), Some(phase), "{}", e.message);
             }
         }
