@@ -19,9 +19,11 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 use poem::http::{HeaderName, StatusCode, header};
+use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv6Addr};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
 
@@ -98,35 +100,100 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
             }
             Err(not_until) => {
                 let wait = not_until.wait_time_from(self.inner.clock().now());
-                let retry = ceil_secs(wait).max(1);
-                let verdict = Verdict {
-                    name: self.name,
-                    quota,
-                    window_secs,
-                    remaining: 0,
-                    reset_secs: retry,
-                };
-                Err(ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate-limited",
-                    "Too many requests",
-                    format!(
-                        "rate limit `{}` exceeded: at most {} requests per {}; retry in {retry} s",
-                        self.name,
-                        quota,
-                        humantime::format_duration(self.spec.period)
-                    ),
-                )
-                .with_header(header::RETRY_AFTER, retry.to_string())
-                .with_header(RATELIMIT_POLICY, verdict.policy_item())
-                .with_header(RATELIMIT, verdict.state_item()))
+                Err(self.refusal(ceil_secs(wait).max(1)))
             }
         }
+    }
+
+    /// The 429 problem for a request of this quota that may retry in `retry` seconds.
+    fn refusal(&self, retry: u64) -> ApiError {
+        let verdict = Verdict {
+            name: self.name,
+            quota: self.spec.count.get(),
+            window_secs: ceil_secs(self.spec.period),
+            remaining: 0,
+            reset_secs: retry,
+        };
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "Too many requests",
+            format!(
+                "rate limit `{}` exceeded: at most {} requests per {}; retry in {retry} s",
+                self.name,
+                verdict.quota,
+                humantime::format_duration(self.spec.period)
+            ),
+        )
+        .with_header(header::RETRY_AFTER, retry.to_string())
+        .with_header(RATELIMIT_POLICY, verdict.policy_item())
+        .with_header(RATELIMIT, verdict.state_item())
     }
 
     pub fn retain_recent(&self) {
         self.inner.retain_recent();
         self.inner.shrink_to_fit();
+    }
+}
+
+/// A quota only failures use up. [`FailureLimiter::admit`] refuses every attempt of a
+/// key while its failures have used the quota up; [`FailureLimiter::failed`] counts
+/// one. Sign-ins per account use it: an owner's own sign-ins cost nothing, so signing
+/// in often never locks them out, while a password guesser is stopped after `count`
+/// wrong guesses per `period`, whichever addresses the guesses come from. Attempts
+/// running at the same moment are admitted before their failures count, so a burst
+/// can exceed the quota by as many guesses as run at once — password checks run 4 at
+/// a time, and the per-IP quota applies to every attempt.
+pub struct FailureLimiter<K: Hash + Eq + Clone> {
+    limiter: Limiter<K>,
+    /// Keys whose failures used their quota up, and until when they are refused.
+    locked: Mutex<HashMap<K, Instant>>,
+}
+
+impl<K: Hash + Eq + Clone> FailureLimiter<K> {
+    pub fn new(name: &'static str, spec: RateSpec) -> Self {
+        FailureLimiter {
+            limiter: Limiter::new(name, spec),
+            locked: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Lets an attempt of `key` through unless its failures used the quota up.
+    pub fn admit(&self, key: &K) -> Result<(), ApiError> {
+        let now = Instant::now();
+        let until = self
+            .locked
+            .lock()
+            .expect("lock table")
+            .get(key)
+            .copied()
+            .filter(|until| *until > now);
+        match until {
+            Some(until) => Err(self.limiter.refusal(ceil_secs(until - now).max(1))),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a failed attempt of `key`; the one that uses the quota up locks the key
+    /// until the quota lets one more through.
+    pub fn failed(&self, key: &K) {
+        let wait = match self.limiter.inner.check_key(key) {
+            Ok(snapshot) if snapshot.remaining_burst_capacity() > 0 => return,
+            Ok(_) => self.limiter.interval(),
+            Err(not_until) => not_until.wait_time_from(self.limiter.inner.clock().now()),
+        };
+        self.locked
+            .lock()
+            .expect("lock table")
+            .insert(key.clone(), Instant::now() + wait);
+    }
+
+    pub fn retain_recent(&self) {
+        self.limiter.retain_recent();
+        let now = Instant::now();
+        let mut locked = self.locked.lock().expect("lock table");
+        locked.retain(|_, until| *until > now);
+        locked.shrink_to_fit();
     }
 }
 
@@ -152,8 +219,8 @@ pub struct Limits {
     pub create: Limiter<IpAddr>,
     /// `POST /api/auth/login`, per client IP.
     pub login_ip: Limiter<IpAddr>,
-    /// `POST /api/auth/login`, per normalised email address.
-    pub login_account: Limiter<String>,
+    /// Failed `POST /api/auth/login`s, per normalised email address.
+    pub login_account: FailureLimiter<String>,
 }
 
 impl Limits {
@@ -162,7 +229,7 @@ impl Limits {
             global: Limiter::new("global", settings.rate_limit),
             create: Limiter::new("create", settings.create_rate_limit),
             login_ip: Limiter::new("login", settings.login_rate_limit),
-            login_account: Limiter::new("login-account", settings.login_rate_limit),
+            login_account: FailureLimiter::new("login-account", settings.login_rate_limit),
         }
     }
 
@@ -225,5 +292,35 @@ mod tests {
         assert!((1..=20).contains(&retry), "{retry}");
         // Another key has its own quota.
         assert!(l.check(&IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))).is_ok());
+    }
+
+    #[test]
+    fn only_failures_use_a_failure_quota_up() {
+        let l = FailureLimiter::<String>::new("login-account", "3/1m".parse().unwrap());
+        let key = "owner@example.test".to_owned();
+        // Successes cost nothing: admitted as often as asked.
+        for _ in 0..10 {
+            l.admit(&key).unwrap();
+        }
+        l.failed(&key);
+        l.failed(&key);
+        l.admit(&key).expect("two failures of three");
+        l.failed(&key);
+        let e = l
+            .admit(&key)
+            .expect_err("the third failure used the quota up");
+        assert_eq!(e.status, StatusCode::TOO_MANY_REQUESTS);
+        let retry = e
+            .headers
+            .iter()
+            .find(|(n, _)| n == header::RETRY_AFTER)
+            .map(|(_, v)| v.to_str().unwrap().parse::<u64>().unwrap())
+            .unwrap();
+        assert!((1..=20).contains(&retry), "one refill, 20 s: {retry}");
+        assert!(e.detail.contains("`login-account`"), "{}", e.detail);
+        // Another key is not locked; forgetting keeps the lock while it lasts.
+        l.admit(&"other@example.test".to_owned()).unwrap();
+        l.retain_recent();
+        assert!(l.admit(&key).is_err());
     }
 }

@@ -66,8 +66,9 @@ impl SessionApi {
     ///
     /// Exchanges an email address and password for a bearer token that expires after
     /// the server's token lifetime (12 hours by default). A wrong email and a wrong
-    /// password get the same 401. Attempts are limited per client IP and per account
-    /// (429 with `Retry-After`).
+    /// password get the same 401. Attempts are limited per client IP, and failed ones
+    /// per account: once an account's failures use its quota up, every sign-in to it
+    /// is refused until the quota refills (429 with `Retry-After`).
     #[oai(path = "/api/auth/login", method = "post", operation_id = "login")]
     async fn login(
         &self,
@@ -82,7 +83,7 @@ impl SessionApi {
         state
             .limits
             .login_account
-            .check(&account_key)
+            .admit(&account_key)
             .inspect_err(|_| {
                 state.metrics.rate_limited.inc();
             })?;
@@ -96,6 +97,7 @@ impl SessionApi {
         )
         .await;
         let Some(user) = user.filter(|_| ok) else {
+            state.limits.login_account.failed(&account_key);
             tracing::info!("login refused: wrong email or password");
             return Err(ApiError::unauthorized("wrong email or password").into());
         };

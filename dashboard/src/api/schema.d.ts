@@ -189,8 +189,9 @@ export interface paths {
          * Sign in
          * @description Exchanges an email address and password for a bearer token that expires after
          *     the server's token lifetime (12 hours by default). A wrong email and a wrong
-         *     password get the same 401. Attempts are limited per client IP and per account
-         *     (429 with `Retry-After`).
+         *     password get the same 401. Attempts are limited per client IP, and failed ones
+         *     per account: once an account's failures use its quota up, every sign-in to it
+         *     is refused until the quota refills (429 with `Retry-After`).
          */
         post: operations["login"];
         delete?: never;
