@@ -141,9 +141,10 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
 /// one. Sign-ins per account use it: an owner's own sign-ins cost nothing, so signing
 /// in often never locks them out, while a password guesser is stopped after `count`
 /// wrong guesses per `period`, whichever addresses the guesses come from. Attempts
-/// running at the same moment are admitted before their failures count, so a burst
-/// can exceed the quota by as many guesses as run at once — password checks run 4 at
-/// a time, and the per-IP quota applies to every attempt.
+/// admitted together are checked before their failures count, so the sign-in handler
+/// asks `admit` again once the password is checked and refuses alike whatever the
+/// outcome: only the checks that end before the lock (password checks run 4 at a time)
+/// get an answer that tells the guess's outcome.
 pub struct FailureLimiter<K: Hash + Eq + Clone> {
     limiter: Limiter<K>,
     /// Keys whose failures used their quota up, and until when they are refused.
@@ -174,8 +175,9 @@ impl<K: Hash + Eq + Clone> FailureLimiter<K> {
         }
     }
 
-    /// Counts a failed attempt of `key`; the one that uses the quota up locks the key
-    /// until the quota lets one more through.
+    /// Counts a failed attempt of `key`. The one that uses the quota up locks the key
+    /// for one refill interval (`period / count`): at least until the quota lets one
+    /// more through, sometimes a little longer (never shorter).
     pub fn failed(&self, key: &K) {
         let wait = match self.limiter.inner.check_key(key) {
             Ok(snapshot) if snapshot.remaining_burst_capacity() > 0 => return,
@@ -270,6 +272,14 @@ mod tests {
         );
     }
 
+    fn retry_after(e: &ApiError) -> u64 {
+        e.headers
+            .iter()
+            .find(|(n, _)| n == header::RETRY_AFTER)
+            .map(|(_, v)| v.to_str().unwrap().parse::<u64>().unwrap())
+            .expect("a Retry-After header")
+    }
+
     #[test]
     fn refuses_after_the_burst_with_headers() {
         let l = Limiter::<IpAddr>::new("global", "3/1m".parse().unwrap());
@@ -283,12 +293,7 @@ mod tests {
         assert_eq!(v.remaining, 0);
         let e = l.check(&ip).unwrap_err();
         assert_eq!(e.status, StatusCode::TOO_MANY_REQUESTS);
-        let retry = e
-            .headers
-            .iter()
-            .find(|(n, _)| n == header::RETRY_AFTER)
-            .map(|(_, v)| v.to_str().unwrap().parse::<u64>().unwrap())
-            .unwrap();
+        let retry = retry_after(&e);
         assert!((1..=20).contains(&retry), "{retry}");
         // Another key has its own quota.
         assert!(l.check(&IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))).is_ok());
@@ -310,12 +315,7 @@ mod tests {
             .admit(&key)
             .expect_err("the third failure used the quota up");
         assert_eq!(e.status, StatusCode::TOO_MANY_REQUESTS);
-        let retry = e
-            .headers
-            .iter()
-            .find(|(n, _)| n == header::RETRY_AFTER)
-            .map(|(_, v)| v.to_str().unwrap().parse::<u64>().unwrap())
-            .unwrap();
+        let retry = retry_after(&e);
         assert!((1..=20).contains(&retry), "one refill, 20 s: {retry}");
         assert!(e.detail.contains("`login-account`"), "{}", e.detail);
         // Another key is not locked; forgetting keeps the lock while it lasts.

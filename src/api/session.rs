@@ -96,6 +96,17 @@ impl SessionApi {
             &password,
         )
         .await;
+        // Checks queue for a hashing slot, so many may have been admitted before the
+        // failures that locked the account were counted: once it is locked, an
+        // answer would still tell a guess's outcome, so every check that ends after
+        // that is refused alike, whatever the password.
+        state
+            .limits
+            .login_account
+            .admit(&account_key)
+            .inspect_err(|_| {
+                state.metrics.rate_limited.inc();
+            })?;
         let Some(user) = user.filter(|_| ok) else {
             state.limits.login_account.failed(&account_key);
             tracing::info!("login refused: wrong email or password");
