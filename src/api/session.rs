@@ -80,13 +80,16 @@ impl SessionApi {
         // of an unknown account (after the same work), not a hint about the rules.
         let email = crate::auth::normalize_email(&email).ok();
         let account_key = email.clone().unwrap_or_else(|| "<invalid>".to_owned());
-        state
-            .limits
-            .login_account
-            .admit(&account_key)
-            .inspect_err(|_| {
-                state.metrics.rate_limited.inc();
-            })?;
+        let admit = || {
+            state
+                .limits
+                .login_account
+                .admit(&account_key)
+                .inspect_err(|_| {
+                    state.metrics.rate_limited.inc();
+                })
+        };
+        admit()?;
         let user = match &email {
             Some(email) => state.db.user_by_email(email).await?,
             None => None,
@@ -100,13 +103,7 @@ impl SessionApi {
         // failures that locked the account were counted: once it is locked, an
         // answer would still tell a guess's outcome, so every check that ends after
         // that is refused alike, whatever the password.
-        state
-            .limits
-            .login_account
-            .admit(&account_key)
-            .inspect_err(|_| {
-                state.metrics.rate_limited.inc();
-            })?;
+        admit()?;
         let Some(user) = user.filter(|_| ok) else {
             state.limits.login_account.failed(&account_key);
             tracing::info!("login refused: wrong email or password");

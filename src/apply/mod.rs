@@ -825,11 +825,10 @@ impl Applier {
     /// until it has been terminating for `teardown_timeout`; if it hangs, the error
     /// names what holds it.
     pub async fn teardown(&self, namespace: &str) -> Result<(), ApplyError> {
-        self.converged
-            .lock()
-            .expect("converged lock")
-            .remove(namespace);
-        wait::teardown(self, namespace).await
+        match self.start_teardown(namespace).await? {
+            Teardown::Gone => Ok(()),
+            Teardown::Terminating { elapsed } => wait::until_gone(self, namespace, elapsed).await,
+        }
     }
 }
 

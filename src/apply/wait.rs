@@ -298,12 +298,13 @@ pub(super) async fn start_teardown(
     Ok(Teardown::Terminating { elapsed })
 }
 
-/// [`start_teardown`], then waits (watching) until the namespace is gone, at most
-/// until it has been terminating for the teardown timeout.
-pub(super) async fn teardown(applier: &Applier, namespace: &str) -> Result<(), ApplyError> {
-    let Teardown::Terminating { elapsed } = start_teardown(applier, namespace).await? else {
-        return Ok(());
-    };
+/// Waits (watching) until a namespace terminating for `elapsed` is gone, at most until
+/// it has been terminating for the teardown timeout.
+pub(super) async fn until_gone(
+    applier: &Applier,
+    namespace: &str,
+    elapsed: Duration,
+) -> Result<(), ApplyError> {
     let started = Instant::now();
     let api: Api<Namespace> = Api::all(applier.client.clone());
     let gone =
