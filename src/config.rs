@@ -230,6 +230,42 @@ impl OrchestratorSettings {
                 "must be at least 2s so a lease can be renewed before it expires",
             ));
         }
+        // Durations are added to timestamps and instants; past a year they are no
+        // setting anyone means, and far past it they overflow.
+        const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+        for (flag, value, least) in [
+            ("--lease-duration", self.lease_duration, Duration::ZERO),
+            (
+                "--sweep-interval",
+                self.sweep_interval,
+                Duration::from_millis(100),
+            ),
+            (
+                "--resync-period",
+                self.resync_period,
+                Duration::from_secs(1),
+            ),
+            (
+                "--phase-timeout",
+                self.phase_timeout,
+                Duration::from_secs(1),
+            ),
+            (
+                "--provision-deadline",
+                self.provision_deadline,
+                Duration::from_secs(1),
+            ),
+        ] {
+            if value < least {
+                return Err(SettingsError::invalid(
+                    flag,
+                    format!("must be at least {}", humantime::format_duration(least)),
+                ));
+            }
+            if value > YEAR {
+                return Err(SettingsError::invalid(flag, "must be at most 365 days"));
+            }
+        }
         Ok(())
     }
 }
@@ -476,5 +512,26 @@ mod tests {
         assert!(o.validate().is_ok());
         o.workers = 0;
         assert!(o.validate().unwrap_err().to_string().contains("--workers"));
+        // A zero sweep interval would panic the orchestrator's timer; a huge resync
+        // period would overflow the time it is added to.
+        let o = OrchestratorSettings {
+            sweep_interval: Duration::ZERO,
+            ..Default::default()
+        };
+        assert!(
+            o.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--sweep-interval")
+        );
+        let o = OrchestratorSettings {
+            resync_period: Duration::from_secs(u64::MAX / 2),
+            ..Default::default()
+        };
+        let e = o.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("--resync-period") && e.contains("365 days"),
+            "{e}"
+        );
     }
 }

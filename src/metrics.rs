@@ -60,7 +60,7 @@ impl Metrics {
         let provisioning_seconds = Histogram::new(exponential_buckets(0.25, 2.0, 14));
         registry.register(
             "provisioning_duration_seconds",
-            "Time from a store's request to ready",
+            "Time from a store's creation to ready, for stores ready without a retry",
             provisioning_seconds.clone(),
         );
         let apply_errors = Family::<ApplyErrorLabels, Counter>::default();

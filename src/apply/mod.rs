@@ -142,6 +142,8 @@ pub enum ApplyError {
         after: Duration,
         blockers: String,
     },
+    #[error("not writing {object}: the write fence closed {} ago (the worker's lease could not be renewed in time, and another worker may hold the store now)", humantime::format_duration(*.late))]
+    Fenced { object: String, late: Duration },
 }
 
 impl ApplyError {
@@ -154,7 +156,9 @@ impl ApplyError {
             | ApplyError::List { source, .. }
             | ApplyError::Delete { source, .. } => is_transient_kube(source),
             ApplyError::Failed { .. } => false,
-            ApplyError::Timeout { .. } | ApplyError::TeardownStuck { .. } => true,
+            ApplyError::Timeout { .. }
+            | ApplyError::TeardownStuck { .. }
+            | ApplyError::Fenced { .. } => true,
         }
     }
 
@@ -165,6 +169,48 @@ impl ApplyError {
     pub fn is_quota_refusal(&self) -> bool {
         matches!(self, ApplyError::Apply { source: kube::Error::Api(status), .. }
             if status.code == 403 && status.message.contains("exceeded quota"))
+    }
+}
+
+/// Until when an [`Applier`] may write to the cluster. A worker holds a store through a
+/// database lease that its renewer keeps extending; the renewer stops the work before
+/// the lease can run out, but a process that stalls (CPU starvation, a paused VM) may
+/// wake with its timers and its writes due together, and a write sent after the lease
+/// ran out could land after another worker took the store over — even after that
+/// worker deleted the store's namespace, bringing it back with no store behind it.
+/// So every write first checks the fence, which the renewer moves on with each
+/// renewal. The default fence never closes (the CLI, tests, benchmarks).
+#[derive(Clone, Debug, Default)]
+pub struct WriteFence(Option<Arc<Mutex<Instant>>>);
+
+impl WriteFence {
+    /// A fence open until `at`.
+    pub fn until(at: Instant) -> Self {
+        WriteFence(Some(Arc::new(Mutex::new(at))))
+    }
+
+    /// Keeps the fence open until `at`, if that is later than now set.
+    pub fn extend(&self, at: Instant) {
+        if let Some(until) = &self.0 {
+            let mut until = until.lock().expect("fence lock");
+            *until = (*until).max(at);
+        }
+    }
+
+    /// Until when writes are allowed (`None`: always).
+    pub fn open_until(&self) -> Option<Instant> {
+        self.0.as_ref().map(|u| *u.lock().expect("fence lock"))
+    }
+
+    /// `Ok` while writes are allowed; the error names the write refused.
+    pub fn check(&self, object: impl fmt::Display) -> Result<(), ApplyError> {
+        match self.open_until() {
+            Some(until) if Instant::now() >= until => Err(ApplyError::Fenced {
+                object: object.to_string(),
+                late: until.elapsed(),
+            }),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -361,6 +407,7 @@ pub struct Applier {
     settings: ApplySettings,
     resources: ResourceCache,
     converged: Converged,
+    fence: WriteFence,
 }
 
 impl Applier {
@@ -370,6 +417,16 @@ impl Applier {
             settings,
             resources: Arc::default(),
             converged: Arc::default(),
+            fence: WriteFence::default(),
+        }
+    }
+
+    /// This applier, writing only while `fence` is open (it shares the discovery cache
+    /// and what is known converged with `self`).
+    pub fn fenced(&self, fence: WriteFence) -> Applier {
+        Applier {
+            fence,
+            ..self.clone()
         }
     }
 
@@ -538,6 +595,7 @@ impl Applier {
         // Deletes the object, waits until it is gone, and applies it anew.
         let replace = || async {
             self.delete_and_wait(&api, namespace, &key).await?;
+            self.fence.check(&key)?;
             api.patch(&key.name, &params, &Patch::Apply(&body))
                 .await
                 .map_err(|source| ApplyError::Apply {
@@ -545,6 +603,7 @@ impl Applier {
                     source,
                 })
         };
+        self.fence.check(&key)?;
         let applied = match api.patch(&key.name, &params, &Patch::Apply(&body)).await {
             Ok(obj) => obj,
             Err(kube::Error::Api(status))
@@ -605,6 +664,7 @@ impl Applier {
             propagation_policy: Some(PropagationPolicy::Foreground),
             ..Default::default()
         };
+        self.fence.check(key)?;
         match api.delete(&key.name, &dp).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
@@ -782,6 +842,7 @@ impl Applier {
                 propagation_policy: Some(PropagationPolicy::Background),
                 ..Default::default()
             };
+            self.fence.check(key)?;
             match api.delete(&key.name, &dp).await {
                 Ok(_) => tracing::info!(object = %key, namespace, "pruned"),
                 Err(kube::Error::Api(s)) if s.code == 404 => {}

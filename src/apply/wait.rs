@@ -269,6 +269,7 @@ pub(super) async fn start_teardown(
             propagation_policy: Some(PropagationPolicy::Background),
             ..Default::default()
         };
+        applier.fence.check(format_args!("Namespace/{namespace}"))?;
         return match api.delete(namespace, &dp).await {
             Ok(_) => Ok(Teardown::Terminating {
                 elapsed: Duration::ZERO,

@@ -177,6 +177,27 @@ pub struct Orchestrator {
 /// interrupted and its leases handed back.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// Longest wait for one of the main loop's own database calls (claiming work, counting
+/// stores): past it the database is taken as unavailable and the loop pauses.
+const DB_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Counts a running worker in the busy-workers gauge for as long as it lives, so that
+/// a worker that panics is not counted busy for ever.
+struct Busy<'a>(&'a prometheus_client::metrics::gauge::Gauge);
+
+impl<'a> Busy<'a> {
+    fn new(gauge: &'a prometheus_client::metrics::gauge::Gauge) -> Self {
+        gauge.inc();
+        Busy(gauge)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 impl Orchestrator {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -242,17 +263,24 @@ impl Orchestrator {
             let free = slots.available_permits();
             let mut claim_failed = false;
             if free > 0 {
-                match claim(
-                    &ctx.db,
-                    &ctx.instance,
-                    ctx.settings.lease_duration,
-                    Utc::now(),
-                    free as u64,
-                    &working,
-                )
-                .await
-                {
-                    Ok(stores) => {
+                // Bounded, and given up at shutdown: a database that stops answering
+                // (not refusing) must neither hang the loop nor keep it from stopping.
+                let claimed = tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    r = tokio::time::timeout(
+                        DB_CALL_TIMEOUT,
+                        claim(
+                            &ctx.db,
+                            &ctx.instance,
+                            ctx.settings.lease_duration,
+                            Utc::now(),
+                            free as u64,
+                            &working,
+                        ),
+                    ) => r,
+                };
+                match claimed {
+                    Ok(Ok(stores)) => {
                         db_backoff = 0;
                         for (store, on) in stores {
                             let permit = slots
@@ -263,11 +291,11 @@ impl Orchestrator {
                             let interrupt = interrupt.child_token();
                             let due_tx = due_tx.clone();
                             tasks.spawn(async move {
-                                ctx.metrics.workers_busy.inc();
+                                let busy = Busy::new(&ctx.metrics.workers_busy);
                                 let next = worker::work(&ctx, store, round, interrupt).await;
                                 // The store may be claimed again once its worker is done.
                                 drop(on);
-                                ctx.metrics.workers_busy.dec();
+                                drop(busy);
                                 ctx.metrics.reconciles.inc();
                                 if let Some(at) = next {
                                     let wait = (at - Utc::now()).to_std().unwrap_or_default();
@@ -277,10 +305,18 @@ impl Orchestrator {
                             });
                         }
                     }
-                    Err(e) => {
+                    Ok(Err(e)) => {
                         claim_failed = true;
                         db_backoff += 1;
                         tracing::warn!(error = %error_chain(&e), "cannot claim work; the database is unavailable, pausing");
+                    }
+                    Err(_) => {
+                        claim_failed = true;
+                        db_backoff += 1;
+                        tracing::warn!(
+                            timeout_ms = DB_CALL_TIMEOUT.as_millis() as u64,
+                            "claiming work timed out; the database does not answer, pausing"
+                        );
                     }
                 }
             }
@@ -299,8 +335,11 @@ impl Orchestrator {
                     Wake::Store(id) => tracing::debug!(store_id = %id, "woken by another replica"),
                     Wake::Relistened => tracing::debug!("listening again; claiming work that may have been missed"),
                 },
-                _ = sweep.tick() => {
-                    refresh_gauges(&ctx).await;
+                // Not while paused: a sweep would claim again before the backoff is over.
+                _ = sweep.tick(), if !claim_failed => {
+                    if tokio::time::timeout(DB_CALL_TIMEOUT, refresh_gauges(&ctx)).await.is_err() {
+                        tracing::warn!("counting stores for the metrics timed out; the gauges keep their last values");
+                    }
                     // A store this replica resyncs confirms its entry once a period;
                     // one not confirmed for three is worked elsewhere or gone.
                     let known = ctx
@@ -409,6 +448,8 @@ struct Listener {
     /// Wake-ups may have been missed since the last connection (it was lost, or
     /// opening one failed): the next connection is announced as [`Wake::Relistened`].
     missed: bool,
+    /// Whether a connection ever listened (the first one is no reconnection to tell).
+    listened: bool,
     disabled: bool,
     /// Pause before reconnecting after a lost connection, and after a failed attempt.
     after_lost: Duration,
@@ -433,7 +474,10 @@ impl Listener {
             connect,
             inner: None,
             retry_at: None,
-            missed: false,
+            // The first claim runs before the first LISTEN: a wake-up sent in between
+            // is only caught by claiming again once listening.
+            missed: true,
+            listened: false,
             disabled: false,
             after_lost: Duration::from_secs(1),
             after_failed: Duration::from_secs(5),
@@ -457,9 +501,11 @@ impl Listener {
                     Ok(Some(l)) => {
                         self.inner = Some(l);
                         if std::mem::take(&mut self.missed) {
-                            tracing::info!(
-                                "listening for wake-ups again; looking for work missed meanwhile"
-                            );
+                            if std::mem::replace(&mut self.listened, true) {
+                                tracing::info!(
+                                    "listening for wake-ups again; looking for work missed meanwhile"
+                                );
+                            }
                             return Wake::Relistened;
                         }
                     }
@@ -603,6 +649,8 @@ mod tests {
         }));
         listener.after_lost = Duration::from_millis(10);
         listener.after_failed = Duration::from_millis(10);
+        // The first claim ran before the first LISTEN: listening looks for work once.
+        assert_eq!(listener.recv().await, Wake::Relistened);
         assert_eq!(listener.recv().await, Wake::Store(store));
         // Whatever was sent while no connection listened is lost: listening again
         // says so, and the orchestrator claims at once instead of at its next sweep.
@@ -614,7 +662,8 @@ mod tests {
                 .await
                 .is_err()
         );
-        // The first connection of all is no reconnection.
+        // The first connection of all also looks for work once (a wake-up sent between
+        // the first claim and the first LISTEN is caught), then only real wake-ups.
         let mut fresh = Listener::with(Box::new(move || {
             Box::pin(async move {
                 Ok(Some(Box::new(Fake {
@@ -623,6 +672,7 @@ mod tests {
                 }) as Box<dyn WakeStream>))
             })
         }));
+        assert_eq!(fresh.recv().await, Wake::Relistened);
         assert_eq!(fresh.recv().await, Wake::Store(store));
     }
 

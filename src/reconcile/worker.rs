@@ -2,7 +2,7 @@
 //! it — while renewing its lease — and record the outcome with an event.
 
 use super::{Context, backoff};
-use crate::apply::{ApplyError, Desired, PhaseReport, Teardown, failure_key};
+use crate::apply::{Applier, ApplyError, Desired, PhaseReport, Teardown, WriteFence, failure_key};
 use crate::blueprint::{Blueprint, StoreRef, StoreSecrets};
 use crate::config::OrchestratorSettings;
 use crate::db::{DbError, NewEvent, Store, StoreUpdate, StoreUrlRecord};
@@ -91,6 +91,10 @@ pub(crate) async fn work(
     // (a delete, a retry) moved the store to a new generation: the work in hand is then
     // stale.
     let stop = CancellationToken::new();
+    // Cluster writes stop where the renewer would stop the work: the renewer moves
+    // the fence on with each renewal (see `WriteFence`).
+    let fence = WriteFence::until((claimed_at + (lease - lease / 3)).into_std());
+    let applier = ctx.applier.fenced(fence.clone());
     // Aborted when this function returns or is dropped (a crash of the orchestrator
     // task): a dead worker must not keep its lease alive.
     let renewer = {
@@ -120,7 +124,14 @@ pub(crate) async fn work(
         };
         AbortOnDropHandle::new(tokio::spawn(async move {
             let why = tracing::Instrument::instrument(
-                keep_lease(renew, current_generation, generation, lease, claimed_at),
+                keep_lease(
+                    renew,
+                    current_generation,
+                    generation,
+                    lease,
+                    claimed_at,
+                    fence,
+                ),
                 tracing::info_span!("lease", store_id = %id),
             )
             .await;
@@ -147,7 +158,7 @@ pub(crate) async fn work(
     let span =
         tracing::info_span!("store", store_id = %id, name = %store.name, status = %store.status);
     let outcome = tokio::select! {
-        r = tracing::Instrument::instrument(step(ctx, &store), span) => Some(r),
+        r = tracing::Instrument::instrument(step(ctx, &applier, &store), span) => Some(r),
         _ = interrupt.cancelled() => None,
         _ = stop.cancelled() => None,
     };
@@ -161,7 +172,9 @@ pub(crate) async fn work(
         // Finished: `step` recorded the outcome and released the lease in one statement.
         Some(Ok(next)) => next,
         Some(Err(WorkError::Db(DbError::LeaseLost { .. }))) => None,
-        Some(Err(WorkError::Db(DbError::GenerationChanged { .. }))) | None => {
+        Some(Err(WorkError::Db(DbError::GenerationChanged { .. })))
+        | Some(Err(WorkError::Apply(ApplyError::Fenced { .. })))
+        | None => {
             // Interrupted (shutdown, a lease that could not be renewed), or stale: hand
             // the store back due now, so this or another replica starts on its current
             // generation at once. A lost lease has nothing to hand back.
@@ -205,14 +218,17 @@ enum Stop {
 /// failed one is retried sooner. Once no renewal has succeeded for `lease` minus one
 /// renewal period, the work stops: that period is the margin for stopping it and for
 /// the clocks of the replicas, so that the lease is still ours until the work has
-/// stopped. After each renewal the store's generation is checked (`generation`
-/// returning `None`: the store is gone, which the next renewal reports).
+/// stopped. `fence` closes at that same point and is moved on by each renewal, so a
+/// write the work sends before it is stopped is refused too. After each renewal the
+/// store's generation is checked (`generation` returning `None`: the store is gone,
+/// which the next renewal reports).
 async fn keep_lease<R, RF, G, GF>(
     mut renew: R,
     mut generation: G,
     current: i64,
     lease: Duration,
     mut renewed_at: Instant,
+    fence: WriteFence,
 ) -> Stop
 where
     R: FnMut() -> RF,
@@ -225,9 +241,15 @@ where
     let mut failed = false;
     loop {
         let deadline = renewed_at + valid_for;
-        let pause = if failed { every / 2 } else { every };
+        // Every third of the lease counted from the last renewal sent (a slow database
+        // must not push renewals later and later), a failed one retried sooner.
+        let next = if failed {
+            Instant::now() + every / 2
+        } else {
+            renewed_at + every
+        };
         let attempt = tokio::time::timeout_at(deadline, async {
-            tokio::time::sleep(pause).await;
+            tokio::time::sleep_until(next).await;
             let sent = Instant::now();
             (sent, tokio::time::timeout(every / 2, renew()).await)
         })
@@ -245,6 +267,7 @@ where
             }
             Ok((sent, Ok(Ok(true)))) => {
                 renewed_at = sent;
+                fence.extend((renewed_at + valid_for).into_std());
                 failed = false;
             }
             Ok((_, Ok(Ok(false)))) => return Stop::LeaseLost,
@@ -280,14 +303,19 @@ where
 /// store is gone).
 fn step<'a>(
     ctx: &'a Context,
+    applier: &'a Applier,
     store: &'a Store,
 ) -> BoxFuture<'a, Result<Option<DateTime<Utc>>, WorkError>> {
     Box::pin(async move {
         match store.status {
-            StoreStatus::Deleting => delete(ctx, store).await,
-            StoreStatus::Provisioning | StoreStatus::Ready => provision(ctx, store).await,
-            // A failed store waits for a retry request; nothing to do.
-            StoreStatus::Failed => Ok(None),
+            StoreStatus::Deleting => delete(ctx, applier, store).await,
+            StoreStatus::Provisioning | StoreStatus::Ready => provision(ctx, applier, store).await,
+            // A failed store waits for a retry request (which makes it due again);
+            // nothing to do but hand it back, not due.
+            StoreStatus::Failed => {
+                ctx.db.release(store.id, &ctx.instance, None).await?;
+                Ok(None)
+            }
         }
     })
 }
@@ -298,8 +326,12 @@ fn step<'a>(
 /// stores at once is bounded by the namespace controller, not by this replica's
 /// workers. A namespace terminating for longer than the teardown timeout fails the
 /// attempt with what holds it, retried with backoff like any failed deletion.
-async fn delete(ctx: &Context, store: &Store) -> Result<Option<DateTime<Utc>>, WorkError> {
-    if let Teardown::Terminating { elapsed } = ctx.applier.start_teardown(&store.namespace).await? {
+async fn delete(
+    ctx: &Context,
+    applier: &Applier,
+    store: &Store,
+) -> Result<Option<DateTime<Utc>>, WorkError> {
+    if let Teardown::Terminating { elapsed } = applier.start_teardown(&store.namespace).await? {
         let next = Utc::now() + to_chrono(teardown_poll(elapsed));
         ctx.db.release(store.id, &ctx.instance, Some(next)).await?;
         tracing::debug!(namespace = %store.namespace, terminating_ms = elapsed.as_millis() as u64, "namespace terminating; looking again shortly");
@@ -327,7 +359,11 @@ fn teardown_poll(elapsed: Duration) -> Duration {
     (elapsed / 4).clamp(Duration::from_secs(1), Duration::from_secs(5))
 }
 
-async fn provision(ctx: &Context, store: &Store) -> Result<Option<DateTime<Utc>>, WorkError> {
+async fn provision(
+    ctx: &Context,
+    applier: &Applier,
+    store: &Store,
+) -> Result<Option<DateTime<Utc>>, WorkError> {
     let converging =
         store.status == StoreStatus::Provisioning || store.observed_generation < store.generation;
     if converging && store.provision_deadline_at.is_none() {
@@ -412,23 +448,35 @@ async fn provision(ctx: &Context, store: &Store) -> Result<Option<DateTime<Utc>>
         }
         Ok::<(), DbError>(())
     });
+    // A recorder that cannot write (the database is away, the store moved on to a new
+    // generation, the lease is lost) stops the apply too: its work can no longer be
+    // told. An apply that ends lets the recorder tell what it finished.
+    let recording_failed = CancellationToken::new();
+    let recorder = async {
+        let r = recorder.await;
+        if r.is_err() {
+            recording_failed.cancel();
+        }
+        r
+    };
+    let store_id = store.id.to_string();
     let apply = async {
-        let r = ctx
-            .applier
-            .apply_store_within(
+        let r = tokio::select! {
+            r = applier.apply_store_within(
                 &store.namespace,
-                &store.id.to_string(),
+                &store_id,
                 &desired,
                 &tx,
-                readiness_wait(store, ctx.applier.settings().phase_timeout),
-            )
-            .await;
+                readiness_wait(store, applier.settings().phase_timeout),
+            ) => Some(r),
+            _ = recording_failed.cancelled() => None,
+        };
         drop(tx);
         r
     };
     let (applied, recorded) = tokio::join!(apply, recorder);
     recorded?;
-    let report = applied?;
+    let report = applied.expect("the apply is cut short only when recording failed")?;
 
     if report.known_converged {
         ctx.metrics.applies_skipped.inc();
@@ -486,7 +534,9 @@ async fn provision(ctx: &Context, store: &Store) -> Result<Option<DateTime<Utc>>
             )
             .await?;
         let took = (now - store.created_at).to_std().unwrap_or_default();
-        if store.observed_generation == 0 {
+        // Create to ready, for stores ready on their first request: a store retried
+        // after failing (a later generation) would count the time it sat failed.
+        if store.generation == 1 && store.observed_generation == 0 {
             ctx.metrics.provisioning_seconds.observe(took.as_secs_f64());
         }
         tracing::info!(took_ms = took.as_millis() as u64, "store ready");
@@ -982,11 +1032,52 @@ mod tests {
                 1,
                 LEASE,
                 claimed,
+                WriteFence::default(),
             ),
         )
         .await
         .ok()?;
         Some((stop, claimed.elapsed()))
+    }
+
+    #[tokio::test]
+    async fn the_write_fence_closes_where_the_work_stops_and_each_renewal_moves_it_on() {
+        let claimed = Instant::now();
+        let valid_for = LEASE - LEASE / 3;
+        let renewed = WriteFence::until((claimed + valid_for).into_std());
+        let still_going = tokio::time::timeout(
+            LEASE,
+            keep_lease(
+                || async { Ok(true) },
+                || async { Ok(Some(1)) },
+                1,
+                LEASE,
+                claimed,
+                renewed.clone(),
+            ),
+        )
+        .await;
+        assert!(still_going.is_err(), "stopped: {still_going:?}");
+        assert!(renewed.check("Deployment/web").is_ok());
+        assert!(renewed.open_until().expect("a fence") > (claimed + valid_for).into_std());
+
+        let claimed = Instant::now();
+        let failing = WriteFence::until((claimed + valid_for).into_std());
+        let stop = keep_lease(
+            || async { Err(unavailable()) },
+            || async { Ok(Some(1)) },
+            1,
+            LEASE,
+            claimed,
+            failing.clone(),
+        )
+        .await;
+        assert!(matches!(stop, Stop::LeaseRunningOut { .. }), "{stop:?}");
+        // A write the stopped work would still send is refused, and says which.
+        let refused = failing.check("Deployment/web").unwrap_err().to_string();
+        assert!(refused.contains("not writing Deployment/web"), "{refused}");
+        // The default fence (the CLI, tests) never closes.
+        assert!(WriteFence::default().check("Namespace/x").is_ok());
     }
 
     #[tokio::test]

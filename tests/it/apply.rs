@@ -10,7 +10,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, GroupVersionKind};
 use serde_json::{Value, json};
 use std::time::Duration;
 use storeplane::apply::{
-    Applier, ApplyError, ApplySettings, Desired, Inventory, PhaseReport, Teardown,
+    Applier, ApplyError, ApplySettings, Desired, Inventory, PhaseReport, Teardown, WriteFence,
 };
 use storeplane::domain::{Phase, labels};
 
@@ -303,6 +303,69 @@ async fn apply_waits_reapplies_nothing_repairs_drift_prunes_and_tears_down() {
     assert!(namespaces.get_opt(&ns).await.unwrap().is_none());
     // Teardown of a namespace that is already gone is a no-op.
     a.teardown(&ns).await.expect("second teardown");
+}
+
+/// An applier whose write fence has closed (its worker's lease ran out) sends no write:
+/// not the store's objects, not a prune, not the namespace's deletion. The same applier
+/// with an open fence writes as usual.
+#[tokio::test]
+async fn a_closed_write_fence_stops_every_write_and_names_it() {
+    let client = kube_client().await;
+    let open = applier(client.clone());
+    let ns = unique_name("it-fence");
+    let id = unique_name("id");
+    let desired = store(&ns, &id, "8");
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel::<PhaseReport>();
+    let closed = open.fenced(WriteFence::until(std::time::Instant::now()));
+
+    let refused = closed
+        .apply_store(&ns, &id, &desired, &tx)
+        .await
+        .expect_err("fenced");
+    assert!(
+        matches!(&refused, ApplyError::Fenced { object, .. } if object == &format!("Namespace/{ns}")),
+        "{refused}"
+    );
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    assert!(
+        namespaces.get_opt(&ns).await.unwrap().is_none(),
+        "the namespace was created"
+    );
+
+    // Open until a minute from now: it writes; then the closed one may neither prune
+    // nor tear down what is there.
+    let fence = WriteFence::until(std::time::Instant::now() + Duration::from_secs(60));
+    open.fenced(fence.clone())
+        .apply_store(&ns, &id, &desired, &tx)
+        .await
+        .expect("apply within the fence");
+    let inventory = resource_versions(&open, &ns, &id).await;
+    let pruned = closed
+        .prune(&ns, &desired[..1], &inventory)
+        .await
+        .expect_err("fenced prune");
+    assert!(matches!(pruned, ApplyError::Fenced { .. }), "{pruned}");
+    let torn = closed
+        .start_teardown(&ns)
+        .await
+        .expect_err("fenced teardown");
+    assert!(matches!(torn, ApplyError::Fenced { .. }), "{torn}");
+    let after = resource_versions(&open, &ns, &id).await;
+    assert_eq!(
+        after.objects.len(),
+        inventory.objects.len(),
+        "something was deleted"
+    );
+    assert!(
+        namespaces
+            .get(&ns)
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_none()
+    );
+    open.teardown(&ns).await.expect("teardown");
 }
 
 #[tokio::test]
