@@ -546,7 +546,7 @@ impl Example for Me {
 }
 
 /// Credentials to sign in with.
-#[derive(Object, Debug, Clone)]
+#[derive(Object, Clone)]
 #[oai(example, deny_unknown_fields)]
 pub struct LoginRequest {
     /// The account's email address (case does not matter).
@@ -555,6 +555,16 @@ pub struct LoginRequest {
     /// The account's password.
     #[oai(validator(min_length = 1, max_length = 1024))]
     pub password: String,
+}
+
+/// Never prints the password, whoever debug-prints a request.
+impl std::fmt::Debug for LoginRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginRequest")
+            .field("email", &self.email)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 impl Example for LoginRequest {
@@ -567,7 +577,7 @@ impl Example for LoginRequest {
 }
 
 /// A new session: a bearer token and the account it belongs to.
-#[derive(Object, Debug, Clone)]
+#[derive(Object, Clone)]
 #[oai(example)]
 pub struct Session {
     /// The bearer token: send it as `Authorization: Bearer <token>`. Shown once; only its
@@ -577,6 +587,17 @@ pub struct Session {
     pub expires_at: DateTime<Utc>,
     /// The account signed in.
     pub user: Me,
+}
+
+/// Never prints the token.
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("token", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .field("user", &self.user)
+            .finish()
+    }
 }
 
 impl Example for Session {
@@ -643,5 +664,21 @@ impl Example for Readiness {
                 },
             ],
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_and_tokens_never_debug_print() {
+        let login = LoginRequest::example();
+        let printed = format!("{login:?}");
+        assert!(!printed.contains(&login.password), "{printed}");
+        assert!(printed.contains(&login.email));
+        let session = Session::example();
+        let printed = format!("{session:?}");
+        assert!(!printed.contains(&session.token), "{printed}");
     }
 }

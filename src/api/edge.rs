@@ -298,7 +298,9 @@ fn route_of(path: &str) -> &'static str {
 }
 
 fn security_headers(headers: &mut poem::http::HeaderMap, path: &str, hsts: bool) {
-    let docs = path == "/docs" || path.starts_with("/docs/");
+    // Only the Swagger UI page itself needs its inline script; anything else under
+    // `/docs/` is the dashboard's page and keeps the strict policy.
+    let docs = path == "/docs" || path == "/docs/";
     let set = |headers: &mut poem::http::HeaderMap, name: &'static str, value: &'static str| {
         headers.insert(
             HeaderName::from_static(name),
@@ -322,6 +324,15 @@ fn security_headers(headers: &mut poem::http::HeaderMap, path: &str, hsts: bool)
     set(headers, "origin-agent-cluster", "?1");
     if hsts {
         set(headers, "strict-transport-security", HSTS);
+    }
+    // Answers about accounts, tokens and stores are the caller's alone: no cache (a
+    // proxy's, the browser's back button) keeps them. The spec and the dashboard's
+    // files set their own caching.
+    if path.starts_with("/api/")
+        && path != "/api/openapi.json"
+        && !headers.contains_key(poem::http::header::CACHE_CONTROL)
+    {
+        set(headers, "cache-control", "no-store");
     }
 }
 

@@ -169,7 +169,18 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint<Output = Response> + 'static {
         .filter(|o| !o.is_empty())
         .collect();
     let inner: BoxEndpoint<'static, Response> = if origins.is_empty() {
-        router.map_to_response().boxed()
+        // No origin is allowed: a browser request from another origin is refused as
+        // the CORS layer refuses one not on its list (which, empty, would allow all).
+        router
+            .before(|mut req: Request| async move {
+                forget_same_origin(&mut req);
+                if req.headers().contains_key(header::ORIGIN) {
+                    return Err(poem::error::CorsError::OriginNotAllowed.into());
+                }
+                Ok(req)
+            })
+            .map_to_response()
+            .boxed()
     } else {
         router
             .with(

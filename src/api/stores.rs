@@ -44,7 +44,7 @@ error_set! {
 const DEFAULT_PAGE: u32 = 20;
 const MAX_PAGE: u32 = 100;
 const DEFAULT_EVENTS_PAGE: u32 = 100;
-const MAX_EVENTS_PAGE: u32 = 1000;
+const MAX_EVENTS_PAGE: u32 = crate::db::MAX_PAGE as u32;
 
 fn default_page() -> u32 {
     DEFAULT_PAGE
@@ -398,8 +398,8 @@ impl StoresApi {
         }
         let new = NewStore::new(caller.user.id, &name, &engine, &blueprint.version, params)
             .with_host(&host);
-        let store = match state.db.create_store(new).await {
-            Ok(store) => store,
+        let (store, created) = match state.db.create_store_with_event(new).await {
+            Ok(created) => created,
             Err(DbError::DuplicateName { name }) => {
                 return Err(ApiError::conflict(
                     "duplicate-name",
@@ -449,8 +449,11 @@ impl StoresApi {
         tracing::info!(store_id = %store.id, engine = %store.engine, "store requested");
         state.waker.wake(store.id).await;
         let location = format!("/api/stores/{}", store.id);
+        // Answered from what the transaction wrote: the store exists now, and a failed
+        // read-back must not turn its creation into an error (whose retry would be a
+        // 409 for the store just made).
         Ok(CreateStoreResponse::Created(
-            Json(one(&state, store).await?),
+            Json(Store::from_db(store, Some(&created))),
             location,
         ))
     }

@@ -13,7 +13,9 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-/// Largest page `list_stores` and `list_events` return.
+/// Largest page the API serves. `list_stores` and `list_events` return up to one row
+/// more, so that a caller asking for a full page plus one can tell whether another
+/// page follows.
 pub const MAX_PAGE: u64 = 1000;
 
 impl Db {
@@ -25,6 +27,15 @@ impl Db {
     /// same name), `DuplicateHost` (any owner), `DuplicateNamespace`. Concurrent creates by one user are serialised
     /// on the user's row, so they never exceed the limit.
     pub async fn create_store(&self, new: NewStore) -> Result<Store, DbError> {
+        Ok(self.create_store_with_event(new).await?.0)
+    }
+
+    /// [`Db::create_store`], also returning the `created` event it wrote, so that a
+    /// caller can answer with both without reading them back.
+    pub async fn create_store_with_event(
+        &self,
+        new: NewStore,
+    ) -> Result<(Store, StoreEvent), DbError> {
         let txn = self.begin().await?;
         let result = self.create_store_in(&txn, new).await;
         self.finish(txn, result).await
@@ -34,7 +45,7 @@ impl Db {
         &self,
         txn: &DatabaseTransaction,
         new: NewStore,
-    ) -> Result<Store, DbError> {
+    ) -> Result<(Store, StoreEvent), DbError> {
         // Serialise with the user's other creates before counting.
         let user = match self.backend {
             Backend::Postgres => users::Entity::find_by_id(new.user_id)
@@ -124,7 +135,7 @@ impl Db {
                 },
                 _ => self.e()(e),
             })?;
-        insert_event(
+        let created = insert_event(
             self,
             txn,
             new.id,
@@ -138,7 +149,7 @@ impl Db {
             now,
         )
         .await?;
-        Store::try_from(row).map_err(DbError::Query)
+        Ok((Store::try_from(row).map_err(DbError::Query)?, created))
     }
 
     /// Records the host of every store created before hosts were recorded, as
@@ -228,7 +239,7 @@ impl Db {
     }
 
     /// Stores newest first (ids are UUIDv7), filtered, from the keyset cursor `after`.
-    /// `limit` is capped at [`MAX_PAGE`].
+    /// `limit` is capped at [`MAX_PAGE`] + 1.
     pub async fn list_stores(&self, q: StoreQuery) -> Result<Vec<Store>, DbError> {
         let mut select = stores::Entity::find();
         if let Some(user_id) = q.user_id {
@@ -242,7 +253,7 @@ impl Db {
         }
         select
             .order_by_desc(stores::Column::Id)
-            .limit(q.limit.min(MAX_PAGE))
+            .limit(q.limit.min(MAX_PAGE + 1))
             .all(&self.conn)
             .await
             .map_err(self.e())?
@@ -425,7 +436,7 @@ impl Db {
     }
 
     /// A store's events in the order they were written, after `after_id`, at most
-    /// `limit` (capped at [`MAX_PAGE`]).
+    /// `limit` (capped at [`MAX_PAGE`] + 1).
     pub async fn list_events(
         &self,
         store_id: Uuid,
@@ -439,7 +450,7 @@ impl Db {
         }
         let select = select
             .order_by_asc(store_events::Column::Id)
-            .limit(limit.min(MAX_PAGE));
+            .limit(limit.min(MAX_PAGE + 1));
         self.fetch_events(select).await
     }
 

@@ -8,8 +8,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use storeplane::db::{
-    Backend, Db, DbError, NewEvent, NewStore, NewUser, Role, Store, StoreQuery, StoreUpdate,
-    StoreUrlRecord, User, UserUpdate,
+    Backend, Db, DbError, MAX_PAGE, NewEvent, NewStore, NewUser, Role, Store, StoreQuery,
+    StoreUpdate, StoreUrlRecord, User, UserUpdate,
 };
 use storeplane::domain::{EventType, StoreStatus};
 use tokio::sync::Barrier;
@@ -301,6 +301,31 @@ async fn events_come_back_in_the_order_they_were_written() {
             .unwrap();
         assert_eq!(first.len() + rest.len(), events.len());
         assert_eq!(rest[0].message, "event 9");
+    })
+    .await;
+}
+
+/// The API pages events by asking for one more than the page: a full page of the
+/// largest size must still tell whether another follows.
+#[tokio::test]
+async fn a_full_page_of_events_and_one_more_come_back() {
+    each_backend(|t: TestDb| async move {
+        let u = user(&t, "a@example.com", 10).await;
+        let s = store(&t, &u, "shop").await;
+        for i in 0..MAX_PAGE {
+            t.append_event(s.id, EventType::PhaseCompleted, &format!("event {i}"))
+                .await
+                .unwrap();
+        }
+        // `created` and MAX_PAGE more.
+        let events = t.list_events(s.id, None, MAX_PAGE + 1).await.unwrap();
+        assert_eq!(events.len() as u64, MAX_PAGE + 1);
+        let capped = t.list_events(s.id, None, u64::MAX).await.unwrap();
+        assert_eq!(
+            capped.len() as u64,
+            MAX_PAGE + 1,
+            "the cap is one past a page"
+        );
     })
     .await;
 }
