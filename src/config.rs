@@ -326,10 +326,17 @@ pub struct ApiSettings {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "STOREPLANE_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
-    /// Take the client IP from `X-Forwarded-For`: its last entry, the address the
-    /// proxy in front saw (only behind one trusted proxy that appends to the header).
-    #[arg(long, env = "STOREPLANE_TRUST_FORWARDED_FOR", default_value_t = false)]
-    pub trust_forwarded_for: bool,
+    /// Proxies whose `X-Forwarded-For` is believed: addresses or CIDRs, comma-separated
+    /// (e.g. the ingress controller's pod network, `10.42.0.0/16`). A request from one
+    /// of them is keyed by the header, read from the right past every trusted proxy to
+    /// the first address that is none; from any other peer the header is ignored.
+    #[arg(
+        long,
+        env = "STOREPLANE_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_parser = parse_network
+    )]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Send `Strict-Transport-Security` (set when served over TLS).
     #[arg(long, env = "STOREPLANE_HSTS", default_value_t = false)]
     pub hsts: bool,
@@ -351,7 +358,7 @@ impl Default for ApiSettings {
             create_rate_limit: "10/15m".parse().expect("valid default"),
             login_rate_limit: "10/15m".parse().expect("valid default"),
             max_body_bytes: 64 * 1024,
-            trust_forwarded_for: false,
+            trusted_proxies: Vec::new(),
             hsts: false,
             token_ttl: Duration::from_secs(12 * 3600),
             dashboard_dir: None,
@@ -399,6 +406,16 @@ impl FromStr for RateSpec {
 }
 
 /// Parses `30s`, `5m`, `1h30m`, `250ms`.
+/// A network (`10.0.0.0/8`, `fd00::/8`) or a single address (`192.0.2.1`).
+pub fn parse_network(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| {
+            format!("`{s}` is not an address or a network in CIDR notation (e.g. 10.0.0.0/8)")
+        })
+}
+
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
         .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. 30s, 5m or 1h"))

@@ -53,7 +53,7 @@ pub struct EdgeConfig {
     /// `None`: nothing is rate limited (the orchestrator's probe listener).
     pub state: Option<Arc<AppState>>,
     pub hsts: bool,
-    pub trust_forwarded_for: bool,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub max_body_bytes: usize,
     /// operationId → route template, for metrics and logs.
     pub routes: HashMap<String, String>,
@@ -81,24 +81,42 @@ fn usable_request_id(v: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
-fn client_ip(req: &Request, trust_forwarded_for: bool) -> IpAddr {
-    if trust_forwarded_for && let Some(ip) = forwarded_for(req.headers()) {
-        return ip;
-    }
+fn peer_ip(req: &Request) -> IpAddr {
     req.remote_addr()
         .as_socket_addr()
         .map(|a| a.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
 }
 
-/// The address the trusted proxy saw. It appends that address to whatever the client
-/// sent, as the last entry of the last `X-Forwarded-For` line: only that entry is its
-/// word, every earlier one the client's. Read as bytes, so that junk the client put in
-/// front (not even ASCII) cannot hide the proxy's entry.
-fn forwarded_for(headers: &poem::http::HeaderMap) -> Option<IpAddr> {
-    let line = headers.get_all("x-forwarded-for").into_iter().next_back()?;
-    let last = line.as_bytes().rsplit(|&b| b == b',').next()?;
-    std::str::from_utf8(last).ok()?.trim().parse().ok()
+/// The client's address: the peer's, unless the peer is a trusted proxy. Then the
+/// `X-Forwarded-For` entries are read from the right — each proxy appends the address
+/// it received the request from — past every trusted proxy, to the first address that
+/// is none: the client as the outermost trusted proxy saw it. Everything left of that
+/// is the client's own word. An entry that is no address stops the walk at the last
+/// address read. Read as bytes, so that junk the client put in front (not even ASCII)
+/// cannot hide the proxies' entries.
+fn client_ip(peer: IpAddr, headers: &poem::http::HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let mut client = peer.to_canonical();
+    if !is_trusted(&client) {
+        return client;
+    }
+    let lines: Vec<&HeaderValue> = headers.get_all("x-forwarded-for").into_iter().collect();
+    for line in lines.into_iter().rev() {
+        for entry in line.as_bytes().rsplit(|&b| b == b',') {
+            let Some(ip) = std::str::from_utf8(entry)
+                .ok()
+                .and_then(|s| s.trim().parse::<IpAddr>().ok())
+            else {
+                return client;
+            };
+            client = ip.to_canonical();
+            if !is_trusted(&client) {
+                return client;
+            }
+        }
+    }
+    client
 }
 
 /// Whether the path is rate limited: the API, except its spec.
@@ -117,7 +135,7 @@ impl<E: Endpoint> Endpoint for Edge<E> {
             .filter(|v| usable_request_id(v))
             .map(str::to_owned)
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let ip = client_ip(&req, config.trust_forwarded_for);
+        let ip = client_ip(peer_ip(&req), req.headers(), &config.trusted_proxies);
         req.set_data(BodyLimit(config.max_body_bytes));
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
@@ -350,7 +368,7 @@ mod tests {
     }
 
     #[test]
-    fn the_client_is_the_last_forwarded_for_entry_even_after_junk() {
+    fn the_client_is_the_first_untrusted_forwarded_for_entry_from_the_right() {
         use poem::http::HeaderMap;
         let headers = |lines: &[&[u8]]| {
             let mut h = HeaderMap::new();
@@ -359,29 +377,43 @@ mod tests {
             }
             h
         };
-        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let trusted: Vec<ipnet::IpNet> =
+            vec!["10.0.0.0/8".parse().unwrap(), "fd00::/8".parse().unwrap()];
+        let proxy = ip("10.1.2.3");
+        let from = |peer: IpAddr, lines: &[&[u8]]| client_ip(peer, &headers(lines), &trusted);
+        // From a peer that is no trusted proxy, the header is the client's own word.
         assert_eq!(
-            forwarded_for(&headers(&[b"203.0.113.7"])),
+            from(ip("198.51.100.4"), &[b"203.0.113.7"]),
+            ip("198.51.100.4")
+        );
+        assert_eq!(client_ip(proxy, &headers(&[b"203.0.113.7"]), &[]), proxy);
+        // Through the proxy: what it appended. A forged first entry is the client's.
+        assert_eq!(from(proxy, &[b"203.0.113.7"]), ip("203.0.113.7"));
+        assert_eq!(from(proxy, &[b"192.0.2.9, 203.0.113.7"]), ip("203.0.113.7"));
+        // Past a second trusted hop (a load balancer in front of the proxy).
+        assert_eq!(
+            from(proxy, &[b"192.0.2.9, 203.0.113.7, 10.9.9.9"]),
             ip("203.0.113.7")
         );
-        // A forged first entry is the client's own word; the proxy's is the last.
+        // A client that writes a trusted address gains nothing: the walk stops at the
+        // first untrusted entry from the right.
+        assert_eq!(from(proxy, &[b"10.0.0.1, 203.0.113.7"]), ip("203.0.113.7"));
+        // Not even ASCII in front.
+        assert_eq!(from(proxy, &[b"\xff\xfe, 203.0.113.7"]), ip("203.0.113.7"));
+        // A proxy that adds its own line; IPv6, and IPv4-mapped peers.
         assert_eq!(
-            forwarded_for(&headers(&[b"10.0.0.1, 203.0.113.7"])),
-            ip("203.0.113.7")
-        );
-        // Not even ASCII in front (was: the whole header unreadable, so the client was
-        // counted as the proxy itself).
-        assert_eq!(
-            forwarded_for(&headers(&[b"\xff\xfe, 203.0.113.7"])),
-            ip("203.0.113.7")
-        );
-        // A proxy that adds its own line.
-        assert_eq!(
-            forwarded_for(&headers(&[b"10.0.0.1", b"2001:db8::1"])),
+            from(proxy, &[b"192.0.2.9", b"2001:db8::1"]),
             ip("2001:db8::1")
         );
-        assert_eq!(forwarded_for(&headers(&[b"not an address"])), None);
-        assert_eq!(forwarded_for(&headers(&[])), None);
+        assert_eq!(
+            from(ip("::ffff:10.1.2.3"), &[b"203.0.113.7"]),
+            ip("203.0.113.7")
+        );
+        assert_eq!(from(ip("fd00::1"), &[b"203.0.113.7"]), ip("203.0.113.7"));
+        // No usable entry: the proxy itself (every such request shares one key).
+        assert_eq!(from(proxy, &[b"not an address"]), proxy);
+        assert_eq!(from(proxy, &[]), proxy);
     }
 
     #[test]

@@ -160,7 +160,7 @@ pub fn render(req: &RenderRequest<'_>) -> Result<RenderOutput, CommandError> {
     let id = req.id.unwrap_or_else(|| id_from_name(req.name));
     let store = StoreRef::new(req.name, id);
     let rendered = bp
-        .render(&RenderInput {
+        .render_checked(&RenderInput {
             store: &store,
             params: &params,
             secrets: &secrets,

@@ -65,7 +65,15 @@ pub const RULES: &[(&str, &str)] = &[
     ),
     (
         "pod-security",
-        "the Namespace enforces (and audits and warns at) the blueprint's Pod Security level",
+        "the Namespace enforces (and audits and warns at) the blueprint's Pod Security level, which is `restricted` or `baseline`",
+    ),
+    (
+        "exposure",
+        "Services are ClusterIP without externalIPs; every Ingress rule names a host the store's URLs use, and no Ingress has a default backend",
+    ),
+    (
+        "rbac",
+        "no Role or RoleBinding: a store's pods need no API access",
     ),
     (
         "network-policy",
@@ -245,6 +253,7 @@ pub fn check_rendered(
     check_phases(rendered, &mut out);
     check_pods(bp, rendered, &mut out);
     check_pod_security(bp, rendered, &mut out);
+    check_exposure(rendered, &mut out);
     check_network_policy(rendered, &mut out);
     check_quota(rendered, &mut out);
     check_secret_leaks(secrets, rendered, &mut out);
@@ -683,6 +692,15 @@ fn check_pods(bp: &Blueprint, r: &Rendered, out: &mut Findings) {
 
 fn check_pod_security(bp: &Blueprint, r: &Rendered, out: &mut Findings) {
     let level = bp.pod_security().level.as_str();
+    if bp.pod_security().level == super::catalog::PodSecurityLevel::Privileged {
+        out.add(
+            "pod-security",
+            "blueprint.yaml",
+            "level `privileged` would let a store's pods use the node (host paths, host \
+             network, privileged containers); declare `restricted`, or `baseline` naming \
+             the rules an image cannot meet",
+        );
+    }
     for o in r.objects.iter().filter(|o| o.gvk.kind == "Namespace") {
         let labels = o.object.metadata.labels.as_ref();
         for mode in ["enforce", "audit", "warn"] {
@@ -702,6 +720,103 @@ fn check_pod_security(bp: &Blueprint, r: &Rendered, out: &mut Findings) {
             }
         }
     }
+}
+
+/// How a store is reached: only through its Ingress, at its own hosts.
+fn check_exposure(r: &Rendered, out: &mut Findings) {
+    let hosts: BTreeSet<&str> = r.urls.iter().filter_map(|u| url_host(&u.url)).collect();
+    for o in &r.objects {
+        let spec = o.object.data.get("spec");
+        let field = |name: &str| spec.and_then(|s| s.get(name));
+        match o.gvk.kind.as_str() {
+            "Service" => {
+                let ty = field("type").and_then(Value::as_str).unwrap_or("ClusterIP");
+                if ty != "ClusterIP" {
+                    out.add(
+                        "exposure",
+                        o.key(),
+                        format!("`type: {ty}` reaches past the store's Ingress; use ClusterIP"),
+                    );
+                }
+                if field("externalIPs")
+                    .and_then(Value::as_array)
+                    .is_some_and(|ips| !ips.is_empty())
+                {
+                    out.add(
+                        "exposure",
+                        o.key(),
+                        "`externalIPs` would capture traffic for those addresses cluster-wide",
+                    );
+                }
+            }
+            "Ingress" => {
+                if field("defaultBackend").is_some() {
+                    out.add(
+                        "exposure",
+                        o.key(),
+                        "`defaultBackend` can answer for hosts that are not the store's; \
+                         route by host in `rules`",
+                    );
+                }
+                let tls_hosts = field("tls")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| t.get("hosts").and_then(Value::as_array))
+                    .flatten()
+                    .filter_map(Value::as_str);
+                for host in tls_hosts.filter(|h| !hosts.contains(h)) {
+                    out.add(
+                        "exposure",
+                        o.key(),
+                        format!("TLS host `{host}` is none of the store's; a certificate would be requested for it"),
+                    );
+                }
+                for rule in field("rules")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    match rule.get("host").and_then(Value::as_str) {
+                        Some(host) if hosts.contains(host) => {}
+                        Some(host) => out.add(
+                            "exposure",
+                            o.key(),
+                            format!(
+                                "host `{host}` is none of the store's ({}); a store answers \
+                                 only at its own hosts",
+                                hosts.iter().copied().collect::<Vec<_>>().join(", ")
+                            ),
+                        ),
+                        None => out.add(
+                            "exposure",
+                            o.key(),
+                            "a rule without `host` answers for every host",
+                        ),
+                    }
+                }
+            }
+            "Role" | "RoleBinding" => out.add(
+                "rbac",
+                o.key(),
+                format!(
+                    "a store carries no {}: its pods run without API access (the \
+                     orchestrator may not grant any)",
+                    o.gvk.kind
+                ),
+            ),
+            _ => {}
+        }
+    }
+}
+
+/// The host of an `http(s)://host[:port]/…` URL.
+fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = host.split(':').next()?;
+    (!host.is_empty()).then_some(host)
 }
 
 fn check_network_policy(r: &Rendered, out: &mut Findings) {
@@ -824,20 +939,58 @@ fn check_quota(r: &Rendered, out: &mut Findings) {
     }
 }
 
+/// Every object but the Secrets searched for every secret value (8 characters or more):
+/// its metadata and its body, keys and values, in one pass of all the values at once.
+/// Runs on every render that is applied, so it reads the objects where they are rather
+/// than serialising them.
 fn check_secret_leaks(secrets: &StoreSecrets, r: &Rendered, out: &mut Findings) {
+    let watched: Vec<(&str, &str)> = secrets
+        .iter()
+        .filter(|(_, value)| value.len() >= 8)
+        .collect();
+    if watched.is_empty() {
+        return;
+    }
+    let Ok(finder) = aho_corasick::AhoCorasick::new(watched.iter().map(|(_, value)| value)) else {
+        return;
+    };
     for o in r.objects.iter().filter(|o| o.gvk.kind != "Secret") {
-        let text = serde_json::to_string(&o.object).unwrap_or_default();
-        for (name, value) in secrets.iter() {
-            if value.len() >= 8 && text.contains(value) {
-                out.add(
-                    "secret-leak",
-                    o.key(),
-                    format!(
-                        "contains the value of secret `{name}`; reference it from a Secret instead"
-                    ),
-                );
+        let mut found = BTreeSet::new();
+        let mut search = |text: &str| {
+            for m in finder.find_overlapping_iter(text) {
+                found.insert(m.pattern().as_usize());
+            }
+        };
+        let metadata = serde_json::to_value(&o.object.metadata).unwrap_or(Value::Null);
+        for value in [&metadata, &o.object.data] {
+            each_text(value, &mut search);
+        }
+        for i in found {
+            out.add(
+                "secret-leak",
+                o.key(),
+                format!(
+                    "contains the value of secret `{}`; reference it from a Secret instead",
+                    watched[i].0
+                ),
+            );
+        }
+    }
+}
+
+/// Calls `f` with every key, string and number in `value`.
+fn each_text(value: &Value, f: &mut impl FnMut(&str)) {
+    match value {
+        Value::String(s) => f(s),
+        Value::Number(n) => f(&n.to_string()),
+        Value::Array(items) => items.iter().for_each(|v| each_text(v, f)),
+        Value::Object(map) => {
+            for (k, v) in map {
+                f(k);
+                each_text(v, f);
             }
         }
+        Value::Bool(_) | Value::Null => {}
     }
 }
 

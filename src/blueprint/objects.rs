@@ -80,7 +80,9 @@ where
 }
 
 static KINDS: LazyLock<Vec<KindInfo>> = LazyLock::new(|| {
-    use k8s_openapi::api::{apps, batch, core, networking, policy, rbac, storage};
+    use k8s_openapi::api::{
+        admissionregistration, apps, batch, core, networking, policy, rbac, storage,
+    };
     vec![
         info::<core::v1::Namespace>(),
         info::<core::v1::ResourceQuota>(),
@@ -105,6 +107,9 @@ static KINDS: LazyLock<Vec<KindInfo>> = LazyLock::new(|| {
         info::<rbac::v1::ClusterRoleBinding>(),
         info::<core::v1::PersistentVolume>(),
         info::<storage::v1::StorageClass>(),
+        // The platform's own manifests confine the orchestrator with an admission policy.
+        info::<admissionregistration::v1::ValidatingAdmissionPolicy>(),
+        info::<admissionregistration::v1::ValidatingAdmissionPolicyBinding>(),
     ]
 });
 

@@ -305,6 +305,15 @@ pub enum RenderError {
         plan: String,
         problems: Vec<String>,
     },
+    /// The render breaks a policy rule (see `blueprint lint`) for these parameters: a
+    /// blueprint whose templates only do so for some inputs passes the lint of its
+    /// defaults, and is still never provisioned.
+    #[error("{}", .findings.iter().map(|f| format!("blueprint `{blueprint}` renders what the policy refuses for these parameters: {f}")).collect::<Vec<_>>().join("\n"))]
+    Policy {
+        blueprint: String,
+        /// `[rule] Kind/name: what is wrong`, one per finding.
+        findings: Vec<String>,
+    },
 }
 
 impl RenderError {
@@ -593,10 +602,32 @@ impl Blueprint {
         })
     }
 
+    /// [`Blueprint::render`], refusing a render that breaks a policy rule which keeps a
+    /// blueprint from provisioning (`Policy`): what is applied to a cluster is checked
+    /// store by store, not only the blueprint's defaults.
+    pub fn render_checked(&self, input: &RenderInput<'_>) -> Result<Rendered, RenderError> {
+        let rendered = self.render(input)?;
+        let findings: Vec<String> =
+            super::lint::check_rendered(self, input.store, input.secrets, &rendered)
+                .into_iter()
+                .filter(|f| super::lint::blocks_provisioning(f.rule))
+                .map(|f| format!("[{}] {}: {}", f.rule, f.object, f.message))
+                .collect();
+        if findings.is_empty() {
+            Ok(rendered)
+        } else {
+            Err(RenderError::Policy {
+                blueprint: self.name.clone(),
+                findings,
+            })
+        }
+    }
+
     /// Renders a would-be store with throw-away secrets and the default platform
     /// settings, to refuse before it exists what its first real render would refuse:
-    /// volumes that together overrun the plan's storage quota (`ExceedsPlan`), or
-    /// parameters the blueprint's templates cannot render (`Template`).
+    /// volumes that together overrun the plan's storage quota (`ExceedsPlan`),
+    /// parameters the blueprint's templates cannot render (`Template`), or a store the
+    /// policy refuses (`Policy`).
     pub fn check_renders(
         &self,
         name: &str,
@@ -604,7 +635,7 @@ impl Blueprint {
         platform: &PlatformSettings,
     ) -> Result<(), RenderError> {
         let store = StoreRef::new(name, Uuid::nil());
-        self.render(&RenderInput {
+        self.render_checked(&RenderInput {
             store: &store,
             params,
             secrets: &self.generate_secrets(),

@@ -1062,6 +1062,43 @@ fn lint_catches_a_planted_violation_of_each_rule() {
             Box::new(|t| format!("{t}  leak: {{{{ secrets.mysql_password }}}}\n")),
         ),
         (
+            "pod-security",
+            "woocommerce",
+            "blueprint.yaml",
+            Box::new(replace_once(
+                "  level: restricted\n",
+                "  level: privileged\n",
+            )),
+        ),
+        (
+            "exposure",
+            "woocommerce",
+            "wordpress.yaml.j2",
+            Box::new(replace_once(
+                "spec:\n  selector: {{ selector_labels(\"web\") }}\n",
+                "spec:\n  type: NodePort\n  selector: {{ selector_labels(\"web\") }}\n",
+            )),
+        ),
+        (
+            "exposure",
+            "woocommerce",
+            "ingress.yaml.j2",
+            Box::new(replace_once(
+                "    - host: {{ host }}\n",
+                "    - host: storeplane.example.com\n",
+            )),
+        ),
+        (
+            "rbac",
+            "woocommerce",
+            "config.yaml.j2",
+            Box::new(|t| {
+                format!(
+                    "{t}---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: reader\nrules: []\n"
+                )
+            }),
+        ),
+        (
             "references",
             "medusa",
             "blueprint.yaml",
@@ -1768,4 +1805,47 @@ fn a_rendered_line_is_traced_to_its_template_line_only_when_plain() {
     assert_eq!(source_line(src, "    - name: c"), None);
     assert_eq!(source_line(src, "  other: 1"), None, "no line could have");
     assert_eq!(source_line(src, "   "), None);
+}
+
+/// A folder blueprint whose templates break the policy only for some parameters passes
+/// the lint of its defaults; every render that is applied (and the API's check of a
+/// would-be store) still refuses it.
+#[test]
+fn a_render_that_breaks_the_policy_for_some_parameters_is_refused() {
+    let (_dir, path) = planted(
+        "woocommerce",
+        "wordpress.yaml.j2",
+        replace_once(
+            "      enableServiceLinks: false\n",
+            "      enableServiceLinks: false\n{% if params.admin_email == \"root@example.com\" %}      hostNetwork: true\n{% endif %}",
+        ),
+    );
+    let bp = Blueprint::from_folder(&path, true).unwrap();
+    assert_eq!(lint::lint_blueprint(&bp), [], "the defaults pass lint");
+    let secrets = fixed_secrets(&bp);
+    let st = store();
+    let platform = PlatformSettings::default();
+    let input = |params| RenderInput {
+        store: &st,
+        params,
+        secrets: &secrets,
+        platform: &platform,
+    };
+    let trigger = json!({"admin_email": "root@example.com"});
+    assert!(
+        bp.render(&input(&trigger)).is_ok(),
+        "a plain render gives it"
+    );
+    let err = bp.render_checked(&input(&trigger)).unwrap_err();
+    assert!(matches!(err, RenderError::Policy { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("[host-access] Deployment/wordpress: `hostNetwork: true`"),
+        "{err}"
+    );
+    assert!(bp.render_checked(&input(&json!({}))).is_ok());
+    assert!(matches!(
+        bp.check_renders("shop", &trigger, &platform),
+        Err(RenderError::Policy { .. })
+    ));
 }

@@ -158,7 +158,7 @@ pub struct Api {
     pub rate_limit: String,
     pub create_rate_limit: String,
     pub login_rate_limit: String,
-    pub trust_forwarded_for: bool,
+    pub trusted_proxies: Vec<String>,
     pub cors_origins: Vec<String>,
     pub token_ttl: String,
 }
@@ -588,6 +588,11 @@ impl Values {
                 p.push(format!("`{key}`: {e}"));
             }
         }
+        for v in &self.api.trusted_proxies {
+            if let Err(e) = crate::config::parse_network(v) {
+                p.push(format!("`api.trusted_proxies`: {e}"));
+            }
+        }
         for (key, v) in [
             ("api.token_ttl", &self.api.token_ttl),
             (
@@ -727,6 +732,7 @@ mod tests {
                 "image.pull_policy=Sometimes",
                 "replicas.orchestrator=0",
                 "api.rate_limit=lots",
+                "api.trusted_proxies=10.0.0.0/8, the proxy",
                 "orchestrator.phase_timeout=forever",
             ],
         )
@@ -738,6 +744,7 @@ mod tests {
             "must be Always, IfNotPresent or Never",
             "`replicas.orchestrator` must be at least 1",
             "`api.rate_limit`",
+            "`api.trusted_proxies`: `the proxy` is not an address or a network",
             "`orchestrator.phase_timeout`",
         ] {
             assert!(all.contains(needle), "missing {needle:?} in:\n{all}");

@@ -394,7 +394,7 @@ async fn provision(
         namespace: store.namespace.clone(),
     };
     let rendered = blueprint
-        .render(&crate::blueprint::RenderInput {
+        .render_checked(&crate::blueprint::RenderInput {
             store: &store_ref,
             params: &store.params,
             secrets: &secrets,

@@ -212,7 +212,7 @@ async fn spoofed_forwarded_headers_and_bogus_tokens_do_not_escape_the_per_ip_lim
             &db,
             ApiSettings {
                 rate_limit: "5/1m".parse().unwrap(),
-                trust_forwarded_for: true,
+                trusted_proxies: vec!["127.0.0.1/32".parse().unwrap()],
                 ..TestServer::settings()
             },
         )

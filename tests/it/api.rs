@@ -880,7 +880,7 @@ async fn rate_limits_per_ip_for_creation_and_for_sign_in() {
                 rate_limit: "4/1m".parse().unwrap(),
                 create_rate_limit: "1/1m".parse().unwrap(),
                 login_rate_limit: "3/1m".parse().unwrap(),
-                trust_forwarded_for: true,
+                trusted_proxies: vec!["127.0.0.0/8".parse().unwrap()],
                 ..TestServer::settings()
             },
         )

@@ -5,15 +5,19 @@
 //! the backup example of docs/deploy.md is valid; and the orchestrator's ClusterRole is enough — a store is provisioned and deleted by
 //! an orchestrator impersonating the ServiceAccount — and no broader than
 //! `deploy::orchestrator_rules()` (SubjectAccessReviews, and a probe showing that
-//! server-side apply needs `create` to create an object).
+//! server-side apply needs `create` to create an object); and its admission policy keeps
+//! its writes inside store namespaces.
 
 use crate::support::cluster::{TestNamespace, kube_client, kube_config, unique_name};
 use crate::support::db::{chain, fresh};
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
 use k8s_openapi::api::authorization::v1::{
     NonResourceAttributes, ResourceAttributes, SelfSubjectAccessReview,
     SelfSubjectAccessReviewSpec, SubjectAccessReview, SubjectAccessReviewSpec,
 };
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use kube::api::{
     Api, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
@@ -250,6 +254,10 @@ impl Leftovers {
             ok(crb.delete(name, &dp).await.map(|_| ()), name);
             let cr = Api::<ClusterRole>::all(client.clone());
             ok(cr.delete(name, &dp).await.map(|_| ()), name);
+            let vapb = Api::<ValidatingAdmissionPolicyBinding>::all(client.clone());
+            ok(vapb.delete(name, &dp).await.map(|_| ()), name);
+            let vap = Api::<ValidatingAdmissionPolicy>::all(client.clone());
+            ok(vap.delete(name, &dp).await.map(|_| ()), name);
         }
         for name in &self.namespaces {
             let ns = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone());
@@ -608,6 +616,7 @@ async fn platform_manifests_apply_and_the_orchestrator_role_is_enough_and_no_mor
         eprintln!("[deploy] workloads ready at {:.1?}", started.elapsed());
         check_access(&admin, &namespace).await;
         ssa_create_needs_the_create_verb(&admin, &namespace).await;
+        confined_to_store_namespaces(&admin, &namespace).await;
     };
     let store = provision_as_orchestrator(&namespace);
     tokio::join!(platform, store);
@@ -750,6 +759,85 @@ async fn ssa_create_needs_the_create_verb(admin: &Client, namespace: &str) {
         ),
         other => panic!("server-side apply created an object without `create`: {other:?}"),
     }
+}
+
+/// The role may write in any namespace; the admission policy keeps the orchestrator's
+/// writes to store namespaces: in a namespace that is no store's it may neither create
+/// an object, nor label the namespace as a store's, nor delete it. (Provisioning a
+/// store under the same identity, alongside, shows store namespaces stay writable.)
+async fn confined_to_store_namespaces(admin: &Client, namespace: &str) {
+    let other = unique_name("it-not-a-store");
+    let leftovers = Leftovers {
+        cluster_rbac: Vec::new(),
+        namespaces: vec![other.clone()],
+    };
+    Api::<Namespace>::all(admin.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": other}})).unwrap(),
+        )
+        .await
+        .expect("a namespace that is no store's");
+    let me = impersonating(namespace, ORCHESTRATOR_SA).await;
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let refused = |r: Result<(), kube::Error>, what: &str| match r {
+        Err(kube::Error::Api(s)) if s.code == 403 => {
+            assert!(
+                s.message.contains("writes only in store namespaces"),
+                "{what}: {}",
+                s.message
+            );
+            true
+        }
+        Ok(()) => false,
+        Err(e) => panic!("{what}: {e}"),
+    };
+    // The policy takes effect a moment after it is created: until then RBAC alone
+    // decides, and allows this.
+    let cms: Api<ConfigMap> = Api::namespaced(me.clone(), &other);
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": "planted", "namespace": other}});
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = cms
+            .patch("planted", &params, &Patch::Apply(&cm))
+            .await
+            .map(drop);
+        if refused(r, "a ConfigMap outside store namespaces") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the admission policy never took effect"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let namespaces: Api<Namespace> = Api::all(me);
+    let as_store = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {
+        "name": other,
+        "labels": {"app.kubernetes.io/managed-by": "storeplane", "storeplane.dev/store-id": "x"}}});
+    let r = namespaces
+        .patch(&other, &params, &Patch::Apply(&as_store))
+        .await
+        .map(drop);
+    assert!(refused(r, "labelling a namespace as a store's"), "labelled");
+    let r = namespaces
+        .delete(&other, &DeleteParams::default())
+        .await
+        .map(drop);
+    assert!(
+        refused(r, "deleting a namespace that is no store's"),
+        "deleted"
+    );
+    let unlabelled = json!({"apiVersion": "v1", "kind": "Namespace",
+                            "metadata": {"name": unique_name("it-unlabelled")}});
+    let name = unlabelled["metadata"]["name"].as_str().unwrap().to_owned();
+    let r = namespaces
+        .patch(&name, &params, &Patch::Apply(&unlabelled))
+        .await
+        .map(drop);
+    assert!(refused(r, "creating an unlabelled namespace"), "created");
+    leftovers.cleanup(admin).await;
 }
 
 /// Runs an orchestrator in-process whose every cluster call is made as the
