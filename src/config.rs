@@ -323,6 +323,10 @@ pub struct ApiSettings {
     /// Login attempts per client IP and, separately, per account: `<count>/<period>`.
     #[arg(long, env = "STOREPLANE_LOGIN_RATE_LIMIT", default_value = "10/15m")]
     pub login_rate_limit: RateSpec,
+    /// Event streams (`GET /api/stores/{id}/events/stream`) one account may have open
+    /// at once.
+    #[arg(long, env = "STOREPLANE_MAX_STREAMS_PER_USER", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_streams_per_user: u32,
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "STOREPLANE_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
@@ -358,6 +362,7 @@ impl Default for ApiSettings {
             create_rate_limit: "10/15m".parse().expect("valid default"),
             login_rate_limit: "10/15m".parse().expect("valid default"),
             max_body_bytes: 64 * 1024,
+            max_streams_per_user: 20,
             trusted_proxies: Vec::new(),
             hsts: false,
             token_ttl: Duration::from_secs(12 * 3600),

@@ -22,8 +22,9 @@ use poem::http::{HeaderName, StatusCode, header};
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use uuid::Uuid;
 
 type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
 
@@ -223,6 +224,68 @@ pub struct Limits {
     pub login_ip: Limiter<IpAddr>,
     /// Failed `POST /api/auth/login`s, per normalised email address.
     pub login_account: FailureLimiter<String>,
+    /// Open event streams, per account.
+    pub streams: Arc<StreamSlots>,
+}
+
+/// Open event streams per account. Each polls the database twice a second for as long
+/// as it stays open (hours, for a dashboard left open), and the rate limits count only
+/// the requests that open them: without a cap one account could keep the database busy
+/// with thousands. A stream holds its [`StreamSlot`] until it ends or its client goes.
+pub struct StreamSlots {
+    max: usize,
+    open: Mutex<HashMap<Uuid, usize>>,
+}
+
+/// One open stream of one account; handed back when dropped.
+pub struct StreamSlot {
+    slots: Arc<StreamSlots>,
+    user: Uuid,
+}
+
+impl StreamSlots {
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(StreamSlots {
+            max,
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A slot for one more stream of `user`, or the 429 that says how many are open.
+    pub fn acquire(self: &Arc<Self>, user: Uuid) -> Result<StreamSlot, ApiError> {
+        let mut open = self.open.lock().expect("stream slots lock");
+        let count = open.entry(user).or_default();
+        if *count >= self.max {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-streams",
+                "Too many open event streams",
+                format!(
+                    "your account has {} event streams open, the most it may; close one (a \
+                     dashboard tab showing a store) and retry",
+                    self.max
+                ),
+            )
+            .with_header(header::RETRY_AFTER, "5"));
+        }
+        *count += 1;
+        Ok(StreamSlot {
+            slots: Arc::clone(self),
+            user,
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.slots.open.lock().expect("stream slots lock");
+        if let Some(count) = open.get_mut(&self.user) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.user);
+            }
+        }
+    }
 }
 
 impl Limits {
@@ -232,6 +295,7 @@ impl Limits {
             create: Limiter::new("create", settings.create_rate_limit),
             login_ip: Limiter::new("login", settings.login_rate_limit),
             login_account: FailureLimiter::new("login-account", settings.login_rate_limit),
+            streams: StreamSlots::new(settings.max_streams_per_user as usize),
         }
     }
 

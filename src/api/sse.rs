@@ -10,6 +10,7 @@
 
 use super::auth::{Caller, account_for_token};
 use super::dto::{Event, Store, StoreDeleted, StreamMessage};
+use super::limits::StreamSlot;
 use super::state::AppState;
 use crate::db::{Role, StoreEvent};
 use crate::domain::StoreStatus;
@@ -49,6 +50,8 @@ struct Cursor {
     /// The request's span (with its request id): the stream is read after the handler
     /// returned, outside it, so each step re-enters it for its log lines.
     span: tracing::Span,
+    /// Counts the stream against its account's cap until it ends or is dropped.
+    _slot: StreamSlot,
 }
 
 /// The messages of one store's stream.
@@ -57,6 +60,7 @@ pub fn store_stream(
     caller: Caller,
     id: Uuid,
     after: Option<i64>,
+    slot: StreamSlot,
 ) -> BoxStream<'static, StreamMessage> {
     let cursor = Cursor {
         state,
@@ -70,6 +74,7 @@ pub fn store_stream(
         first: true,
         done: false,
         span: tracing::Span::current(),
+        _slot: slot,
     };
     stream::unfold(cursor, |mut c| {
         let span = c.span.clone();

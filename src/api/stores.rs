@@ -604,7 +604,8 @@ impl StoresApi {
         let caller = authenticate(&state, &auth).await?;
         let store = visible_store(&state, &caller, id.0).await?;
         let after = last_event_id.0.or(after.0);
-        let stream = sse::store_stream(Arc::clone(&state), caller, store.id, after);
+        let slot = state.limits.streams.acquire(caller.user.id)?;
+        let stream = sse::store_stream(Arc::clone(&state), caller, store.id, after, slot);
         Ok(StreamEventsResponse::Ok(
             EventStream::new(stream)
                 .keep_alive(sse::KEEP_ALIVE)

@@ -940,9 +940,10 @@ fn check_quota(r: &Rendered, out: &mut Findings) {
 }
 
 /// Every object but the Secrets searched for every secret value (8 characters or more):
-/// its metadata and its body, keys and values, in one pass of all the values at once.
-/// Runs on every render that is applied, so it reads the objects where they are rather
-/// than serialising them.
+/// metadata and body, keys and values. Runs on every render that is applied, so the
+/// objects' text is gathered once into one buffer (a NUL after each string: no secret
+/// alphabet has it, so no match spans two strings or objects) and each value is looked
+/// for in it with one SIMD substring search.
 fn check_secret_leaks(secrets: &StoreSecrets, r: &Rendered, out: &mut Findings) {
     let watched: Vec<(&str, &str)> = secrets
         .iter()
@@ -951,43 +952,56 @@ fn check_secret_leaks(secrets: &StoreSecrets, r: &Rendered, out: &mut Findings) 
     if watched.is_empty() {
         return;
     }
-    let Ok(finder) = aho_corasick::AhoCorasick::new(watched.iter().map(|(_, value)| value)) else {
-        return;
-    };
-    for o in r.objects.iter().filter(|o| o.gvk.kind != "Secret") {
-        let mut found = BTreeSet::new();
-        let mut search = |text: &str| {
-            for m in finder.find_overlapping_iter(text) {
-                found.insert(m.pattern().as_usize());
-            }
-        };
-        let metadata = serde_json::to_value(&o.object.metadata).unwrap_or(Value::Null);
-        for value in [&metadata, &o.object.data] {
-            each_text(value, &mut search);
+    let objects: Vec<&RenderedObject> = r
+        .objects
+        .iter()
+        .filter(|o| o.gvk.kind != "Secret")
+        .collect();
+    let mut text = Vec::with_capacity(64 * 1024);
+    // Where each object's text ends, in order.
+    let mut ends = Vec::with_capacity(objects.len());
+    for o in &objects {
+        let _ = serde_json::to_writer(&mut text, &o.object.metadata);
+        text.push(0);
+        append_text(&o.object.data, &mut text);
+        ends.push(text.len());
+    }
+    // (object, secret), in the objects' order, then the secrets'.
+    let mut found = BTreeSet::new();
+    for (secret, (_, value)) in watched.iter().enumerate() {
+        for at in memchr::memmem::find_iter(&text, value.as_bytes()) {
+            found.insert((ends.partition_point(|&end| end <= at), secret));
         }
-        for i in found {
-            out.add(
-                "secret-leak",
-                o.key(),
-                format!(
-                    "contains the value of secret `{}`; reference it from a Secret instead",
-                    watched[i].0
-                ),
-            );
-        }
+    }
+    for (object, secret) in found {
+        out.add(
+            "secret-leak",
+            objects[object].key(),
+            format!(
+                "contains the value of secret `{}`; reference it from a Secret instead",
+                watched[secret].0
+            ),
+        );
     }
 }
 
-/// Calls `f` with every key, string and number in `value`.
-fn each_text(value: &Value, f: &mut impl FnMut(&str)) {
+/// Appends every key, string and number in `value` to `buf`, each followed by a NUL.
+fn append_text(value: &Value, buf: &mut Vec<u8>) {
     match value {
-        Value::String(s) => f(s),
-        Value::Number(n) => f(&n.to_string()),
-        Value::Array(items) => items.iter().for_each(|v| each_text(v, f)),
+        Value::String(s) => {
+            buf.extend_from_slice(s.as_bytes());
+            buf.push(0);
+        }
+        Value::Number(n) => {
+            buf.extend_from_slice(n.to_string().as_bytes());
+            buf.push(0);
+        }
+        Value::Array(items) => items.iter().for_each(|v| append_text(v, buf)),
         Value::Object(map) => {
             for (k, v) in map {
-                f(k);
-                each_text(v, f);
+                buf.extend_from_slice(k.as_bytes());
+                buf.push(0);
+                append_text(v, buf);
             }
         }
         Value::Bool(_) | Value::Null => {}

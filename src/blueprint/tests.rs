@@ -1849,3 +1849,43 @@ fn a_render_that_breaks_the_policy_for_some_parameters_is_refused() {
         Err(RenderError::Policy { .. })
     ));
 }
+
+/// A secret value is found wherever it lands outside a Secret — an annotation, a key,
+/// a value deep in a pod spec — and named on the object that holds it, once.
+#[test]
+fn secret_leaks_are_found_in_metadata_keys_and_values_of_the_right_object() {
+    let bp = CATALOG.get("woocommerce").unwrap();
+    let secrets = fixed_secrets(bp);
+    let (name, value) = secrets
+        .iter()
+        .find(|(_, v)| v.len() >= 8)
+        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        .unwrap();
+    let mut r = render("woocommerce", json!({})).unwrap();
+    let find = |r: &mut Rendered, key: &str| -> usize {
+        r.objects.iter().position(|o| o.key() == key).unwrap()
+    };
+    let d = find(&mut r, "Deployment/wordpress");
+    r.objects[d]
+        .object
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert("note".into(), format!("pw={value}"));
+    let s = find(&mut r, "Service/wordpress");
+    r.objects[s].object.data["spec"]["selector"][value.as_str()] = json!("x");
+    let mut findings: Vec<_> = lint::check_rendered(bp, &store(), &secrets, &r)
+        .into_iter()
+        .filter(|f| f.rule == "secret-leak")
+        .map(|f| (f.object, f.message))
+        .collect();
+    findings.sort();
+    let says = format!("contains the value of secret `{name}`; reference it from a Secret instead");
+    assert_eq!(
+        findings,
+        [
+            ("Deployment/wordpress".to_owned(), says.clone()),
+            ("Service/wordpress".to_owned(), says)
+        ]
+    );
+}

@@ -1192,6 +1192,80 @@ impl Sse {
     }
 }
 
+/// Each open stream polls the database for as long as it is open: one account may
+/// hold only so many at once, another account is not affected, and a stream that ends
+/// gives its place back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_event_streams_are_capped_per_account() {
+    each_backend(|db| async move {
+        let ts = TestServer::start(
+            &db,
+            ApiSettings {
+                max_streams_per_user: 2,
+                ..TestServer::settings()
+            },
+        )
+        .await;
+        let a = ts.member("many-tabs", 10).await;
+        let b = ts.member("other-account", 10).await;
+        let store = create(&ts, &a.token, "watched").await;
+        let id: Uuid = store["id"].as_str().unwrap().parse().unwrap();
+        let path = format!("/api/stores/{id}/events/stream");
+        let mut first = Sse::open(&ts, &path, &a.token, None).await;
+        let mut second = Sse::open(&ts, &path, &a.token, None).await;
+        let r = ts.get(&path, Some(&a.token)).await;
+        let p = r.problem(429);
+        assert_eq!(
+            p["type"].as_str().unwrap().rsplit('/').next(),
+            Some("too-many-streams"),
+            "{p}"
+        );
+        assert!(
+            p["detail"]
+                .as_str()
+                .unwrap()
+                .contains("2 event streams open"),
+            "{p}"
+        );
+        assert_eq!(r.header("retry-after"), Some("5"));
+        // Another account's stream is its own.
+        let other = create(&ts, &b.token, "elsewhere").await;
+        let other_path = format!(
+            "/api/stores/{}/events/stream",
+            other["id"].as_str().unwrap()
+        );
+        let mut theirs = Sse::open(&ts, &other_path, &b.token, None).await;
+        theirs.next_of("store").await;
+        // The store goes: both streams end, and their places are free again.
+        let owner = "test-orchestrator";
+        assert!(
+            db.claim(id, owner, Duration::from_secs(30), chrono::Utc::now())
+                .await
+                .unwrap()
+        );
+        db.delete_store(
+            id,
+            owner,
+            NewEvent::new(EventType::NamespaceDeleted, "gone"),
+        )
+        .await
+        .unwrap();
+        for s in [&mut first, &mut second] {
+            s.next_of("deleted").await;
+            assert!(s.next().await.is_none());
+        }
+        let again = create(&ts, &a.token, "watched-again").await;
+        let again_path = format!(
+            "/api/stores/{}/events/stream",
+            again["id"].as_str().unwrap()
+        );
+        let mut third = Sse::open(&ts, &again_path, &a.token, None).await;
+        third.next_of("store").await;
+        ts.stop().await;
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn event_stream_sends_past_and_new_events_then_the_end() {
     each_backend(|db| async move {
