@@ -129,6 +129,9 @@ pub struct Rendered {
     pub urls: Vec<StoreUrl>,
     /// The parameters the render used, defaults filled in.
     pub params: Value,
+    /// Findings of policy rules that do not keep a store from provisioning
+    /// (`[quota-fit] …`), filled in by [`Blueprint::render_checked`].
+    pub policy_warnings: Vec<String>,
 }
 
 impl Rendered {
@@ -599,6 +602,7 @@ impl Blueprint {
             objects,
             urls,
             params,
+            policy_warnings: Vec::new(),
         })
     }
 
@@ -606,13 +610,15 @@ impl Blueprint {
     /// blueprint from provisioning (`Policy`): what is applied to a cluster is checked
     /// store by store, not only the blueprint's defaults.
     pub fn render_checked(&self, input: &RenderInput<'_>) -> Result<Rendered, RenderError> {
-        let rendered = self.render(input)?;
-        let findings: Vec<String> =
+        let mut rendered = self.render(input)?;
+        let (blocking, warnings): (Vec<_>, Vec<_>) =
             super::lint::check_rendered(self, input.store, input.secrets, &rendered)
                 .into_iter()
-                .filter(|f| super::lint::blocks_provisioning(f.rule))
-                .map(|f| format!("[{}] {}: {}", f.rule, f.object, f.message))
-                .collect();
+                .partition(|f| super::lint::blocks_provisioning(f.rule));
+        let text =
+            |f: super::lint::LintFinding| format!("[{}] {}: {}", f.rule, f.object, f.message);
+        rendered.policy_warnings = warnings.into_iter().map(text).collect();
+        let findings: Vec<String> = blocking.into_iter().map(text).collect();
         if findings.is_empty() {
             Ok(rendered)
         } else {

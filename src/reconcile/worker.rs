@@ -22,6 +22,12 @@ use tokio_util::task::AbortOnDropHandle;
 pub(crate) enum WorkError {
     #[error(transparent)]
     Apply(#[from] ApplyError),
+    /// A pod the quota refused although the store's own worst case fits the quota:
+    /// usage the quota controller has not recounted yet (a create charged while the
+    /// API server went away), which clears by itself. Retried like a quota refusal at
+    /// apply time.
+    #[error(transparent)]
+    QuotaRefusal(ApplyError),
     #[error("blueprint: {0}")]
     Blueprint(String),
     #[error("the store's credentials cannot be read: {0}")]
@@ -62,6 +68,7 @@ impl WorkError {
     fn is_transient_at(&self, attempts: u32) -> bool {
         match self {
             WorkError::Apply(e) if e.is_quota_refusal() => attempts < QUOTA_REFUSAL_ATTEMPTS,
+            WorkError::QuotaRefusal(_) => attempts < QUOTA_REFUSAL_ATTEMPTS,
             other => other.is_transient(),
         }
     }
@@ -69,6 +76,7 @@ impl WorkError {
     fn is_transient(&self) -> bool {
         match self {
             WorkError::Apply(e) => e.is_transient(),
+            WorkError::QuotaRefusal(_) => true,
             WorkError::Db(e) => e.is_unavailable(),
             WorkError::Blueprint(_) | WorkError::Credentials(_) => false,
         }
@@ -352,6 +360,21 @@ async fn delete(
     Ok(None)
 }
 
+/// An apply's failure as the worker weighs it. A pod refused by the quota while the
+/// store's own worst case (every replica, surge, Job and CronJob at once) fits that
+/// quota can only be refused for usage that is not the store's, or not real: retried.
+/// One whose store does not fit (a blueprint's `quota-fit` warning) fails at once.
+fn classify(e: ApplyError, fits_quota: bool) -> WorkError {
+    match e {
+        ApplyError::Failed { ref reason, .. }
+            if fits_quota && reason.contains("exceeded quota") =>
+        {
+            WorkError::QuotaRefusal(e)
+        }
+        e => WorkError::Apply(e),
+    }
+}
+
 /// How soon to look again at a namespace terminating for `elapsed`: a quarter of that,
 /// between one and five seconds. Most namespaces go within seconds and are seen gone
 /// soon after; a slow one is not looked at more than every five seconds.
@@ -401,6 +424,10 @@ async fn provision(
             platform: &ctx.platform,
         })
         .map_err(|e| WorkError::Blueprint(e.to_string()))?;
+    let fits_quota = !rendered
+        .policy_warnings
+        .iter()
+        .any(|w| w.starts_with("[quota-fit]"));
     let urls: Vec<StoreUrlRecord> = rendered
         .urls
         .iter()
@@ -476,7 +503,9 @@ async fn provision(
     };
     let (applied, recorded) = tokio::join!(apply, recorder);
     recorded?;
-    let report = applied.expect("the apply is cut short only when recording failed")?;
+    let report = applied
+        .expect("the apply is cut short only when recording failed")
+        .map_err(|e| classify(e, fits_quota))?;
 
     if report.known_converged {
         ctx.metrics.applies_skipped.inc();
@@ -1146,6 +1175,39 @@ mod tests {
             assert_eq!(stop, want);
             assert!(took < LEASE * 2 / 3, "{want:?} after {took:?}");
         }
+    }
+
+    #[test]
+    fn a_quota_refusal_is_retried_when_the_store_fits_its_quota_and_fails_when_not() {
+        let refused = || ApplyError::Failed {
+            object: crate::apply::ObjectKey {
+                kind: "Job".into(),
+                name: "wp-install".into(),
+            },
+            reason: "FailedCreate: pods \"wp-install-x\" is forbidden: exceeded quota: \
+                     store-quota, requested: limits.cpu=500m"
+                .into(),
+        };
+        let fits = classify(refused(), true);
+        assert!(matches!(fits, WorkError::QuotaRefusal(_)), "{fits:?}");
+        assert_eq!(fits.to_string(), refused().to_string(), "told as it was");
+        assert!(fits.is_transient_at(1));
+        assert!(fits.is_transient_at(QUOTA_REFUSAL_ATTEMPTS - 1));
+        assert!(
+            !fits.is_transient_at(QUOTA_REFUSAL_ATTEMPTS),
+            "not for ever"
+        );
+        // A store whose own worst case overruns its quota fails at once.
+        assert!(!classify(refused(), false).is_transient_at(1));
+        // Other refusals are what they were.
+        let crash = ApplyError::Failed {
+            object: crate::apply::ObjectKey {
+                kind: "Deployment".into(),
+                name: "wordpress".into(),
+            },
+            reason: "CrashLoopBackOff".into(),
+        };
+        assert!(!classify(crash, true).is_transient_at(1));
     }
 
     fn store(status: StoreStatus, observed_generation: i64) -> Store {
