@@ -1113,6 +1113,24 @@ async fn cors_follows_the_allow_list() {
     .await;
 }
 
+/// Removes a store as an orchestrator does once its namespace is gone: claimed, then
+/// deleted with its last event.
+async fn remove_store(db: &storeplane::db::Db, id: Uuid) {
+    let owner = "test-orchestrator";
+    assert!(
+        db.claim(id, owner, Duration::from_secs(30), chrono::Utc::now())
+            .await
+            .unwrap()
+    );
+    db.delete_store(
+        id,
+        owner,
+        NewEvent::new(EventType::NamespaceDeleted, "gone"),
+    )
+    .await
+    .unwrap();
+}
+
 /// Server-sent events, parsed.
 struct Sse {
     stream: futures::stream::BoxStream<'static, reqwest::Result<Vec<u8>>>,
@@ -1237,19 +1255,7 @@ async fn open_event_streams_are_capped_per_account() {
         let mut theirs = Sse::open(&ts, &other_path, &b.token, None).await;
         theirs.next_of("store").await;
         // The store goes: both streams end, and their places are free again.
-        let owner = "test-orchestrator";
-        assert!(
-            db.claim(id, owner, Duration::from_secs(30), chrono::Utc::now())
-                .await
-                .unwrap()
-        );
-        db.delete_store(
-            id,
-            owner,
-            NewEvent::new(EventType::NamespaceDeleted, "gone"),
-        )
-        .await
-        .unwrap();
+        remove_store(&db, id).await;
         for s in [&mut first, &mut second] {
             s.next_of("deleted").await;
             assert!(s.next().await.is_none());
@@ -1309,19 +1315,7 @@ async fn event_stream_sends_past_and_new_events_then_the_end() {
         assert_eq!(e.data["type"], "namespace_created");
 
         // The store disappears: the last event, `deleted`, and the end.
-        let owner = "test-orchestrator";
-        assert!(
-            db.claim(id, owner, Duration::from_secs(30), chrono::Utc::now())
-                .await
-                .unwrap()
-        );
-        db.delete_store(
-            id,
-            owner,
-            NewEvent::new(EventType::NamespaceDeleted, "gone"),
-        )
-        .await
-        .unwrap();
+        remove_store(&db, id).await;
         let e = sse.next_of("store_event").await;
         assert_eq!(e.data["type"], "namespace_deleted");
         let d = sse.next_of("deleted").await;
