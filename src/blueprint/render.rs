@@ -130,8 +130,8 @@ pub struct Rendered {
     /// The parameters the render used, defaults filled in.
     pub params: Value,
     /// Findings of policy rules that do not keep a store from provisioning
-    /// (`[quota-fit] …`), filled in by [`Blueprint::render_checked`].
-    pub policy_warnings: Vec<String>,
+    /// (`quota-fit`), filled in by [`Blueprint::render_checked`].
+    pub policy_warnings: Vec<super::lint::LintFinding>,
 }
 
 impl Rendered {
@@ -615,10 +615,11 @@ impl Blueprint {
             super::lint::check_rendered(self, input.store, input.secrets, &rendered)
                 .into_iter()
                 .partition(|f| super::lint::blocks_provisioning(f.rule));
-        let text =
-            |f: super::lint::LintFinding| format!("[{}] {}: {}", f.rule, f.object, f.message);
-        rendered.policy_warnings = warnings.into_iter().map(text).collect();
-        let findings: Vec<String> = blocking.into_iter().map(text).collect();
+        rendered.policy_warnings = warnings;
+        let findings: Vec<String> = blocking
+            .into_iter()
+            .map(|f| format!("[{}] {}: {}", f.rule, f.object, f.message))
+            .collect();
         if findings.is_empty() {
             Ok(rendered)
         } else {

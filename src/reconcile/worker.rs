@@ -101,7 +101,7 @@ pub(crate) async fn work(
     let stop = CancellationToken::new();
     // Cluster writes stop where the renewer would stop the work: the renewer moves
     // the fence on with each renewal (see `WriteFence`).
-    let fence = WriteFence::until((claimed_at + (lease - lease / 3)).into_std());
+    let fence = WriteFence::until((claimed_at + valid_for(lease)).into_std());
     let applier = ctx.applier.fenced(fence.clone());
     // Aborted when this function returns or is dropped (a crash of the orchestrator
     // task): a dead worker must not keep its lease alive.
@@ -209,6 +209,12 @@ pub(crate) async fn work(
     }
 }
 
+/// How long a lease renewed (or taken) at some instant is counted on: the lease less
+/// one renewal period, the margin for stopping the work before the lease runs out.
+fn valid_for(lease: Duration) -> Duration {
+    lease - lease / 3
+}
+
 /// Why a worker must stop before its attempt is over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stop {
@@ -245,7 +251,7 @@ where
     GF: Future<Output = Result<Option<i64>, DbError>>,
 {
     let every = lease / 3;
-    let valid_for = lease - every;
+    let valid_for = valid_for(lease);
     let mut failed = false;
     loop {
         let deadline = renewed_at + valid_for;
@@ -427,7 +433,7 @@ async fn provision(
     let fits_quota = !rendered
         .policy_warnings
         .iter()
-        .any(|w| w.starts_with("[quota-fit]"));
+        .any(|f| f.rule == "quota-fit");
     let urls: Vec<StoreUrlRecord> = rendered
         .urls
         .iter()
