@@ -48,6 +48,15 @@ enum Command {
     /// The platform's own Kubernetes manifests (no Helm): render them per environment.
     #[command(subcommand)]
     Deploy(storeplane::deploy::cli::DeployCommand),
+    /// List namespaces labelled as a store's that no store in the database owns (left
+    /// behind by a restore from an older backup, say). Reads only; deletes nothing.
+    Orphans(OrphansArgs),
+}
+
+#[derive(Debug, Args)]
+struct OrphansArgs {
+    #[command(flatten)]
+    db: DatabaseSettings,
 }
 
 #[derive(Debug, Args)]
@@ -311,6 +320,7 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::User(UserCommand::Update(args)) => block_on(user_update(args)),
         Command::User(UserCommand::List(args)) => block_on(user_list(args)),
         Command::Deploy(command) => Ok(storeplane::deploy::cli::run(&command)),
+        Command::Orphans(args) => block_on(orphans(args)),
     }
 }
 
@@ -439,6 +449,28 @@ async fn user_update(args: UserUpdateArgs) -> Result<ExitCode> {
         );
     }
     show_generated(generated);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn orphans(args: OrphansArgs) -> Result<ExitCode> {
+    use storeplane::apply::{Applier, ApplySettings};
+    let (db, _) = open_database(&args.db).await?;
+    let client = storeplane::apply::connect().await?;
+    let applier = Applier::new(client, ApplySettings::default());
+    let orphans = storeplane::reconcile::find_orphans(&applier, &db).await?;
+    if orphans.is_empty() {
+        println!("no orphaned store namespaces");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for orphan in &orphans {
+        println!("{orphan}");
+    }
+    eprintln!(
+        "{} orphaned store namespace(s); Storeplane deletes none of them. Back up what \
+         matters in one, then `kubectl delete namespace <name>` (docs/deploy.md, \
+         \"Orphaned namespaces\")",
+        orphans.len()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

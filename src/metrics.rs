@@ -41,6 +41,7 @@ pub struct Metrics {
     pub reconciles: Counter,
     pub applies_skipped: Counter,
     pub stores_known_converged: Gauge,
+    pub orphan_namespaces: Gauge,
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_request_seconds: Histogram,
     pub rate_limited: Counter,
@@ -101,6 +102,13 @@ impl Metrics {
              nothing changes (updated at each sweep)",
             stores_known_converged.clone(),
         );
+        let orphan_namespaces = Gauge::default();
+        registry.register(
+            "orphan_namespaces",
+            "Namespaces labelled as a store's whose store is not in the database (found by \
+             the orchestrator's audit each resync period; never deleted automatically)",
+            orphan_namespaces.clone(),
+        );
         let http_requests = Family::<HttpLabels, Counter>::default();
         registry.register(
             "http_requests",
@@ -129,6 +137,7 @@ impl Metrics {
             reconciles,
             applies_skipped,
             stores_known_converged,
+            orphan_namespaces,
             http_requests,
             http_request_seconds,
             rate_limited,

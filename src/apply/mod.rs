@@ -882,6 +882,40 @@ impl Applier {
         wait::start_teardown(self, namespace).await
     }
 
+    /// Every namespace in the cluster that carries a store's labels
+    /// (`app.kubernetes.io/managed-by=storeplane` and a `storeplane.dev/store-id`),
+    /// read as metadata only, a page at a time. Reads, never writes: the fence does not
+    /// apply.
+    pub async fn store_namespaces(&self) -> Result<Vec<StoreNamespace>, kube::Error> {
+        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
+        let selector = format!(
+            "{}={},{}",
+            labels::MANAGED_BY,
+            crate::domain::MANAGED_BY,
+            labels::STORE_ID
+        );
+        let mut params = ListParams::default().labels(&selector).limit(500);
+        let mut out = Vec::new();
+        loop {
+            let page = api.list_metadata(&params).await?;
+            out.extend(page.items.into_iter().map(|ns| {
+                StoreNamespace {
+                    store_id: ns
+                        .labels()
+                        .get(labels::STORE_ID)
+                        .cloned()
+                        .unwrap_or_default(),
+                    terminating: ns.metadata.deletion_timestamp.is_some(),
+                    name: ns.name_any(),
+                }
+            }));
+            match page.metadata.continue_ {
+                Some(token) if !token.is_empty() => params = params.continue_token(&token),
+                _ => return Ok(out),
+            }
+        }
+    }
+
     /// [`Applier::start_teardown`], then waits until the namespace is gone, at most
     /// until it has been terminating for `teardown_timeout`; if it hangs, the error
     /// names what holds it.
@@ -891,6 +925,16 @@ impl Applier {
             Teardown::Terminating { elapsed } => wait::until_gone(self, namespace, elapsed).await,
         }
     }
+}
+
+/// A namespace labelled as a store's, as [`Applier::store_namespaces`] found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreNamespace {
+    pub name: String,
+    /// The `storeplane.dev/store-id` label as written (not necessarily a UUID).
+    pub store_id: String,
+    /// Deletion has begun (`deletionTimestamp` set).
+    pub terminating: bool,
 }
 
 /// The body of a server-side apply: JSON, which the API server reads as YAML (the

@@ -12,7 +12,7 @@ use super::render::{RenderError, RenderInput, Rendered, RenderedObject, StoreRef
 use super::resources::{self, containers};
 use super::secrets::StoreSecrets;
 use crate::config::PlatformSettings;
-use crate::domain::Phase;
+use crate::domain::{Phase, labels as domain_labels};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -77,7 +77,7 @@ pub const RULES: &[(&str, &str)] = &[
     ),
     (
         "network-policy",
-        "a default-deny NetworkPolicy (empty podSelector, Ingress and Egress) exists",
+        "a default-deny NetworkPolicy (empty podSelector, Ingress and Egress) exists, and no rule opens the store to every peer: each ingress and egress rule names its peers, no peer or namespaceSelector is empty, and an ipBlock that spans a private or link-local range (pod and service networks, cloud metadata) excepts it",
     ),
     ("quota", "a ResourceQuota and a LimitRange exist"),
     (
@@ -254,7 +254,7 @@ pub fn check_rendered(
     check_pods(bp, rendered, &mut out);
     check_pod_security(bp, rendered, &mut out);
     check_exposure(rendered, &mut out);
-    check_network_policy(rendered, &mut out);
+    check_network_policy(store, rendered, &mut out);
     check_quota(rendered, &mut out);
     check_secret_leaks(secrets, rendered, &mut out);
     check_references(bp, rendered, &mut out);
@@ -819,7 +819,7 @@ fn url_host(url: &str) -> Option<&str> {
     (!host.is_empty()).then_some(host)
 }
 
-fn check_network_policy(r: &Rendered, out: &mut Findings) {
+fn check_network_policy(store: &StoreRef, r: &Rendered, out: &mut Findings) {
     let default_deny = r.objects.iter().any(|o| {
         if o.gvk.kind != "NetworkPolicy" {
             return false;
@@ -851,6 +851,137 @@ fn check_network_policy(r: &Rendered, out: &mut Findings) {
             "NetworkPolicy",
             "no default-deny NetworkPolicy (podSelector: {}, policyTypes: [Ingress, Egress], no rules); every store starts closed",
         );
+    }
+    for o in r.objects.iter().filter(|o| o.gvk.kind == "NetworkPolicy") {
+        let spec = o.object.data.get("spec");
+        for (direction, peers) in [("ingress", "from"), ("egress", "to")] {
+            let rules = spec
+                .and_then(|s| s.get(direction))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten();
+            for (i, rule) in rules.enumerate() {
+                let at = format!("{direction}[{i}]");
+                let list = rule.get(peers).and_then(Value::as_array);
+                match list {
+                    Some(list) if !list.is_empty() => {
+                        for (j, peer) in list.iter().enumerate() {
+                            check_peer(store, o, &format!("{at}.{peers}[{j}]"), peer, out);
+                        }
+                    }
+                    _ => out.add(
+                        "network-policy",
+                        o.key(),
+                        format!(
+                            "{at} has no `{peers}`, so it admits every peer in and out of \
+                             the cluster, other stores included; name the pods, namespaces \
+                             or ipBlocks it is for"
+                        ),
+                    ),
+                }
+            }
+        }
+    }
+}
+
+/// Ranges a store must not reach through an `ipBlock` without saying so: private
+/// networks (where pod and service addresses live) and link-local (cloud metadata).
+const INTERNAL_RANGES: &[&str] = &[
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "169.254.0.0/16",
+    "fc00::/7",
+    "fe80::/10",
+];
+
+fn check_peer(store: &StoreRef, o: &RenderedObject, at: &str, peer: &Value, out: &mut Findings) {
+    let empty_selector = |v: &Value| {
+        ["matchLabels", "matchExpressions"].iter().all(|k| {
+            v.get(*k).is_none_or(|x| {
+                x.as_object().is_some_and(|m| m.is_empty())
+                    || x.as_array().is_some_and(|a| a.is_empty())
+                    || x.is_null()
+            })
+        })
+    };
+    if peer.as_object().is_none_or(|m| m.is_empty()) {
+        out.add(
+            "network-policy",
+            o.key(),
+            format!("{at} is empty and selects every peer; name the pods, namespaces or ipBlock"),
+        );
+        return;
+    }
+    if let Some(ns) = peer.get("namespaceSelector")
+        && empty_selector(ns)
+    {
+        out.add(
+            "network-policy",
+            o.key(),
+            format!(
+                "{at} has an empty namespaceSelector, which selects every namespace (other \
+                 stores included); select the namespace by label"
+            ),
+        );
+    }
+    if let Some(labels) = peer
+        .get("namespaceSelector")
+        .and_then(|ns| ns.get("matchLabels"))
+        && labels
+            .get(domain_labels::MANAGED_BY)
+            .and_then(Value::as_str)
+            == Some(crate::domain::MANAGED_BY)
+        && labels.get(domain_labels::STORE_ID).and_then(Value::as_str)
+            != Some(&store.id.to_string())
+        && labels
+            .get("kubernetes.io/metadata.name")
+            .and_then(Value::as_str)
+            != Some(&store.namespace)
+    {
+        out.add(
+            "network-policy",
+            o.key(),
+            format!(
+                "{at} selects namespaces by `{}: {}`, which every store's namespace \
+                 carries; a store admits no other store",
+                domain_labels::MANAGED_BY,
+                crate::domain::MANAGED_BY
+            ),
+        );
+    }
+    let Some(block) = peer.get("ipBlock") else {
+        return;
+    };
+    let parse = |v: &Value| v.as_str().and_then(|s| s.parse::<ipnet::IpNet>().ok());
+    let Some(cidr) = block.get("cidr").and_then(parse) else {
+        out.add(
+            "network-policy",
+            o.key(),
+            format!("{at}.ipBlock.cidr is not a CIDR such as `203.0.113.0/24`"),
+        );
+        return;
+    };
+    let except: Vec<ipnet::IpNet> = block
+        .get("except")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(parse)
+        .collect();
+    for range in INTERNAL_RANGES {
+        let range: ipnet::IpNet = range.parse().expect("a valid CIDR");
+        if cidr.contains(&range) && !except.iter().any(|e| e.contains(&range)) {
+            out.add(
+                "network-policy",
+                o.key(),
+                format!(
+                    "{at}.ipBlock {cidr} spans {range} (pod and service networks, cloud \
+                     metadata) without excepting it; add `{range}` to `except`"
+                ),
+            );
+        }
     }
 }
 

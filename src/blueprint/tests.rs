@@ -1667,6 +1667,119 @@ fn lint_names_each_pod_and_namespace_check() {
     }
 }
 
+#[test]
+fn lint_refuses_network_policy_rules_open_to_every_peer() {
+    fn spec(o: &mut RenderedObject) -> &mut serde_json::Map<String, Value> {
+        o.object.data["spec"].as_object_mut().unwrap()
+    }
+    const EGRESS: &str = "NetworkPolicy/allow-app-egress";
+    const MYSQL: &str = "NetworkPolicy/allow-mysql-clients";
+    let cases: Vec<(&str, &str, ObjectEdit)> = vec![
+        (MYSQL, "ingress[1] has no `from`", |o| {
+            spec(o)["ingress"].as_array_mut().unwrap().push(json!({}));
+        }),
+        (MYSQL, "ingress[0] has no `from`", |o| {
+            spec(o)["ingress"][0]["from"] = json!([]);
+        }),
+        (MYSQL, "ingress[0].from[1] is empty", |o| {
+            spec(o)["ingress"][0]["from"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({}));
+        }),
+        (
+            MYSQL,
+            "ingress[0].from[0] has an empty namespaceSelector",
+            |o| {
+                spec(o)["ingress"][0]["from"][0]["namespaceSelector"] = json!({});
+            },
+        ),
+        (
+            MYSQL,
+            "ingress[0].from[0] has an empty namespaceSelector",
+            |o| {
+                spec(o)["ingress"][0]["from"][0]["namespaceSelector"] =
+                    json!({"matchLabels": {}, "matchExpressions": []});
+            },
+        ),
+        (
+            MYSQL,
+            "ingress[0].from[1] selects namespaces by `app.kubernetes.io/managed-by: storeplane`",
+            |o| {
+                spec(o)["ingress"][0]["from"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"namespaceSelector": {"matchLabels": {"app.kubernetes.io/managed-by": "storeplane"}}}));
+            },
+        ),
+        (EGRESS, "egress[2] has no `to`", |o| {
+            spec(o)["egress"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"ports": [{"port": 5432}]}));
+        }),
+        (
+            EGRESS,
+            "egress[1].to[0].ipBlock 0.0.0.0/0 spans 169.254.0.0/16",
+            |o| {
+                spec(o)["egress"][1]["to"][0]["ipBlock"]["except"] = json!(["10.0.0.0/8"]);
+            },
+        ),
+        (
+            EGRESS,
+            "egress[1].to[0].ipBlock 10.0.0.0/8 spans 10.0.0.0/8",
+            |o| {
+                spec(o)["egress"][1]["to"][0]["ipBlock"] = json!({"cidr": "10.0.0.0/8"});
+            },
+        ),
+        (EGRESS, "egress[1].to[0].ipBlock ::/0 spans fc00::/7", |o| {
+            spec(o)["egress"][1]["to"][0]["ipBlock"] =
+                json!({"cidr": "::/0", "except": ["fe80::/10"]});
+        }),
+        (EGRESS, "egress[1].to[0].ipBlock.cidr is not a CIDR", |o| {
+            spec(o)["egress"][1]["to"][0]["ipBlock"]["cidr"] = json!("everywhere");
+        }),
+    ];
+    let bp = CATALOG.get("woocommerce").unwrap();
+    let secrets = fixed_secrets(bp);
+    let base = render("woocommerce", json!({})).unwrap();
+    assert!(lint::check_rendered(bp, &store(), &secrets, &base).is_empty());
+    for (object, message, edit) in cases {
+        let mut r = base.clone();
+        edit(r.objects.iter_mut().find(|o| o.key() == object).unwrap());
+        let findings = lint::check_rendered(bp, &store(), &secrets, &r);
+        assert!(
+            findings.iter().any(|f| f.rule == "network-policy"
+                && f.object == object
+                && f.message.contains(message)),
+            "expected `network-policy` on {object}: {message}; got {findings:#?}"
+        );
+    }
+    assert!(
+        lint::blocks_provisioning("network-policy"),
+        "such a store is never applied"
+    );
+    // Narrow blocks inside a private range are a deliberate choice (a managed database
+    // in the VPC, say) and pass, as does selecting the store's own namespace by label.
+    let mut r = base.clone();
+    let o = r.objects.iter_mut().find(|o| o.key() == EGRESS).unwrap();
+    spec(o)["egress"][1]["to"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"ipBlock": {"cidr": "10.20.30.0/24"}}));
+    spec(o)["egress"][0]["to"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({
+            "namespaceSelector": {"matchLabels": {
+                "app.kubernetes.io/managed-by": "storeplane",
+                "storeplane.dev/store-id": store().id.to_string(),
+            }}
+        }));
+    let findings = lint::check_rendered(bp, &store(), &secrets, &r);
+    assert!(findings.is_empty(), "{findings:#?}");
+}
+
 // ---------------------------------------------------------------- secrets and escaping
 
 #[test]

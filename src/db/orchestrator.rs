@@ -33,6 +33,28 @@ fn lease_free(now: DateTime<Utc>) -> Condition {
 }
 
 impl Db {
+    /// The namespace of each of these stores that has a row (store id → namespace),
+    /// read in chunks, so any number of ids is one call. For the orphan audit.
+    pub async fn store_namespaces(
+        &self,
+        ids: &[Uuid],
+    ) -> Result<std::collections::HashMap<Uuid, String>, DbError> {
+        let mut out = std::collections::HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let rows: Vec<(Uuid, String)> = stores::Entity::find()
+                .select_only()
+                .column(stores::Column::Id)
+                .column(stores::Column::Namespace)
+                .filter(stores::Column::Id.is_in(chunk.iter().copied()))
+                .into_tuple()
+                .all(&self.conn)
+                .await
+                .map_err(self.e())?;
+            out.extend(rows);
+        }
+        Ok(out)
+    }
+
     /// Claims up to `limit` stores that are due (`next_reconcile_at <= now`) and not
     /// leased by anyone else, oldest due first. Each is claimed by its own
     /// compare-and-set, so several replicas calling this at once split the stores

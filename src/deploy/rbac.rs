@@ -6,7 +6,8 @@
 //!
 //! Where each verb comes from (src/apply):
 //! - namespaces: `get` (the inventory reads the namespace, teardown names its
-//!   blockers), `list`+`watch` (readiness of the namespace phase, waiting for teardown),
+//!   blockers), `list`+`watch` (readiness of the namespace phase, waiting for teardown;
+//!   `list` also for the orphan audit),
 //!   `create`+`patch` (server-side apply: a PATCH, which the API server also authorizes
 //!   as `create` when the object does not exist yet), `delete` (teardown).
 //! - every prunable kind, in any namespace: `list` (inventory), `create`+`patch` (apply),

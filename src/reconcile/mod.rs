@@ -11,7 +11,10 @@
 //! not render or apply by itself, and it must not know about HTTP.
 
 mod backoff;
+mod orphans;
 mod worker;
+
+pub use orphans::{AuditError, Orphan, OrphanReason, find_orphans};
 
 use crate::apply::Applier;
 use crate::blueprint::Catalog;
@@ -253,6 +256,7 @@ impl Orchestrator {
         let mut db_backoff = 0u32;
         tracing::info!(instance = %ctx.instance, workers, "orchestrator started");
 
+        let audit = tokio::spawn(orphans::run(ctx.clone(), shutdown.clone()));
         let working = Working::default();
         loop {
             // Timers up to this instant are served by the claim below; one that comes
@@ -366,6 +370,7 @@ impl Orchestrator {
             interrupt.cancel();
             while tasks.join_next().await.is_some() {}
         }
+        let _ = audit.await;
         tracing::info!(instance = %ctx.instance, "orchestrator stopped");
     }
 }

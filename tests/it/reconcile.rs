@@ -2,9 +2,10 @@
 //! (testenv), built-in blueprints. Stores go from insert to ready and from delete to
 //! gone; crashes, a second replica, drift and hopeless stores are survived.
 
-use crate::support::cluster::kube_client;
+use crate::support::cluster::{child_kubeconfig, kube_client};
 use crate::support::db::{TestDb, chain, each_backend, fresh};
 use futures::future::join_all;
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -322,6 +323,32 @@ fn rendered_keys(catalog: &Catalog, store: &Store) -> Vec<String> {
         .collect();
     keys.sort();
     keys
+}
+
+/// A ConfigMap with a finalizer no controller removes: the namespace cannot finish
+/// terminating until [`release`].
+async fn hold(client: &kube::Client, namespace: &str) -> Api<ConfigMap> {
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    maps.create(
+        &Default::default(),
+        &serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "held", "finalizers": ["example.com/hold"]}
+        }))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    maps
+}
+
+async fn release(maps: &Api<ConfigMap>) {
+    maps.patch(
+        "held",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
 }
 
 async fn namespace_exists(name: &str) -> bool {
@@ -863,7 +890,7 @@ async fn a_delete_during_provisioning_wins() {
 /// namespace; once released, the store is gone.
 #[tokio::test]
 async fn a_namespace_that_will_not_go_holds_no_worker_and_is_reported() {
-    use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+    use k8s_openapi::api::core::v1::Namespace;
     let t = fresh(Backend::Sqlite).await;
     let catalog = Arc::new(Catalog::builtin().unwrap());
     let owner = user(&t.db, 5).await;
@@ -890,16 +917,7 @@ async fn a_namespace_that_will_not_go_holds_no_worker_and_is_reported() {
     waker.wake(held.id).await;
     ready(&t.db, held.id).await;
     let client = kube_client().await;
-    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &held.namespace);
-    maps.create(
-        &Default::default(),
-        &serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "held", "finalizers": ["example.com/hold"]}
-        }))
-        .unwrap(),
-    )
-    .await
-    .unwrap();
+    let maps = hold(&client, &held.namespace).await;
     t.db.request_delete(held.id).await.unwrap();
     waker.wake(held.id).await;
     let namespaces: Api<Namespace> = Api::all(client.clone());
@@ -961,13 +979,7 @@ async fn a_namespace_that_will_not_go_holds_no_worker_and_is_reported() {
     );
 
     // Released: the store goes.
-    maps.patch(
-        "held",
-        &kube::api::PatchParams::default(),
-        &kube::api::Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
-    )
-    .await
-    .unwrap();
+    release(&maps).await;
     gone(&t.db, held.id).await;
     assert!(!namespace_exists(&held.namespace).await);
     assert_eq!(
@@ -1132,5 +1144,157 @@ async fn a_ready_store_whose_reapply_fails_for_good_stays_ready_and_is_retried()
     waker.wake(store.id).await;
     gone(&t.db, store.id).await;
     replica.stop().await;
+    t.finish().await;
+}
+
+#[tokio::test]
+async fn orphaned_namespaces_are_reported_and_never_deleted() {
+    use k8s_openapi::api::core::v1::Namespace;
+    use storeplane::reconcile::{OrphanReason, find_orphans};
+    let t = fresh(Backend::Sqlite).await;
+    let catalog = Arc::new(Catalog::builtin().unwrap());
+    let owner = user(&t.db, 5).await;
+    let tag = &Uuid::new_v4().simple().to_string()[..5];
+    // A store row whose namespace is made by hand: no orchestrator works on this database.
+    let store = create(
+        &t.db,
+        &catalog,
+        owner,
+        "woocommerce",
+        &format!("kept-{tag}"),
+    )
+    .await;
+    let client = kube_client().await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let labelled = |name: &str, store_id: &str| -> Namespace {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": {
+                labels::MANAGED_BY: "storeplane",
+                labels::STORE_ID: store_id,
+            }}
+        }))
+        .unwrap()
+    };
+    let lost = format!("orphan-lost-{tag}");
+    let bad = format!("orphan-bad-{tag}");
+    let moved = format!("orphan-moved-{tag}");
+    let going = format!("orphan-going-{tag}");
+    let unknown = Uuid::new_v4().to_string();
+    for (name, id) in [
+        (store.namespace.as_str(), store.id.to_string()),
+        (&lost, unknown.clone()),
+        (&bad, "not-a-uuid".into()),
+        (&moved, store.id.to_string()),
+        (&going, Uuid::new_v4().to_string()),
+    ] {
+        namespaces
+            .create(&Default::default(), &labelled(name, &id))
+            .await
+            .unwrap_or_else(|e| panic!("create namespace {name}: {e}"));
+    }
+    // One namespace already terminating (held by a finalizer on its content): its
+    // deletion is under way, so it is no orphan whatever its label says.
+    let held = hold(&client, &going).await;
+    namespaces
+        .delete(&going, &DeleteParams::default())
+        .await
+        .unwrap();
+    let ours = [&store.namespace, &lost, &bad, &moved, &going];
+
+    let applier = Applier::new(
+        client.clone(),
+        ApplySettings {
+            concurrency: 4,
+            phase_timeout: Duration::from_secs(60),
+            teardown_timeout: Duration::from_secs(60),
+        },
+    );
+    let found: Vec<(String, OrphanReason)> = find_orphans(&applier, &t.db)
+        .await
+        .unwrap_or_else(|e| panic!("audit: {e}"))
+        .into_iter()
+        .filter(|o| ours.contains(&&o.namespace))
+        .map(|o| (o.namespace, o.reason))
+        .collect();
+    // By name.
+    let want = vec![
+        (bad.clone(), OrphanReason::NotAStoreId),
+        (lost.clone(), OrphanReason::NoStore),
+        (
+            moved.clone(),
+            OrphanReason::OtherNamespace(store.namespace.clone()),
+        ),
+    ];
+    assert_eq!(
+        found, want,
+        "the store's own and the terminating namespace are no orphans"
+    );
+
+    // The same from the command line.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_storeplane"))
+        .arg("orphans")
+        .env("STOREPLANE_DATABASE_URL", &t.url)
+        .env("KUBECONFIG", child_kubeconfig().await)
+        .output()
+        .expect("run storeplane orphans");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        format!("namespace {lost} is labelled as store {unknown}, which is not in the database"),
+        format!("namespace {bad} has store-id label `not-a-uuid`, which is no store id"),
+        format!(
+            "namespace {moved} is labelled as store {}, whose namespace is {}",
+            store.id, store.namespace
+        ),
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "{line} not in:\n{stdout}"
+        );
+    }
+    assert!(
+        !stdout.contains(&format!("namespace {} ", store.namespace)) && !stdout.contains(&going),
+        "{stdout}"
+    );
+
+    // An orchestrator pointed at an empty database (the wrong URL, a restore gone
+    // wrong) sees every store namespace as orphaned: it says so and deletes none.
+    let empty = fresh(Backend::Sqlite).await;
+    let mut audit = settings("audit");
+    audit.resync_period = Duration::from_secs(1);
+    let (replica, _) = Replica::start(&empty.db, catalog.clone(), vault(), audit).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    // Other tests' stores share the cluster, so at least ours.
+    while replica.metrics.orphan_namespaces.get() < 4 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the audit never reported the orphans: {}",
+            replica.metrics.orphan_namespaces.get()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A few more audits.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    replica.stop().await;
+    for name in [&store.namespace, &lost, &bad, &moved] {
+        let ns = namespaces.get(name).await.expect("still there");
+        assert!(
+            ns.metadata.deletion_timestamp.is_none(),
+            "{name} was deleted by the audit"
+        );
+    }
+
+    release(&held).await;
+    for name in [&store.namespace, &lost, &bad, &moved] {
+        namespaces
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    empty.finish().await;
     t.finish().await;
 }

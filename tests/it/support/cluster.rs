@@ -184,6 +184,19 @@ pub async fn kube_config() -> Config {
         .unwrap_or_else(|e| panic!("no Kubernetes cluster for the integration tests: {e}"))
 }
 
+/// The `KUBECONFIG` value that points a child process (the `storeplane` binary) at the
+/// test cluster. Like [`kube_client`], the first call in a process may start testenv.
+pub async fn child_kubeconfig() -> std::ffi::OsString {
+    let source = tokio::task::spawn_blocking(source)
+        .await
+        .expect("resolving the test cluster panicked")
+        .unwrap_or_else(|e| panic!("no Kubernetes cluster for the integration tests: {e}"));
+    match source {
+        Source::TestKubeconfig(path) | Source::Testenv(path) => path.into_os_string(),
+        Source::KubeconfigEnv => std::env::var_os("KUBECONFIG").unwrap_or_default(),
+    }
+}
+
 /// A client for the test cluster (see the module docs for which cluster). The first
 /// call in a process may start the local testenv. Panics, naming the reason and the
 /// component logs, when no cluster is reachable: integration tests never skip.
