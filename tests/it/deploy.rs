@@ -866,6 +866,7 @@ async fn provision_as_orchestrator(namespace: &str) {
     let key: String = std::iter::repeat_n("5a", 32).collect();
     let vault = Arc::new(Vault::from_key_hex(&key).unwrap());
     let waker = Waker::new(t.db.clone());
+    let auditor = applier.clone();
     let orchestrator = Orchestrator::new(
         t.db.clone(),
         catalog.clone(),
@@ -915,6 +916,15 @@ async fn provision_as_orchestrator(namespace: &str) {
     eprintln!(
         "[deploy] store ready as {ORCHESTRATOR_SA} in {:.1?}",
         started.elapsed()
+    );
+    // The orphan audit lists namespaces under the same identity: the role allows it,
+    // and a live store's namespace is no orphan.
+    let orphans = storeplane::reconcile::find_orphans(&auditor, &t.db)
+        .await
+        .unwrap_or_else(|e| panic!("the orphan audit as {ORCHESTRATOR_SA}: {e}"));
+    assert!(
+        orphans.iter().all(|o| o.namespace != store.namespace),
+        "{orphans:?}"
     );
     t.db.request_delete(store.id).await.expect("request delete");
     waker.wake(store.id).await;
