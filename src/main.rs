@@ -49,7 +49,9 @@ enum Command {
     #[command(subcommand)]
     Deploy(storeplane::deploy::cli::DeployCommand),
     /// List namespaces labelled as a store's that no store in the database owns (left
-    /// behind by a restore from an older backup, say). Reads only; deletes nothing.
+    /// behind by a restore from an older backup, say). Reads only: it changes neither
+    /// the database (an absent or unmigrated one is refused) nor the cluster. Exit
+    /// status 0: none; 3: some listed; 1: could not tell.
     Orphans(OrphansArgs),
 }
 
@@ -454,7 +456,7 @@ async fn user_update(args: UserUpdateArgs) -> Result<ExitCode> {
 
 async fn orphans(args: OrphansArgs) -> Result<ExitCode> {
     use storeplane::apply::{Applier, ApplySettings};
-    let (db, _) = open_database(&args.db).await?;
+    let db = Db::open_existing(&args.db.url()).await?;
     let client = storeplane::apply::connect().await?;
     let applier = Applier::new(client, ApplySettings::default());
     let orphans = storeplane::reconcile::find_orphans(&applier, &db).await?;
@@ -465,13 +467,19 @@ async fn orphans(args: OrphansArgs) -> Result<ExitCode> {
     for orphan in &orphans {
         println!("{orphan}");
     }
+    let stores = db.count_stores_by_status().await?;
+    if stores.iter().all(|(_, n)| *n == 0) {
+        eprintln!(
+            "warning: this database has no stores at all — is it the platform's? Check \
+             STOREPLANE_DATABASE_URL before acting on the list above"
+        );
+    }
     eprintln!(
-        "{} orphaned store namespace(s); Storeplane deletes none of them. Back up what \
-         matters in one, then `kubectl delete namespace <name>` (docs/deploy.md, \
-         \"Orphaned namespaces\")",
+        "{} orphaned store namespace(s). Storeplane deletes none of them: check each \
+         (docs/deploy.md, \"Orphaned namespaces\") before removing it",
         orphans.len()
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(ExitCode::from(3))
 }
 
 async fn user_list(args: UserListArgs) -> Result<ExitCode> {

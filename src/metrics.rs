@@ -42,6 +42,7 @@ pub struct Metrics {
     pub applies_skipped: Counter,
     pub stores_known_converged: Gauge,
     pub orphan_namespaces: Gauge,
+    pub orphan_audit_failures: Counter,
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_request_seconds: Histogram,
     pub rate_limited: Counter,
@@ -109,6 +110,12 @@ impl Metrics {
              the orchestrator's audit each resync period; never deleted automatically)",
             orphan_namespaces.clone(),
         );
+        let orphan_audit_failures = Counter::default();
+        registry.register(
+            "orphan_audit_failures",
+            "Orphan audits that failed or timed out (the gauge keeps its last value meanwhile)",
+            orphan_audit_failures.clone(),
+        );
         let http_requests = Family::<HttpLabels, Counter>::default();
         registry.register(
             "http_requests",
@@ -138,6 +145,7 @@ impl Metrics {
             applies_skipped,
             stores_known_converged,
             orphan_namespaces,
+            orphan_audit_failures,
             http_requests,
             http_request_seconds,
             rate_limited,

@@ -906,6 +906,7 @@ impl Applier {
                         .cloned()
                         .unwrap_or_default(),
                     terminating: ns.metadata.deletion_timestamp.is_some(),
+                    uid: ns.metadata.uid.clone().unwrap_or_default(),
                     name: ns.name_any(),
                 }
             }));
@@ -935,6 +936,8 @@ pub struct StoreNamespace {
     pub store_id: String,
     /// Deletion has begun (`deletionTimestamp` set).
     pub terminating: bool,
+    /// Tells this namespace from a later one of the same name.
+    pub uid: String,
 }
 
 /// The body of a server-side apply: JSON, which the API server reads as YAML (the

@@ -77,7 +77,7 @@ pub const RULES: &[(&str, &str)] = &[
     ),
     (
         "network-policy",
-        "a default-deny NetworkPolicy (empty podSelector, Ingress and Egress) exists, and no rule opens the store to every peer: each ingress and egress rule names its peers, no peer or namespaceSelector is empty, and an ipBlock that spans a private or link-local range (pod and service networks, cloud metadata) excepts it",
+        "a default-deny NetworkPolicy (empty podSelector, Ingress and Egress) exists, and no rule opens the store to every peer: each ingress and egress rule names its peers, no peer is empty, every namespaceSelector is pinned (by `kubernetes.io/metadata.name` or the store's own id), no ipBlock reaches link-local addresses (cloud metadata), and one that spans a private or carrier-grade-NAT range (pod and service networks) excepts it (a narrow block inside one, /20 or narrower, passes)",
     ),
     ("quota", "a ResourceQuota and a LimitRange exist"),
     (
@@ -873,9 +873,10 @@ fn check_network_policy(store: &StoreRef, r: &Rendered, out: &mut Findings) {
                         "network-policy",
                         o.key(),
                         format!(
-                            "{at} has no `{peers}`, so it admits every peer in and out of \
+                            "{at} has {} `{peers}`, so it allows every peer in and out of \
                              the cluster, other stores included; name the pods, namespaces \
-                             or ipBlocks it is for"
+                             or ipBlocks it is for",
+                            if list.is_some() { "an empty" } else { "no" }
                         ),
                     ),
                 }
@@ -884,28 +885,21 @@ fn check_network_policy(store: &StoreRef, r: &Rendered, out: &mut Findings) {
     }
 }
 
-/// Ranges a store must not reach through an `ipBlock` without saying so: private
-/// networks (where pod and service addresses live) and link-local (cloud metadata).
-const INTERNAL_RANGES: &[&str] = &[
-    "10.0.0.0/8",
-    "172.16.0.0/12",
-    "192.168.0.0/16",
-    "100.64.0.0/10",
-    "169.254.0.0/16",
-    "fc00::/7",
-    "fe80::/10",
+/// Private ranges (where pod and service addresses live): an `ipBlock` that spans one
+/// must except it, and one inside it must be at least this narrow (prefix length) — a
+/// managed database's subnet, say, not a slice the size of a pod network.
+const PRIVATE_RANGES: &[(&str, u8)] = &[
+    ("10.0.0.0/8", 20),
+    ("172.16.0.0/12", 20),
+    ("192.168.0.0/16", 20),
+    ("100.64.0.0/10", 20),
+    ("fc00::/7", 64),
 ];
 
+/// Link-local ranges (cloud metadata endpoints): no `ipBlock` may reach into them.
+const LINK_LOCAL_RANGES: &[&str] = &["169.254.0.0/16", "fe80::/10"];
+
 fn check_peer(store: &StoreRef, o: &RenderedObject, at: &str, peer: &Value, out: &mut Findings) {
-    let empty_selector = |v: &Value| {
-        ["matchLabels", "matchExpressions"].iter().all(|k| {
-            v.get(*k).is_none_or(|x| {
-                x.as_object().is_some_and(|m| m.is_empty())
-                    || x.as_array().is_some_and(|a| a.is_empty())
-                    || x.is_null()
-            })
-        })
-    };
     if peer.as_object().is_none_or(|m| m.is_empty()) {
         out.add(
             "network-policy",
@@ -914,44 +908,20 @@ fn check_peer(store: &StoreRef, o: &RenderedObject, at: &str, peer: &Value, out:
         );
         return;
     }
-    if let Some(ns) = peer.get("namespaceSelector")
-        && empty_selector(ns)
+    if let Some(selector) = peer.get("namespaceSelector").filter(|v| !v.is_null())
+        && !pinned_namespace(store, selector)
     {
         out.add(
             "network-policy",
             o.key(),
             format!(
-                "{at} has an empty namespaceSelector, which selects every namespace (other \
-                 stores included); select the namespace by label"
+                "{at} has a namespaceSelector that can select other stores' namespaces \
+                 (they all carry the same standard and Pod Security labels); pin it with \
+                 `kubernetes.io/metadata.name`"
             ),
         );
     }
-    if let Some(labels) = peer
-        .get("namespaceSelector")
-        .and_then(|ns| ns.get("matchLabels"))
-        && labels
-            .get(domain_labels::MANAGED_BY)
-            .and_then(Value::as_str)
-            == Some(crate::domain::MANAGED_BY)
-        && labels.get(domain_labels::STORE_ID).and_then(Value::as_str)
-            != Some(&store.id.to_string())
-        && labels
-            .get("kubernetes.io/metadata.name")
-            .and_then(Value::as_str)
-            != Some(&store.namespace)
-    {
-        out.add(
-            "network-policy",
-            o.key(),
-            format!(
-                "{at} selects namespaces by `{}: {}`, which every store's namespace \
-                 carries; a store admits no other store",
-                domain_labels::MANAGED_BY,
-                crate::domain::MANAGED_BY
-            ),
-        );
-    }
-    let Some(block) = peer.get("ipBlock") else {
+    let Some(block) = peer.get("ipBlock").filter(|v| !v.is_null()) else {
         return;
     };
     let parse = |v: &Value| v.as_str().and_then(|s| s.parse::<ipnet::IpNet>().ok());
@@ -970,19 +940,71 @@ fn check_peer(store: &StoreRef, o: &RenderedObject, at: &str, peer: &Value, out:
         .flatten()
         .filter_map(parse)
         .collect();
-    for range in INTERNAL_RANGES {
+    let excepted = |range: &ipnet::IpNet| except.iter().any(|e| e.contains(range));
+    for range in LINK_LOCAL_RANGES {
         let range: ipnet::IpNet = range.parse().expect("a valid CIDR");
-        if cidr.contains(&range) && !except.iter().any(|e| e.contains(&range)) {
+        if range.contains(&cidr) {
             out.add(
                 "network-policy",
                 o.key(),
                 format!(
-                    "{at}.ipBlock {cidr} spans {range} (pod and service networks, cloud \
-                     metadata) without excepting it; add `{range}` to `except`"
+                    "{at}.ipBlock {cidr} is link-local, where cloud metadata endpoints \
+                     answer; a store reaches none of it"
+                ),
+            );
+        } else if cidr.contains(&range) && !excepted(&range) {
+            out.add(
+                "network-policy",
+                o.key(),
+                format!(
+                    "{at}.ipBlock {cidr} spans {range} (link-local: cloud metadata) \
+                     without excepting it; add `{range}` to `except`"
                 ),
             );
         }
     }
+    for (range, narrowest) in PRIVATE_RANGES {
+        let range: ipnet::IpNet = range.parse().expect("a valid CIDR");
+        if cidr.contains(&range) && !excepted(&range) {
+            out.add(
+                "network-policy",
+                o.key(),
+                format!(
+                    "{at}.ipBlock {cidr} spans {range} (pod and service networks) without \
+                     excepting it; add `{range}` to `except`"
+                ),
+            );
+        } else if range.contains(&cidr) && cidr != range && cidr.prefix_len() < *narrowest {
+            out.add(
+                "network-policy",
+                o.key(),
+                format!(
+                    "{at}.ipBlock {cidr} is a wide slice of {range}, where pod and service \
+                     networks live; name the subnet it is for (/{narrowest} or narrower)"
+                ),
+            );
+        }
+    }
+}
+
+/// Whether a namespaceSelector names its namespaces: by `kubernetes.io/metadata.name`
+/// (a label or an `In` expression), or by this store's own id.
+fn pinned_namespace(store: &StoreRef, selector: &Value) -> bool {
+    const NAME: &str = "kubernetes.io/metadata.name";
+    let labels = selector.get("matchLabels");
+    let label = |key: &str| labels.and_then(|l| l.get(key)).and_then(Value::as_str);
+    if label(NAME).is_some() || label(domain_labels::STORE_ID) == Some(&store.id.to_string()) {
+        return true;
+    }
+    selector
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|e| {
+            e.get("key").and_then(Value::as_str) == Some(NAME)
+                && e.get("operator").and_then(Value::as_str) == Some("In")
+        })
 }
 
 fn check_quota(r: &Rendered, out: &mut Findings) {

@@ -1674,11 +1674,13 @@ fn lint_refuses_network_policy_rules_open_to_every_peer() {
     }
     const EGRESS: &str = "NetworkPolicy/allow-app-egress";
     const MYSQL: &str = "NetworkPolicy/allow-mysql-clients";
+    const OPEN_NS: &str =
+        "ingress[0].from[0] has a namespaceSelector that can select other stores' namespaces";
     let cases: Vec<(&str, &str, ObjectEdit)> = vec![
         (MYSQL, "ingress[1] has no `from`", |o| {
             spec(o)["ingress"].as_array_mut().unwrap().push(json!({}));
         }),
-        (MYSQL, "ingress[0] has no `from`", |o| {
+        (MYSQL, "ingress[0] has an empty `from`", |o| {
             spec(o)["ingress"][0]["from"] = json!([]);
         }),
         (MYSQL, "ingress[0].from[1] is empty", |o| {
@@ -1687,31 +1689,32 @@ fn lint_refuses_network_policy_rules_open_to_every_peer() {
                 .unwrap()
                 .push(json!({}));
         }),
-        (
-            MYSQL,
-            "ingress[0].from[0] has an empty namespaceSelector",
-            |o| {
-                spec(o)["ingress"][0]["from"][0]["namespaceSelector"] = json!({});
-            },
-        ),
-        (
-            MYSQL,
-            "ingress[0].from[0] has an empty namespaceSelector",
-            |o| {
-                spec(o)["ingress"][0]["from"][0]["namespaceSelector"] =
-                    json!({"matchLabels": {}, "matchExpressions": []});
-            },
-        ),
-        (
-            MYSQL,
-            "ingress[0].from[1] selects namespaces by `app.kubernetes.io/managed-by: storeplane`",
-            |o| {
-                spec(o)["ingress"][0]["from"]
-                .as_array_mut()
-                .unwrap()
-                .push(json!({"namespaceSelector": {"matchLabels": {"app.kubernetes.io/managed-by": "storeplane"}}}));
-            },
-        ),
+        (MYSQL, OPEN_NS, |o| {
+            spec(o)["ingress"][0]["from"][0]["namespaceSelector"] = json!({});
+        }),
+        (MYSQL, OPEN_NS, |o| {
+            spec(o)["ingress"][0]["from"][0]["namespaceSelector"] =
+                json!({"matchLabels": {}, "matchExpressions": []});
+        }),
+        (MYSQL, OPEN_NS, |o| {
+            spec(o)["ingress"][0]["from"][0]["namespaceSelector"] =
+                json!({"matchLabels": {"app.kubernetes.io/managed-by": "storeplane"}});
+        }),
+        (MYSQL, OPEN_NS, |o| {
+            spec(o)["ingress"][0]["from"][0]["namespaceSelector"] =
+                json!({"matchLabels": {"app.kubernetes.io/part-of": "storeplane"}});
+        }),
+        (MYSQL, OPEN_NS, |o| {
+            spec(o)["ingress"][0]["from"][0]["namespaceSelector"] = json!({"matchExpressions": [
+                {"key": "storeplane.dev/store-id", "operator": "Exists"}
+            ]});
+        }),
+        (MYSQL, OPEN_NS, |o| {
+            // Another store's id.
+            spec(o)["ingress"][0]["from"][0]["namespaceSelector"] = json!({"matchLabels": {
+                "storeplane.dev/store-id": "00000000-0000-4000-8000-000000000000"
+            }});
+        }),
         (EGRESS, "egress[2] has no `to`", |o| {
             spec(o)["egress"]
                 .as_array_mut()
@@ -1736,6 +1739,20 @@ fn lint_refuses_network_policy_rules_open_to_every_peer() {
             spec(o)["egress"][1]["to"][0]["ipBlock"] =
                 json!({"cidr": "::/0", "except": ["fe80::/10"]});
         }),
+        (
+            EGRESS,
+            "egress[1].to[0].ipBlock 169.254.169.254/32 is link-local",
+            |o| {
+                spec(o)["egress"][1]["to"][0]["ipBlock"] = json!({"cidr": "169.254.169.254/32"});
+            },
+        ),
+        (
+            EGRESS,
+            "egress[1].to[0].ipBlock 10.0.0.0/9 is a wide slice of 10.0.0.0/8",
+            |o| {
+                spec(o)["egress"][1]["to"][0]["ipBlock"] = json!({"cidr": "10.0.0.0/9"});
+            },
+        ),
         (EGRESS, "egress[1].to[0].ipBlock.cidr is not a CIDR", |o| {
             spec(o)["egress"][1]["to"][0]["ipBlock"]["cidr"] = json!("everywhere");
         }),
@@ -1760,13 +1777,21 @@ fn lint_refuses_network_policy_rules_open_to_every_peer() {
         "such a store is never applied"
     );
     // Narrow blocks inside a private range are a deliberate choice (a managed database
-    // in the VPC, say) and pass, as does selecting the store's own namespace by label.
+    // in the VPC, say) and pass, as does selecting the store's own namespace by its id,
+    // and a peer whose namespaceSelector a template left null (absent, for Kubernetes).
     let mut r = base.clone();
     let o = r.objects.iter_mut().find(|o| o.key() == EGRESS).unwrap();
     spec(o)["egress"][1]["to"]
         .as_array_mut()
         .unwrap()
         .push(json!({"ipBlock": {"cidr": "10.20.30.0/24"}}));
+    spec(o)["egress"][0]["to"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({
+            "namespaceSelector": null,
+            "podSelector": {"matchLabels": {"app.kubernetes.io/component": "web"}}
+        }));
     spec(o)["egress"][0]["to"]
         .as_array_mut()
         .unwrap()

@@ -62,6 +62,15 @@ pub enum DbError {
         supported: &'static str,
     },
 
+    #[error("there is no SQLite database at {}; set STOREPLANE_DATABASE_URL (or --database-url) to the platform's database", path.display())]
+    NoDatabase { path: PathBuf },
+
+    #[error("the database {target} is not at this binary's schema ({} migration(s) not applied: {}); this command only reads, so point it at the platform's database, migrated by the platform itself (or `storeplane migrate`)", pending.len(), pending.join(", "))]
+    SchemaBehind {
+        target: String,
+        pending: Vec<String>,
+    },
+
     #[error("could not create the directory {} for the SQLite database; check its permissions or set STOREPLANE_DATA_DIR / STOREPLANE_DATABASE_URL", path.display())]
     CreateDir {
         path: PathBuf,

@@ -180,6 +180,34 @@ impl Db {
         Ok((db, applied))
     }
 
+    /// For commands that only read: connects to a database that exists already and is
+    /// at this binary's schema, changing nothing — no file created, no migration run.
+    /// Errors: `NoDatabase` (a SQLite file that is not there), `SchemaBehind`.
+    pub async fn open_existing(url: &str) -> Result<Db, DbError> {
+        if url.to_ascii_lowercase().starts_with("sqlite:")
+            && let Some(path) = sqlite_path(url)
+            && !path.is_file()
+        {
+            return Err(DbError::NoDatabase {
+                path: path.to_owned(),
+            });
+        }
+        let db = Db::connect(url).await?;
+        let pending: Vec<String> = Migrator::get_pending_migrations(&db.conn)
+            .await
+            .map_err(|e| db.classify(e, DbError::Migration))?
+            .iter()
+            .map(|m| m.name().to_owned())
+            .collect();
+        if !pending.is_empty() {
+            return Err(DbError::SchemaBehind {
+                target: db.target.to_string(),
+                pending,
+            });
+        }
+        Ok(db)
+    }
+
     /// Applies the migrations not yet applied and returns their names (empty: the
     /// schema was up to date). On PostgreSQL they run in one transaction under an
     /// advisory lock, so replicas starting together migrate once.

@@ -256,7 +256,11 @@ impl Orchestrator {
         let mut db_backoff = 0u32;
         tracing::info!(instance = %ctx.instance, workers, "orchestrator started");
 
-        let audit = tokio::spawn(orphans::run(ctx.clone(), shutdown.clone()));
+        // Aborted when `run` is dropped (a crash in the tests), not left running.
+        let audit = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(orphans::run(
+            ctx.clone(),
+            shutdown.clone(),
+        )));
         let working = Working::default();
         loop {
             // Timers up to this instant are served by the claim below; one that comes
@@ -370,7 +374,11 @@ impl Orchestrator {
             interrupt.cancel();
             while tasks.join_next().await.is_some() {}
         }
-        let _ = audit.await;
+        if let Err(e) = audit.await
+            && e.is_panic()
+        {
+            tracing::error!(error = %e, "the orphan audit panicked");
+        }
         tracing::info!(instance = %ctx.instance, "orchestrator stopped");
     }
 }

@@ -10,8 +10,11 @@
 //! docs/deploy.md says how to check one and remove it.
 //!
 //! No race makes a live store look orphaned: a store's row is written before its
-//! namespace is created and removed only after the namespace is gone, and namespaces
-//! already terminating are skipped; the namespaces are listed before the rows are read.
+//! namespace is created and removed only after the namespace is gone. The namespaces
+//! are listed, then the rows read, then the namespaces listed again: one still there
+//! (same uid, not terminating) was there all along, so its row, if it ever had one,
+//! was there when read. A namespace that went or began terminating meanwhile is not
+//! reported.
 
 use super::Context;
 use crate::apply::{Applier, StoreNamespace};
@@ -63,7 +66,7 @@ impl fmt::Display for Orphan {
             ),
             OrphanReason::NotAStoreId => write!(
                 f,
-                "namespace {namespace} has store-id label `{store_id}`, which is no store id"
+                "namespace {namespace} has store-id label `{store_id}`, which is not a store id"
             ),
             OrphanReason::OtherNamespace(other) => write!(
                 f,
@@ -94,8 +97,16 @@ pub async fn find_orphans(applier: &Applier, db: &Db) -> Result<Vec<Orphan>, Aud
         .filter_map(|ns| Uuid::parse_str(&ns.store_id).ok())
         .collect();
     let owners = db.store_namespaces(&ids).await?;
+    let still: HashSet<String> = applier
+        .store_namespaces()
+        .await?
+        .into_iter()
+        .filter(|ns| !ns.terminating)
+        .map(|ns| ns.uid)
+        .collect();
     let mut orphans: Vec<Orphan> = found
         .into_iter()
+        .filter(|ns| still.contains(&ns.uid))
         .filter_map(|ns| {
             let reason = match Uuid::parse_str(&ns.store_id) {
                 Err(_) => OrphanReason::NotAStoreId,
@@ -117,7 +128,8 @@ pub async fn find_orphans(applier: &Applier, db: &Db) -> Result<Vec<Orphan>, Aud
 }
 
 /// Audits at start and then once per resync period until `shutdown`: sets the gauge,
-/// warns about each orphan when it is first seen.
+/// warns about each orphan when it is first seen, counts audits that fail (so that an
+/// audit that can never run — no `list` on namespaces, say — shows).
 pub(super) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let period = ctx.settings.resync_period.min(MAX_AUDIT_PERIOD);
     let mut tick = tokio::time::interval(period);
@@ -146,12 +158,16 @@ pub(super) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
                 reported = now;
             }
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, "orphan audit failed; trying again next period")
+                ctx.metrics.orphan_audit_failures.inc();
+                tracing::warn!(error = %e, "orphan audit failed; trying again next period");
             }
-            Err(_) => tracing::warn!(
-                timeout_s = AUDIT_TIMEOUT.as_secs(),
-                "orphan audit timed out; trying again next period"
-            ),
+            Err(_) => {
+                ctx.metrics.orphan_audit_failures.inc();
+                tracing::warn!(
+                    timeout_s = AUDIT_TIMEOUT.as_secs(),
+                    "orphan audit timed out; trying again next period"
+                );
+            }
         }
     }
 }

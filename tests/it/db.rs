@@ -1275,6 +1275,25 @@ async fn the_default_sqlite_database_is_created_in_the_data_directory() {
     assert!(db.migrate().await.unwrap().is_empty());
 }
 
+#[tokio::test]
+async fn store_namespaces_answer_for_the_stores_that_exist_in_any_number() {
+    each_backend(|t: TestDb| async move {
+        let owner = user(&t.db, "ns@example.test", 10).await;
+        let a = store(&t.db, &owner, "alpha").await;
+        let b = store(&t.db, &owner, "bravo").await;
+        // 1,203 ids, ours among them, so the query runs in three chunks.
+        let mut ids: Vec<Uuid> = (0..1201).map(|_| Uuid::new_v4()).collect();
+        ids.insert(3, a.id);
+        ids.push(b.id);
+        let found = t.db.store_namespaces(&ids).await.expect("store namespaces");
+        let want: std::collections::HashMap<Uuid, String> =
+            [(a.id, a.namespace.clone()), (b.id, b.namespace.clone())].into();
+        assert_eq!(found, want);
+        assert!(t.db.store_namespaces(&[]).await.unwrap().is_empty());
+    })
+    .await;
+}
+
 mod cli {
     use std::io::Write as _;
     use std::process::{Command, Output, Stdio};
@@ -1300,6 +1319,38 @@ mod cli {
 
     fn text(b: &[u8]) -> String {
         String::from_utf8_lossy(b).into_owned()
+    }
+
+    /// `storeplane orphans` only reads: pointed at a database that is not there, it says
+    /// so and creates nothing (an empty database would make every store an orphan).
+    #[test]
+    fn the_orphans_command_refuses_a_database_that_is_not_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nothing-here.db");
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let out = storeplane(&["orphans"], &[("STOREPLANE_DATABASE_URL", &url)], None);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "there is no SQLite database at {}",
+                path.display()
+            )) && stderr.contains("STOREPLANE_DATABASE_URL"),
+            "{stderr}"
+        );
+        assert!(!path.exists(), "the command created {}", path.display());
+        // The default data directory too: never created by this command.
+        let out = storeplane(
+            &[
+                "orphans",
+                "--data-dir",
+                dir.path().join("data").to_str().unwrap(),
+            ],
+            &[],
+            None,
+        );
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        assert!(!dir.path().join("data").exists());
     }
 
     #[test]

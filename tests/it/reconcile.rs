@@ -1238,14 +1238,16 @@ async fn orphaned_namespaces_are_reported_and_never_deleted() {
         .output()
         .expect("run storeplane orphans");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
+    // 3: orphans listed.
+    assert_eq!(
+        out.status.code(),
+        Some(3),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     for line in [
         format!("namespace {lost} is labelled as store {unknown}, which is not in the database"),
-        format!("namespace {bad} has store-id label `not-a-uuid`, which is no store id"),
+        format!("namespace {bad} has store-id label `not-a-uuid`, which is not a store id"),
         format!(
             "namespace {moved} is labelled as store {}, whose namespace is {}",
             store.id, store.namespace
