@@ -77,7 +77,7 @@ pub const RULES: &[(&str, &str)] = &[
     ),
     (
         "network-policy",
-        "a default-deny NetworkPolicy (empty podSelector, Ingress and Egress) exists, and no rule opens the store to every peer: each ingress and egress rule names its peers, no peer is empty, every namespaceSelector is pinned (by `kubernetes.io/metadata.name` or the store's own id), no ipBlock reaches link-local addresses (cloud metadata), and one that spans a private or carrier-grade-NAT range (pod and service networks) excepts it (a narrow block inside one, /20 or narrower, passes)",
+        "a default-deny NetworkPolicy (empty podSelector, Ingress and Egress) exists, and no rule opens the store to every peer: each ingress and egress rule names its peers, no peer is empty, every namespaceSelector is pinned (by `kubernetes.io/metadata.name` or the store's own id), no ipBlock reaches link-local addresses (cloud metadata) but for DNS (port 53 only: a node-local DNS cache), and one that spans a private or carrier-grade-NAT range (pod and service networks) excepts it (a narrow block inside one, /20 or narrower, passes)",
     ),
     ("quota", "a ResourceQuota and a LimitRange exist"),
     (
@@ -865,8 +865,10 @@ fn check_network_policy(store: &StoreRef, r: &Rendered, out: &mut Findings) {
                 let list = rule.get(peers).and_then(Value::as_array);
                 match list {
                     Some(list) if !list.is_empty() => {
+                        let dns_only = dns_only(rule);
                         for (j, peer) in list.iter().enumerate() {
-                            check_peer(store, o, &format!("{at}.{peers}[{j}]"), peer, out);
+                            let at = format!("{at}.{peers}[{j}]");
+                            check_peer(store, o, &at, peer, dns_only, out);
                         }
                     }
                     _ => out.add(
@@ -899,7 +901,27 @@ const PRIVATE_RANGES: &[(&str, u8)] = &[
 /// Link-local ranges (cloud metadata endpoints): no `ipBlock` may reach into them.
 const LINK_LOCAL_RANGES: &[&str] = &["169.254.0.0/16", "fe80::/10"];
 
-fn check_peer(store: &StoreRef, o: &RenderedObject, at: &str, peer: &Value, out: &mut Findings) {
+/// Whether a rule allows port 53 and nothing else (a node-local DNS cache listens on a
+/// link-local address).
+fn dns_only(rule: &Value) -> bool {
+    rule.get("ports")
+        .and_then(Value::as_array)
+        .is_some_and(|ports| {
+            !ports.is_empty()
+                && ports.iter().all(|p| {
+                    p.get("port").and_then(Value::as_i64) == Some(53) && p.get("endPort").is_none()
+                })
+        })
+}
+
+fn check_peer(
+    store: &StoreRef,
+    o: &RenderedObject,
+    at: &str,
+    peer: &Value,
+    dns_only: bool,
+    out: &mut Findings,
+) {
     if peer.as_object().is_none_or(|m| m.is_empty()) {
         out.add(
             "network-policy",
@@ -944,12 +966,15 @@ fn check_peer(store: &StoreRef, o: &RenderedObject, at: &str, peer: &Value, out:
     for range in LINK_LOCAL_RANGES {
         let range: ipnet::IpNet = range.parse().expect("a valid CIDR");
         if range.contains(&cidr) {
+            if dns_only {
+                continue;
+            }
             out.add(
                 "network-policy",
                 o.key(),
                 format!(
                     "{at}.ipBlock {cidr} is link-local, where cloud metadata endpoints \
-                     answer; a store reaches none of it"
+                     answer; a store reaches none of it but DNS (a rule for port 53 only)"
                 ),
             );
         } else if cidr.contains(&range) && !excepted(&range) {

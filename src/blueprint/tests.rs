@@ -1753,6 +1753,17 @@ fn lint_refuses_network_policy_rules_open_to_every_peer() {
                 spec(o)["egress"][1]["to"][0]["ipBlock"] = json!({"cidr": "10.0.0.0/9"});
             },
         ),
+        (
+            EGRESS,
+            "egress[2].to[0].ipBlock 169.254.169.254/32 is link-local",
+            |o| {
+                // Port 53 and another: not DNS alone.
+                spec(o)["egress"].as_array_mut().unwrap().push(json!({
+                    "to": [{"ipBlock": {"cidr": "169.254.169.254/32"}}],
+                    "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 80}]
+                }));
+            },
+        ),
         (EGRESS, "egress[1].to[0].ipBlock.cidr is not a CIDR", |o| {
             spec(o)["egress"][1]["to"][0]["ipBlock"]["cidr"] = json!("everywhere");
         }),
@@ -1778,7 +1789,8 @@ fn lint_refuses_network_policy_rules_open_to_every_peer() {
     );
     // Narrow blocks inside a private range are a deliberate choice (a managed database
     // in the VPC, say) and pass, as does selecting the store's own namespace by its id,
-    // and a peer whose namespaceSelector a template left null (absent, for Kubernetes).
+    // a peer whose namespaceSelector a template left null (absent, for Kubernetes), and
+    // DNS to a node-local cache on a link-local address.
     let mut r = base.clone();
     let o = r.objects.iter_mut().find(|o| o.key() == EGRESS).unwrap();
     spec(o)["egress"][1]["to"]
@@ -1801,6 +1813,10 @@ fn lint_refuses_network_policy_rules_open_to_every_peer() {
                 "storeplane.dev/store-id": store().id.to_string(),
             }}
         }));
+    spec(o)["egress"].as_array_mut().unwrap().push(json!({
+        "to": [{"ipBlock": {"cidr": "169.254.20.10/32"}}],
+        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
+    }));
     let findings = lint::check_rendered(bp, &store(), &secrets, &r);
     assert!(findings.is_empty(), "{findings:#?}");
 }
