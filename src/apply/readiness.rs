@@ -279,10 +279,13 @@ pub fn event_problem(event: &Event) -> Option<(String, String, bool, String)> {
 
 /// Whether a refused pod creation (a `FailedCreate` event's or a `ReplicaFailure`
 /// condition's message) needs a change to the store: quota exceeded, Pod Security,
-/// forbidden, an invalid spec. A quota that has not been computed yet, a webhook that
-/// timed out or any other refusal clears by itself.
+/// forbidden, an invalid spec. A quota that has not been computed yet, a namespace whose
+/// `default` ServiceAccount the controller has not made yet (it lags after an API
+/// server or etcd outage; found by chaos b), a webhook that timed out or any other
+/// refusal clears by itself.
 pub fn create_refusal_is_hopeless(message: &str) -> bool {
     !message.contains("status unknown for quota")
+        && !message.contains("error looking up service account")
         && (message.contains("exceeded quota")
             || message.contains("violates PodSecurity")
             || message.contains("forbidden")
@@ -417,6 +420,8 @@ mod tests {
         };
         for transient in [
             "pods \"web-1\" is forbidden: status unknown for quota: store, resource: limits.memory",
+            "pods \"web-1\" is forbidden: error looking up service account \
+             store-shop-1a2b3c4d/default: serviceaccount \"default\" not found",
             "Internal error occurred: failed calling webhook \"policy.example.com\": \
              context deadline exceeded",
         ] {
@@ -540,5 +545,15 @@ mod tests {
         let (_, _, hopeless, _) =
             event_problem(&ev("pods is forbidden: status unknown for quota: store")).unwrap();
         assert!(!hopeless);
+        let (_, _, hopeless, _) = event_problem(&ev(
+            "create Pod mysql-0 in StatefulSet mysql failed error: pods \"mysql-0\" is \
+             forbidden: error looking up service account store-shop-1a2b3c4d/default: \
+             serviceaccount \"default\" not found",
+        ))
+        .unwrap();
+        assert!(
+            !hopeless,
+            "the ServiceAccount comes once the controller catches up"
+        );
     }
 }

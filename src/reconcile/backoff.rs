@@ -20,7 +20,13 @@ pub fn ceiling(attempt: u32) -> Duration {
 /// failed together do not retry together, and no retry comes sooner than half the
 /// ceiling.
 pub fn delay(attempt: u32) -> Duration {
-    let ceiling = ceiling(attempt);
+    delay_within(attempt, CAP)
+}
+
+/// [`delay`] with the ceiling held at `cap` (for pauses that must end soon after the
+/// cause is gone, such as the database being away).
+pub fn delay_within(attempt: u32, cap: Duration) -> Duration {
+    let ceiling = ceiling(attempt).min(cap);
     let half = ceiling / 2;
     let spread = ceiling - half;
     half + spread.mul_f64(rand::rng().random::<f64>())
@@ -37,6 +43,15 @@ mod tests {
         assert_eq!(ceiling(5), Duration::from_secs(32));
         assert_eq!(ceiling(7), CAP);
         assert_eq!(ceiling(1000), CAP);
+    }
+
+    #[test]
+    fn a_capped_delay_stays_under_its_cap_and_keeps_its_jitter() {
+        let cap = Duration::from_secs(5);
+        assert!(delay_within(1, cap) <= Duration::from_secs(2));
+        let many: Vec<Duration> = (0..200).map(|_| delay_within(30, cap)).collect();
+        assert!(many.iter().all(|d| *d >= cap / 2 && *d <= cap), "{many:?}");
+        assert!(many.iter().any(|d| *d != many[0]), "jittered");
     }
 
     #[test]
