@@ -96,17 +96,7 @@ impl Db {
     /// for SQLite the file and its parent directory are created when missing, and the
     /// connections use WAL, `busy_timeout` and foreign keys.
     pub async fn connect(url: &str) -> Result<Db, DbError> {
-        let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
-        let backend = match scheme.to_ascii_lowercase().as_str() {
-            "sqlite" => Backend::Sqlite,
-            "postgres" | "postgresql" => Backend::Postgres,
-            _ => {
-                return Err(DbError::UnsupportedUrl {
-                    scheme: scheme.to_owned(),
-                    supported: SUPPORTED_SCHEMES,
-                });
-            }
-        };
+        let backend = backend_of(url)?;
         let target: Arc<str> = redact_url(url).into();
         let mut options = ConnectOptions::new(url.to_owned());
         options
@@ -184,7 +174,7 @@ impl Db {
     /// at this binary's schema, changing nothing — no file created, no migration run.
     /// Errors: `NoDatabase` (a SQLite file that is not there), `SchemaBehind`.
     pub async fn open_existing(url: &str) -> Result<Db, DbError> {
-        if url.to_ascii_lowercase().starts_with("sqlite:")
+        if backend_of(url)? == Backend::Sqlite
             && let Some(path) = sqlite_path(url)
             && !path.is_file()
         {
@@ -354,6 +344,19 @@ pub(crate) fn plus(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
 }
 
 /// The file of a SQLite URL, or `None` for an in-memory database.
+/// The backend a URL's scheme names, or `UnsupportedUrl`.
+fn backend_of(url: &str) -> Result<Backend, DbError> {
+    let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
+    match scheme.to_ascii_lowercase().as_str() {
+        "sqlite" => Ok(Backend::Sqlite),
+        "postgres" | "postgresql" => Ok(Backend::Postgres),
+        _ => Err(DbError::UnsupportedUrl {
+            scheme: scheme.to_owned(),
+            supported: SUPPORTED_SCHEMES,
+        }),
+    }
+}
+
 fn sqlite_path(url: &str) -> Option<&Path> {
     let rest = url.split_once(':').map(|(_, r)| r).unwrap_or("");
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));

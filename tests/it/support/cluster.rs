@@ -171,14 +171,20 @@ async fn config_for(source: &Source) -> Result<Config, String> {
     }
 }
 
+/// [`source`], off the async threads (it may run `testenv/cluster up`); panics when
+/// there is no cluster: integration tests never skip.
+async fn resolved() -> Source {
+    tokio::task::spawn_blocking(source)
+        .await
+        .expect("resolving the test cluster panicked")
+        .unwrap_or_else(|e| panic!("no Kubernetes cluster for the integration tests: {e}"))
+}
+
 /// The client configuration of the test cluster (see the module docs for which
 /// cluster), for tests that need to change it, e.g. to impersonate a ServiceAccount.
 /// Like [`kube_client`], the first call in a process may start the local testenv.
 pub async fn kube_config() -> Config {
-    let source = tokio::task::spawn_blocking(source)
-        .await
-        .expect("resolving the test cluster panicked")
-        .unwrap_or_else(|e| panic!("no Kubernetes cluster for the integration tests: {e}"));
+    let source = resolved().await;
     config_for(&source)
         .await
         .unwrap_or_else(|e| panic!("no Kubernetes cluster for the integration tests: {e}"))
@@ -187,10 +193,7 @@ pub async fn kube_config() -> Config {
 /// The `KUBECONFIG` value that points a child process (the `storeplane` binary) at the
 /// test cluster. Like [`kube_client`], the first call in a process may start testenv.
 pub async fn child_kubeconfig() -> std::ffi::OsString {
-    let source = tokio::task::spawn_blocking(source)
-        .await
-        .expect("resolving the test cluster panicked")
-        .unwrap_or_else(|e| panic!("no Kubernetes cluster for the integration tests: {e}"));
+    let source = resolved().await;
     match source {
         Source::TestKubeconfig(path) | Source::Testenv(path) => path.into_os_string(),
         Source::KubeconfigEnv => std::env::var_os("KUBECONFIG").unwrap_or_default(),
@@ -201,10 +204,7 @@ pub async fn child_kubeconfig() -> std::ffi::OsString {
 /// call in a process may start the local testenv. Panics, naming the reason and the
 /// component logs, when no cluster is reachable: integration tests never skip.
 pub async fn kube_client() -> Client {
-    let source = tokio::task::spawn_blocking(source)
-        .await
-        .expect("resolving the test cluster panicked")
-        .unwrap_or_else(|e| panic!("no Kubernetes cluster for the integration tests: {e}"));
+    let source = resolved().await;
     let config = config_for(&source)
         .await
         .unwrap_or_else(|e| panic!("no Kubernetes cluster for the integration tests: {e}"));
