@@ -197,6 +197,19 @@ async fn gone(db: &Db, id: Uuid) {
     wait_for(db, id, "gone", |s| s.is_none()).await;
 }
 
+/// Deletes `stores` through a replica started for it and waits until each is gone (its
+/// namespace deleted, then its row), so a test leaves nothing in the shared cluster.
+async fn delete_all(t: &TestDb, catalog: &Arc<Catalog>, stores: &[Store], instance: &str) {
+    let (cleaner, waker) =
+        Replica::start(&t.db, catalog.clone(), vault(), settings(instance)).await;
+    for s in stores {
+        t.db.request_delete(s.id).await.unwrap();
+        waker.wake(s.id).await;
+    }
+    join_all(stores.iter().map(|s| gone(&t.db, s.id))).await;
+    cleaner.stop().await;
+}
+
 async fn events(db: &Db, id: Uuid) -> Vec<StoreEvent> {
     db.list_events(id, None, 1000).await.expect("events")
 }
@@ -470,6 +483,7 @@ async fn crashes_at_phase_boundaries_and_mid_phase_still_converge() {
     each_backend(|t: TestDb| async move {
         let catalog = Arc::new(Catalog::builtin().unwrap());
         let owner = user(&t.db, 20).await;
+        let mut stores = Vec::new();
         // Kill points: after the n-th event of the store's log (1 = `created`, so 2 is right
         // after the namespace phase), and a mid-phase point by time.
         for (round, kill_after_events) in [2usize, 3, 4, 5, 6].into_iter().enumerate() {
@@ -516,6 +530,7 @@ async fn crashes_at_phase_boundaries_and_mid_phase_still_converge() {
             );
             told_once(&events(&t.db, store.id).await, &store.engine);
             replica.stop().await;
+            stores.push(store);
         }
         // Mid-phase: crash while the data phase waits for MySQL.
         let name = format!("crash-mid-{}", &Uuid::new_v4().simple().to_string()[..5]);
@@ -541,6 +556,8 @@ async fn crashes_at_phase_boundaries_and_mid_phase_still_converge() {
         assert!(done.lease_owner.is_none());
         told_once(&events(&t.db, store.id).await, &store.engine);
         replica.stop().await;
+        stores.push(store);
+        delete_all(&t, &catalog, &stores, "cleaner-c").await;
     })
     .await;
 }
@@ -644,16 +661,7 @@ async fn two_replicas_on_postgres_never_work_one_store_at_once() {
     eprintln!("stores per replica: {by_replica:?}");
     ra.stop().await;
     rb.stop().await;
-    for s in &stores {
-        t.db.request_delete(s.id).await.unwrap();
-    }
-    let (cleaner, waker) =
-        Replica::start(&t.db, catalog.clone(), vault(), settings("cleaner")).await;
-    for s in &stores {
-        waker.wake(s.id).await;
-    }
-    join_all(stores.iter().map(|s| gone(&t.db, s.id))).await;
-    cleaner.stop().await;
+    delete_all(&t, &catalog, &stores, "cleaner").await;
     t.finish().await;
 }
 
@@ -769,15 +777,7 @@ async fn drift_is_repaired_and_unchanged_stores_are_not_written() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         replica.stop().await;
-
-        let (cleaner, waker) =
-            Replica::start(&t.db, catalog.clone(), vault(), settings("cleaner-d")).await;
-        for s in &stores {
-            t.db.request_delete(s.id).await.unwrap();
-            waker.wake(s.id).await;
-        }
-        join_all(stores.iter().map(|s| gone(&t.db, s.id))).await;
-        cleaner.stop().await;
+        delete_all(&t, &catalog, &stores, "cleaner-d").await;
         t.finish().await;
     })
     .await;
