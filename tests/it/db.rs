@@ -55,16 +55,33 @@ fn secs(s: i64) -> TimeDelta {
 #[tokio::test]
 async fn migrations_apply_on_an_empty_database_and_then_do_nothing() {
     each_empty_backend(|t: TestDb| async move {
+        let all = vec![
+            "m20250601_000001_initial".to_owned(),
+            "m20261127_000001_store_host".to_owned(),
+        ];
+        // A read-only command refuses a database behind this binary's schema, names
+        // what is missing, and migrates nothing itself.
+        for _ in 0..2 {
+            let Some(e) = Db::open_existing(&t.url).await.err() else {
+                panic!("an unmigrated database opened for reading");
+            };
+            let DbError::SchemaBehind { pending, .. } = &e else {
+                panic!("expected SchemaBehind, got: {e}");
+            };
+            assert_eq!(pending, &all);
+            let text = e.to_string();
+            assert!(
+                text.contains("2 migration(s) not applied") && text.contains("storeplane migrate"),
+                "{text}"
+            );
+        }
         let applied = t.migrate().await.unwrap();
-        assert_eq!(
-            applied,
-            vec![
-                "m20250601_000001_initial".to_owned(),
-                "m20261127_000001_store_host".to_owned()
-            ]
-        );
+        assert_eq!(applied, all, "open_existing applied none of them");
         let again = t.migrate().await.unwrap();
         assert!(again.is_empty(), "second run applied {again:?}");
+        Db::open_existing(&t.url)
+            .await
+            .expect("a migrated database opens for reading");
         // The schema is usable.
         let u = user(&t, "a@example.com", 1).await;
         store(&t, &u, "shop").await;

@@ -1281,6 +1281,21 @@ async fn orphaned_namespaces_are_reported_and_never_deleted() {
     }
     // A few more audits.
     tokio::time::sleep(Duration::from_millis(2500)).await;
+    // An audit that cannot read the stores fails and is counted, and the orchestrator
+    // keeps running and keeps auditing (the counter goes on rising).
+    assert_eq!(replica.metrics.orphan_audit_failures.get(), 0);
+    empty
+        .raw("DROP TABLE store_events; DROP TABLE stores")
+        .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while replica.metrics.orphan_audit_failures.get() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "failed audits were not counted: {}",
+            replica.metrics.orphan_audit_failures.get()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     replica.stop().await;
     for name in [&store.namespace, &lost, &bad, &moved] {
         let ns = namespaces.get(name).await.expect("still there");
