@@ -3,6 +3,7 @@
 //! functions from watches.
 
 use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::DynamicObject;
 use serde_json::Value;
 
@@ -166,6 +167,28 @@ pub fn assess(kind: &str, obj: Option<&DynamicObject>) -> Readiness {
         }
         _ => Readiness::Ready,
     }
+}
+
+/// The StorageClass a claim that is still `Pending` names, if any: whether such a claim
+/// may be left for its consumer depends on the class's binding mode
+/// ([`binds_on_first_consumer`]).
+pub fn pending_claim_class(obj: &DynamicObject) -> Option<&str> {
+    let status = obj.data.get("status").unwrap_or(&Value::Null);
+    if str_at(status, "phase").is_some_and(|p| p != "Pending") {
+        return None;
+    }
+    obj.data
+        .get("spec")
+        .and_then(|s| str_at(s, "storageClassName"))
+        .filter(|c| !c.is_empty())
+}
+
+/// Whether a StorageClass binds its claims only once a pod that uses them is scheduled
+/// (`volumeBindingMode: WaitForFirstConsumer`: k3s's `local-path`, kind's `standard`,
+/// most cloud CSI classes). Such a claim stays `Pending` until the workload of a later
+/// phase is scheduled, so it counts as ready; the workload's readiness covers binding.
+pub fn binds_on_first_consumer(class: &StorageClass) -> bool {
+    class.volume_binding_mode.as_deref() == Some("WaitForFirstConsumer")
 }
 
 /// Container states that will not resolve by waiting.

@@ -2,19 +2,23 @@
 //! pods and warning events watched alongside to explain a failure), and a namespace
 //! until it is gone. No sleeps: every state change arrives on a watch.
 
-use super::readiness::{Readiness, assess, event_problem, needs_wait, pod_owner, pod_problem};
+use super::readiness::{
+    Readiness, assess, binds_on_first_consumer, event_problem, needs_wait, pending_claim_class,
+    pod_owner, pod_problem,
+};
 use super::{Applier, ApplyError, Desired, ObjectKey, Teardown};
 use crate::domain::Phase;
 use crate::telemetry::error_chain;
 use futures::stream::{BoxStream, SelectAll};
 use futures::{StreamExt, stream};
 use k8s_openapi::api::core::v1::{Event, Namespace, Pod};
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{
     Api, DeleteParams, DynamicObject, GroupVersionKind, ListParams, PropagationPolicy,
 };
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 enum Update {
@@ -105,6 +109,8 @@ pub(super) async fn wait_ready(
 
     let mut last_watch_error: Option<String> = None;
     let mut observed_any = false;
+    // StorageClass name → binds on first consumer; a class's binding mode is immutable.
+    let mut late_binding: HashMap<String, bool> = HashMap::new();
     loop {
         if tracked.iter().all(|t| t.readiness.is_ready()) {
             return Ok(());
@@ -120,6 +126,16 @@ pub(super) async fn wait_ready(
                 observed_any = true;
                 let t = &mut tracked[i];
                 t.readiness = assess(&t.key.kind, obj.as_ref().as_ref());
+                if t.key.kind == "PersistentVolumeClaim"
+                    && !t.readiness.is_ready()
+                    && let Some(class) = obj.as_ref().as_ref().and_then(pending_claim_class)
+                {
+                    match class_binds_late(applier, &mut late_binding, class).await {
+                        Ok(true) => t.readiness = Readiness::Ready,
+                        Ok(false) => {}
+                        Err(e) => t.hint = Some(e),
+                    }
+                }
                 if let Readiness::Failed(reason) = &t.readiness {
                     return Err(ApplyError::Failed {
                         object: t.key.clone(),
@@ -235,6 +251,31 @@ pub(super) async fn wait_ready(
         waiting,
         unreachable: !observed_any && last_watch_error.is_some(),
     })
+}
+
+/// Whether StorageClass `name` binds on first consumer, read once per wait. A class
+/// that does not exist (yet) binds nothing: its claims stay pending and say so.
+async fn class_binds_late(
+    applier: &Applier,
+    known: &mut HashMap<String, bool>,
+    name: &str,
+) -> Result<bool, String> {
+    if let Some(late) = known.get(name) {
+        return Ok(*late);
+    }
+    let classes: Api<StorageClass> = Api::all(applier.client.clone());
+    match classes.get_opt(name).await {
+        Ok(Some(class)) => {
+            let late = binds_on_first_consumer(&class);
+            known.insert(name.to_owned(), late);
+            Ok(late)
+        }
+        Ok(None) => Err(format!("StorageClass {name} does not exist")),
+        Err(e) => Err(format!(
+            "cannot read StorageClass {name}: {}",
+            error_chain(&e)
+        )),
+    }
 }
 
 /// A StatefulSet's pods are `<name>-<ordinal>`; a Job's pods `<name>-<suffix>`.

@@ -14,6 +14,8 @@
 //!   `delete` (pruning, replacing a changed Job); plus `watch` for kinds with a readiness
 //!   rule (`watch_object` lists and watches by name). No `get`: nothing reads them by name.
 //! - pods and events: `list`+`watch` (to explain why a phase is not ready).
+//! - storageclasses: `get` (a claim still pending is ready when its class binds on
+//!   first consumer).
 //! - API discovery (`/api`, `/apis/<group>/<version>`): granted to every authenticated
 //!   user by the built-in `system:discovery` binding; nothing here.
 //!
@@ -33,11 +35,12 @@ pub const STORE_OBJECT_VERBS: &[&str] = &["list", "create", "patch", "delete"];
 /// ([`needs_wait`]): waiting watches them.
 pub const WAIT_VERBS: &[&str] = &["watch"];
 
-/// Read-only resources watched to explain a phase that is not ready:
+/// Read-only resources read to judge or explain a phase that is not ready:
 /// `(API group, resource, verbs)`.
 pub const OBSERVED: &[(&str, &str, &[&str])] = &[
     ("", "pods", &["list", "watch"]),
     ("", "events", &["list", "watch"]),
+    ("storage.k8s.io", "storageclasses", &["get"]),
 ];
 
 /// The order verbs are written in, for stable output.
@@ -204,6 +207,7 @@ mod tests {
                 r#""policy" poddisruptionbudgets [list,create,patch,delete]"#,
                 r#""" pods [list,watch]"#,
                 r#""" events [list,watch]"#,
+                r#""storage.k8s.io" storageclasses [get]"#,
             ]
         );
     }

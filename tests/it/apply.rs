@@ -305,6 +305,104 @@ async fn apply_waits_reapplies_nothing_repairs_drift_prunes_and_tears_down() {
     a.teardown(&ns).await.expect("second teardown");
 }
 
+/// A claim of a StorageClass that binds on first consumer (k3s's `local-path`, kind's
+/// `standard`) stays Pending until a pod that uses it is scheduled, in a later phase:
+/// the storage phase must not wait for it, and the store still ends with its claim
+/// bound. A claim of a class that does not exist holds the phase and says why.
+#[tokio::test]
+async fn a_claim_that_binds_on_first_consumer_does_not_hold_the_storage_phase() {
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+    use k8s_openapi::api::storage::v1::StorageClass;
+    let client = kube_client().await;
+    let ns = unique_name("it-late");
+    let id = unique_name("id");
+    let class = unique_name("it-first-consumer");
+    let classes: Api<StorageClass> = Api::all(client.clone());
+    classes
+        .create(
+            &Default::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": class},
+                // testenv's in-tree hostPath provisioner, as its default class, but
+                // binding only once the scheduler has placed a consumer.
+                "provisioner": "kubernetes.io/host-path",
+                "reclaimPolicy": "Delete",
+                "volumeBindingMode": "WaitForFirstConsumer",
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut desired = store(&ns, &id, "4");
+    for d in desired.iter_mut() {
+        match d.gvk.kind.as_str() {
+            "PersistentVolumeClaim" => d.object.data["spec"]["storageClassName"] = json!(class),
+            // The web Deployment (application phase) is the claim's first consumer.
+            "Deployment" => {
+                let pod = &mut d.object.data["spec"]["template"]["spec"];
+                pod["volumes"] =
+                    json!([{"name": "files", "persistentVolumeClaim": {"claimName": "files"}}]);
+                pod["containers"][0]["volumeMounts"] =
+                    json!([{"name": "files", "mountPath": "/files"}]);
+            }
+            _ => {}
+        }
+    }
+    let a = applier(client.clone());
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    a.apply_store(&ns, &id, &desired, &tx)
+        .await
+        .expect("every phase ready, the claim bound by its consumer");
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+    let files = claims.get("files").await.unwrap();
+    assert_eq!(
+        files.status.and_then(|s| s.phase).as_deref(),
+        Some("Bound"),
+        "the claim is bound once the web pod was scheduled"
+    );
+
+    // A claim of a class that does not exist: pending, and the timeout says why.
+    let missing = format!("{class}-missing");
+    let claim = obj(
+        Phase::Storage,
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "orphan-class", "namespace": ns,
+                     "labels": {labels::STORE_ID: id, labels::MANAGED_BY: "storeplane"}},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": missing,
+                 "resources": {"requests": {"storage": "1Gi"}}}}),
+    );
+    let short = Applier::new(
+        client.clone(),
+        ApplySettings {
+            concurrency: 4,
+            phase_timeout: Duration::from_secs(3),
+            teardown_timeout: Duration::from_secs(120),
+        },
+    );
+    let listed = short.inventory(&ns, &id).await.unwrap();
+    short
+        .apply_objects(&ns, &[&claim], &listed)
+        .await
+        .expect("the claim is accepted");
+    let err = short
+        .wait_ready(&ns, Phase::Storage, &[&claim])
+        .await
+        .expect_err("a claim of a missing class is not ready");
+    let text = err.to_string();
+    assert!(
+        // Ours ("StorageClass … does not exist") or the PV controller's warning event,
+        // whichever came last: both name the class.
+        text.contains("PersistentVolumeClaim/orphan-class") && text.contains(&missing),
+        "{text}"
+    );
+
+    delete_namespace_and_wait(&client, &ns, Duration::from_secs(120)).await;
+    classes
+        .delete(&class, &DeleteParams::default())
+        .await
+        .unwrap();
+}
+
 /// An applier whose write fence has closed (its worker's lease ran out) sends no write:
 /// not the store's objects, not a prune, not the namespace's deletion. The same applier
 /// with an open fence writes as usual.

@@ -631,7 +631,8 @@ async fn check_access(admin: &Client, namespace: &str) {
     let store_ns = "some-store-ns";
     let mut wrong = Vec::new();
     for (group, resource, verb) in deploy::grants(&deploy::orchestrator_rules()) {
-        let ns = (resource != "namespaces").then_some(store_ns);
+        let ns =
+            (!matches!(resource.as_str(), "namespaces" | "storageclasses")).then_some(store_ns);
         let access = (group.as_str(), resource.as_str(), "", verb.as_str(), ns);
         if !allowed(admin, namespace, ORCHESTRATOR_SA, access).await {
             wrong.push(format!("denied but listed: {verb} {group}/{resource}"));
