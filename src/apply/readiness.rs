@@ -103,11 +103,14 @@ pub fn assess(kind: &str, obj: Option<&DynamicObject>) -> Readiness {
                     Readiness::Pending(format!("cannot create pods yet: {text}"))
                 };
             }
-            if let Some(c) = condition(status, "Progressing")
+            // A stalled rollout (`ProgressDeadlineExceeded`, 600 s by default, shorter
+            // than a store's provisioning deadline) is only a report: the controller
+            // keeps trying, and a slow image pull still ends ready. Hopeless pod states
+            // fail a phase at once; the phase deadline and retries decide the rest.
+            let stalled = condition(status, "Progressing")
                 .filter(|c| str_at(c, "reason") == Some("ProgressDeadlineExceeded"))
-            {
-                return Readiness::Failed(format!("rollout stalled: {}", condition_text(c)));
-            }
+                .map(|c| format!(" (rollout stalled: {})", condition_text(c)))
+                .unwrap_or_default();
             let want = int_at(spec, "replicas").unwrap_or(1);
             let updated = int_at(status, "updatedReplicas").unwrap_or(0);
             let available = int_at(status, "availableReplicas").unwrap_or(0);
@@ -117,7 +120,7 @@ pub fn assess(kind: &str, obj: Option<&DynamicObject>) -> Readiness {
                 Readiness::Ready
             } else {
                 Readiness::Pending(format!(
-                    "{available}/{want} replicas available, {updated} updated"
+                    "{available}/{want} replicas available, {updated} updated{stalled}"
                 ))
             }
         }
@@ -192,16 +195,40 @@ pub fn binds_on_first_consumer(class: &StorageClass) -> bool {
 }
 
 /// Container states that will not resolve by waiting.
-const HOPELESS_WAITING: &[&str] = &[
-    "InvalidImageName",
-    "ErrImageNeverPull",
+const HOPELESS_WAITING: &[&str] = &["InvalidImageName", "ErrImageNeverPull"];
+
+/// Container states that usually mean the image or its configuration is wrong, but
+/// could be transient (a registry outage; a kubelet whose secret cache has not synced
+/// yet, `failed to sync secret cache`; a container runtime under load, `context
+/// deadline exceeded`); reported, not failed on at once. The phase's deadline and the
+/// store's retries decide.
+const SUSPICIOUS_WAITING: &[&str] = &[
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "CrashLoopBackOff",
     "CreateContainerConfigError",
     "CreateContainerError",
 ];
 
-/// Container states that usually mean the image or its configuration is wrong, but
-/// could be transient (a registry outage); reported, not failed on at once.
-const SUSPICIOUS_WAITING: &[&str] = &["ImagePullBackOff", "ErrImagePull", "CrashLoopBackOff"];
+/// `CreateContainerConfigError` messages no wait can clear: a key missing from a
+/// Secret or ConfigMap (a store's are applied whole, before its workloads), an image
+/// that runs as root or as a named user under `runAsNonRoot`.
+const HOPELESS_CONFIG_ERRORS: &[&str] = &["couldn't find key", "runAsNonRoot"];
+
+/// Whether a container waiting for `reason` with `message` is a problem worth
+/// reporting, and if so whether it is hopeless.
+fn waiting_problem(reason: &str, message: &str) -> Option<bool> {
+    if HOPELESS_WAITING.contains(&reason)
+        || (reason == "CreateContainerConfigError"
+            && HOPELESS_CONFIG_ERRORS.iter().any(|m| message.contains(m)))
+    {
+        Some(true)
+    } else if SUSPICIOUS_WAITING.contains(&reason) {
+        Some(false)
+    } else {
+        None
+    }
+}
 
 /// What is wrong with a pod, if anything: `(hopeless, reason)`.
 pub fn pod_problem(pod: &Pod) -> Option<(bool, String)> {
@@ -215,9 +242,8 @@ pub fn pod_problem(pod: &Pod) -> Option<(bool, String)> {
     for cs in statuses {
         if let Some(waiting) = cs.state.as_ref().and_then(|s| s.waiting.as_ref()) {
             let reason = waiting.reason.as_deref().unwrap_or("");
-            let hopeless = HOPELESS_WAITING.contains(&reason);
-            if hopeless || SUSPICIOUS_WAITING.contains(&reason) {
-                let message = waiting.message.as_deref().unwrap_or("");
+            let message = waiting.message.as_deref().unwrap_or("");
+            if let Some(hopeless) = waiting_problem(reason, message) {
                 return Some((
                     hopeless,
                     format!(
@@ -548,6 +574,71 @@ mod tests {
         assert!(hopeless);
         assert!(reason.contains("InvalidImageName"), "{reason}");
         assert_eq!(pod_owner(&pod), Some(("Deployment".into(), "web".into())));
+    }
+
+    #[test]
+    fn only_container_errors_no_wait_can_clear_are_hopeless() {
+        let waiting = |reason: &str, message: &str| -> Option<bool> {
+            let pod: Pod = serde_json::from_value(json!({
+                "metadata": {"name": "mysql-0"},
+                "status": {"containerStatuses": [{
+                    "name": "mysql", "image": "mysql:8.4", "imageID": "", "ready": false,
+                    "restartCount": 0,
+                    "state": {"waiting": {"reason": reason, "message": message}}}]}
+            }))
+            .unwrap();
+            pod_problem(&pod).map(|(hopeless, _)| hopeless)
+        };
+        let config = "CreateContainerConfigError";
+        for (reason, message, want) in [
+            (
+                config,
+                "couldn't find key root in Secret store-x/db",
+                Some(true),
+            ),
+            (
+                config,
+                "container has runAsNonRoot and image will run as root",
+                Some(true),
+            ),
+            // The kubelet's cache or the runtime catching up: awaited, reported.
+            (
+                config,
+                "failed to sync secret cache: timed out waiting for the condition",
+                Some(false),
+            ),
+            (config, "secret \"db\" not found", Some(false)),
+            (
+                "CreateContainerError",
+                "context deadline exceeded",
+                Some(false),
+            ),
+            ("ErrImagePull", "rpc error: connection refused", Some(false)),
+            ("InvalidImageName", "couldn't parse image name", Some(true)),
+            ("ContainerCreating", "", None),
+        ] {
+            assert_eq!(waiting(reason, message), want, "{reason}: {message}");
+        }
+    }
+
+    #[test]
+    fn a_stalled_rollout_is_reported_and_awaited() {
+        let stalled = obj(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "generation": 1},
+            "spec": {"replicas": 1},
+            "status": {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1,
+                       "conditions": [{"type": "Progressing", "status": "False",
+                                       "reason": "ProgressDeadlineExceeded",
+                                       "message": "ReplicaSet \"web-1\" has timed out progressing."}]}
+        }));
+        match assess("Deployment", Some(&stalled)) {
+            Readiness::Pending(m) => assert!(
+                m.contains("0/1 replicas available") && m.contains("rollout stalled"),
+                "{m}"
+            ),
+            other => panic!("a stalled rollout can still end ready: {other:?}"),
+        }
     }
 
     #[test]
