@@ -137,7 +137,7 @@ impl<E: Endpoint> Endpoint for Edge<E> {
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let ip = client_ip(peer_ip(&req), req.headers(), &config.trusted_proxies);
         req.set_data(BodyLimit(config.max_body_bytes));
-        let method = req.method().clone();
+        let method = method_label(req.method());
         let path = req.uri().path().to_owned();
         let span = tracing::info_span!("request", request_id = %request_id);
 
@@ -218,7 +218,7 @@ impl<E: Endpoint> Endpoint for Edge<E> {
                 .metrics
                 .http_requests
                 .get_or_create(&HttpLabels {
-                    method: method.as_str().to_owned(),
+                    method: method.to_owned(),
                     route: route.clone(),
                     status,
                 })
@@ -304,6 +304,22 @@ fn name_path_params(api: &mut ApiError, template: &str) {
     }
 }
 
+/// The method as metrics and logs name it: one of the standard methods, or `other`.
+/// A client may send any token as a method, and each would otherwise be a new metric
+/// series kept for the life of the process.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 /// The route label of requests no operation answered.
 fn route_of(path: &str) -> &'static str {
     match path {
@@ -357,6 +373,19 @@ fn security_headers(headers: &mut poem::http::HeaderMap, path: &str, hsts: bool)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn any_method_a_client_invents_is_one_label() {
+        for m in ["GET", "POST", "DELETE", "OPTIONS"] {
+            assert_eq!(method_label(&Method::from_bytes(m.as_bytes()).unwrap()), m);
+        }
+        for m in ["FOO000001", "PROPFIND", "BREW"] {
+            assert_eq!(
+                method_label(&Method::from_bytes(m.as_bytes()).unwrap()),
+                "other"
+            );
+        }
+    }
 
     #[test]
     fn request_ids_from_clients_are_kept_only_when_plain() {

@@ -283,6 +283,20 @@ fn is_duration_word(word: &str) -> bool {
 /// conflicts, 429 and 5xx.
 pub fn is_transient_kube(err: &kube::Error) -> bool {
     match err {
+        // A namespace just created that an admission plugin's namespace cache has not
+        // seen yet answers `namespaces "…" not found` for the first objects applied in
+        // it (kubernetes/kubernetes#135352, fixed in 1.35 and backported to 1.32–1.34
+        // patch releases); the next apply finds it.
+        kube::Error::Api(status)
+            if status.code == 404
+                && (status
+                    .details
+                    .as_ref()
+                    .is_some_and(|d| d.kind == "namespaces")
+                    || status.message.starts_with("namespaces \"")) =>
+        {
+            true
+        }
         kube::Error::Api(status) => matches!(status.code, 409 | 429) || status.code >= 500,
         kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::HttpError(_) => true,
         _ => false,
@@ -1246,5 +1260,18 @@ mod tests {
         assert!(is_transient_kube(&api(409)));
         assert!(!is_transient_kube(&api(422)));
         assert!(!is_transient_kube(&api(403)));
+        assert!(!is_transient_kube(&api(404)));
+        let missing_namespace = kube::Error::Api(
+            kube::core::Status {
+                status: None,
+                message: "namespaces \"store-shop-1a2b3c4d\" not found".into(),
+                reason: "NotFound".into(),
+                details: None,
+                code: 404,
+                metadata: None,
+            }
+            .boxed(),
+        );
+        assert!(is_transient_kube(&missing_namespace));
     }
 }

@@ -1267,10 +1267,10 @@ fn catalog_load_refuses_a_folder_blueprint_with_lint_findings() {
     let (_clean, settings) = blueprints_dir(
         "medusa",
         "blueprint.yaml",
-        replace_once("version: 1.0.0", "version: 1.0.1"),
+        replace_once("version: 1.0.1", "version: 1.0.2"),
     );
     let catalog = Catalog::load(&settings).unwrap();
-    assert_eq!(catalog.get("medusa").unwrap().version, "1.0.1");
+    assert_eq!(catalog.get("medusa").unwrap().version, "1.0.2");
 
     // A quota too small for the store's pods is a lint finding but no danger: the
     // blueprint loads (with a warning) and its stores fail at admission with the reason.
