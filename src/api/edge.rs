@@ -5,6 +5,11 @@
 //! security headers like helmet's, Prometheus counters by route template, and one
 //! access log line per request (method, route, status, duration, client IP; the
 //! request id comes from the span) — never headers, bodies or tokens.
+//!
+//! In two halves with the CORS layer between them ([`edge`]): [`Edge`] outside (request
+//! id, client IP, security headers, metrics, log) and [`Guarded`] inside (limits and
+//! problem answers), because CORS turns an error from within into a bare text answer
+//! of its own, and adds its headers only to what passes through it.
 
 use super::limits::{Limits, RATELIMIT, RATELIMIT_POLICY, Verdict, quota_key};
 use super::problem::{ApiError, to_api_error};
@@ -61,18 +66,45 @@ pub struct EdgeConfig {
     pub methods: Vec<(String, String)>,
 }
 
+/// The outer half: request id, client IP, security headers, metrics and the access
+/// log, for every answer — including those of a layer between the halves (CORS).
 pub struct Edge<E> {
     inner: E,
     config: Arc<EdgeConfig>,
 }
 
-impl<E> Edge<E> {
-    pub fn new(inner: E, config: EdgeConfig) -> Self {
-        Edge {
-            inner,
-            config: Arc::new(config),
-        }
+/// The inner half, right around the routes: size and rate limits, and every error
+/// turned into a problem+json answer. Inside the CORS layer, so that CORS headers reach
+/// refusals and problems too (CORS turns an error into a bare text answer itself).
+pub struct Guarded<E> {
+    inner: E,
+    config: Arc<EdgeConfig>,
+}
+
+impl<E> Edge<Guarded<E>> {
+    /// Both halves around `routes`, with nothing between them.
+    pub fn new(routes: E, config: EdgeConfig) -> Self {
+        edge(routes, config, |guarded| guarded)
     }
+}
+
+/// Both halves around `routes`, with `middle` (CORS) between them.
+pub fn edge<E, M>(routes: E, config: EdgeConfig, middle: impl FnOnce(Guarded<E>) -> M) -> Edge<M> {
+    let config = Arc::new(config);
+    Edge {
+        inner: middle(Guarded {
+            inner: routes,
+            config: config.clone(),
+        }),
+        config,
+    }
+}
+
+/// What the outer half learnt about a request, for the inner half.
+#[derive(Clone)]
+struct RequestFacts {
+    request_id: Arc<str>,
+    ip: IpAddr,
 }
 
 fn usable_request_id(v: &str) -> bool {
@@ -130,59 +162,33 @@ impl<E: Endpoint> Endpoint for Edge<E> {
     async fn call(&self, mut req: Request) -> poem::Result<Response> {
         let started = Instant::now();
         let config = self.config.clone();
-        let request_id = req
+        let request_id: Arc<str> = req
             .header(X_REQUEST_ID)
             .filter(|v| usable_request_id(v))
-            .map(str::to_owned)
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            .map(Arc::from)
+            .unwrap_or_else(|| Arc::from(uuid::Uuid::new_v4().to_string()));
         let ip = client_ip(peer_ip(&req), req.headers(), &config.trusted_proxies);
         req.set_data(BodyLimit(config.max_body_bytes));
+        req.set_data(RequestFacts {
+            request_id: request_id.clone(),
+            ip,
+        });
         let method = method_label(req.method());
         let path = req.uri().path().to_owned();
         let span = tracing::info_span!("request", request_id = %request_id);
 
         async move {
-            let mut verdicts: Vec<Verdict> = Vec::new();
-            let result = self.guard(&req, ip, &mut verdicts);
-            let result = match result {
-                Ok(()) => self.inner.call(req).await.map(IntoResponse::into_response),
-                Err(e) => {
-                    if e.status == StatusCode::PAYLOAD_TOO_LARGE {
-                        super::body::drain(req.take_body().into_async_read()).await;
-                    }
-                    Err(poem::Error::from(e))
-                }
-            };
-            let (mut resp, operation) = match result {
+            // Errors reach here only from a layer between the halves (a CORS refusal);
+            // the inner half answers every other one itself.
+            let (mut resp, operation) = match self.inner.call(req).await {
                 Ok(resp) => {
+                    let resp = resp.into_response();
                     let op = resp.data::<OperationId>().map(|o| o.0);
                     (resp, op)
                 }
                 Err(err) => {
                     let op = err.data::<OperationId>().map(|o| o.0);
-                    let mut api = to_api_error(&err);
-                    if let Some(template) = op.and_then(|o| config.routes.get(o)) {
-                        name_path_params(&mut api, template);
-                    }
-                    if api.status == StatusCode::METHOD_NOT_ALLOWED
-                        && !api.headers.iter().any(|(n, _)| n == header::ALLOW)
-                        && let Some((_, allow)) = config
-                            .methods
-                            .iter()
-                            .find(|(t, _)| super::spec::matches_template(t, &path))
-                    {
-                        api = api.with_header(header::ALLOW, allow);
-                    }
-                    if api.status.is_server_error() {
-                        tracing::error!(
-                            status = api.status.as_u16(),
-                            cause = api.internal.as_deref().unwrap_or("unknown"),
-                            "request failed"
-                        );
-                    } else if let Some(cause) = &api.internal {
-                        tracing::warn!(status = api.status.as_u16(), cause = %cause, "request refused");
-                    }
-                    (api.render(Some(&path), Some(&request_id)), op)
+                    (problem_response(&config, err, &path, &request_id), op)
                 }
             };
             let route = match operation {
@@ -194,17 +200,6 @@ impl<E: Endpoint> Endpoint for Edge<E> {
                 None => route_of(&path).to_owned(),
             };
             let headers = resp.headers_mut();
-            if !verdicts.is_empty() && !headers.contains_key(RATELIMIT) {
-                let policy: Vec<String> = verdicts.iter().map(Verdict::policy_item).collect();
-                let state: Vec<String> = verdicts.iter().map(Verdict::state_item).collect();
-                if let (Ok(p), Ok(s)) = (
-                    HeaderValue::from_str(&policy.join(", ")),
-                    HeaderValue::from_str(&state.join(", ")),
-                ) {
-                    headers.insert(RATELIMIT_POLICY, p);
-                    headers.insert(RATELIMIT, s);
-                }
-            }
             security_headers(headers, &path, config.hsts);
             if let Ok(v) = HeaderValue::from_str(&request_id) {
                 headers.insert(X_REQUEST_ID, v);
@@ -242,7 +237,88 @@ impl<E: Endpoint> Endpoint for Edge<E> {
     }
 }
 
-impl<E> Edge<E> {
+impl<E: Endpoint> Endpoint for Guarded<E> {
+    type Output = Response;
+
+    async fn call(&self, mut req: Request) -> poem::Result<Response> {
+        let config = &self.config;
+        let RequestFacts { request_id, ip } =
+            req.data::<RequestFacts>()
+                .cloned()
+                .unwrap_or_else(|| RequestFacts {
+                    request_id: Arc::from(uuid::Uuid::new_v4().to_string()),
+                    ip: peer_ip(&req),
+                });
+        let path = req.uri().path().to_owned();
+        let mut verdicts: Vec<Verdict> = Vec::new();
+        let result = match self.guard(&req, ip, &mut verdicts) {
+            Ok(()) => self.inner.call(req).await.map(IntoResponse::into_response),
+            Err(e) => {
+                if e.status == StatusCode::PAYLOAD_TOO_LARGE {
+                    super::body::drain(req.take_body().into_async_read()).await;
+                }
+                Err(poem::Error::from(e))
+            }
+        };
+        let mut resp = match result {
+            Ok(resp) => resp,
+            Err(err) => problem_response(config, err, &path, &request_id),
+        };
+        let headers = resp.headers_mut();
+        if !verdicts.is_empty() && !headers.contains_key(RATELIMIT) {
+            let policy: Vec<String> = verdicts.iter().map(Verdict::policy_item).collect();
+            let state: Vec<String> = verdicts.iter().map(Verdict::state_item).collect();
+            if let (Ok(p), Ok(s)) = (
+                HeaderValue::from_str(&policy.join(", ")),
+                HeaderValue::from_str(&state.join(", ")),
+            ) {
+                headers.insert(RATELIMIT_POLICY, p);
+                headers.insert(RATELIMIT, s);
+            }
+        }
+        Ok(resp)
+    }
+}
+
+/// An error as a problem+json answer: path parameters by their names, `Allow` on 405,
+/// a 5xx's cause logged (never sent), the operation kept for the route label.
+fn problem_response(
+    config: &EdgeConfig,
+    err: poem::Error,
+    path: &str,
+    request_id: &str,
+) -> Response {
+    let op = err.data::<OperationId>().copied();
+    let mut api = to_api_error(&err);
+    if let Some(template) = op.and_then(|o| config.routes.get(o.0)) {
+        name_path_params(&mut api, template);
+    }
+    if api.status == StatusCode::METHOD_NOT_ALLOWED
+        && !api.headers.iter().any(|(n, _)| n == header::ALLOW)
+        && let Some((_, allow)) = config
+            .methods
+            .iter()
+            .find(|(t, _)| super::spec::matches_template(t, path))
+    {
+        api = api.with_header(header::ALLOW, allow);
+    }
+    if api.status.is_server_error() {
+        tracing::error!(
+            status = api.status.as_u16(),
+            cause = api.internal.as_deref().unwrap_or("unknown"),
+            "request failed"
+        );
+    } else if let Some(cause) = &api.internal {
+        tracing::warn!(status = api.status.as_u16(), cause = %cause, "request refused");
+    }
+    let mut resp = api.render(Some(path), Some(request_id));
+    if let Some(op) = op {
+        resp.set_data(op);
+    }
+    resp
+}
+
+impl<E> Guarded<E> {
     /// Size and rate checks before the request reaches a route.
     fn guard(
         &self,

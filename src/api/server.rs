@@ -7,7 +7,7 @@
 //!
 //! Starts and stops things; request handling lives in the other modules.
 
-use super::edge::{Edge, EdgeConfig};
+use super::edge::{Edge, EdgeConfig, Guarded, edge};
 use super::problem::ApiError;
 use super::spec;
 use super::state::AppState;
@@ -168,48 +168,52 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint<Output = Response> + 'static {
         .map(|o| o.trim().trim_end_matches('/').to_owned())
         .filter(|o| !o.is_empty())
         .collect();
-    let inner: BoxEndpoint<'static, Response> = if origins.is_empty() {
-        // No origin is allowed: a browser request from another origin is refused as
-        // the CORS layer refuses one not on its list (which, empty, would allow all).
-        router
-            .before(|mut req: Request| async move {
-                forget_same_origin(&mut req);
-                if req.headers().contains_key(header::ORIGIN) {
-                    return Err(poem::error::CorsError::OriginNotAllowed.into());
-                }
-                Ok(req)
-            })
-            .map_to_response()
-            .boxed()
-    } else {
-        router
-            .with(
-                Cors::new()
-                    .allow_origins(origins)
-                    .allow_methods([Method::GET, Method::POST, Method::DELETE])
-                    .allow_headers([
-                        "authorization",
-                        "content-type",
-                        "last-event-id",
-                        "x-request-id",
-                    ])
-                    .expose_headers([
-                        "location",
-                        "x-request-id",
-                        "retry-after",
-                        "ratelimit",
-                        "ratelimit-policy",
-                    ])
-                    .max_age(600),
-            )
-            .before(|mut req: Request| async move {
-                forget_same_origin(&mut req);
-                Ok(req)
-            })
-            .map_to_response()
-            .boxed()
+    // CORS sits between the edge's halves: inside the request id, log and metrics,
+    // outside the limits and the problem answers, so that its headers reach those.
+    let cors = move |routes: Guarded<_>| -> BoxEndpoint<'static, Response> {
+        if origins.is_empty() {
+            // No origin is allowed: a browser request from another origin is refused as
+            // the CORS layer refuses one not on its list (which, empty, would allow all).
+            routes
+                .before(|mut req: Request| async move {
+                    forget_same_origin(&mut req);
+                    if req.headers().contains_key(header::ORIGIN) {
+                        return Err(poem::error::CorsError::OriginNotAllowed.into());
+                    }
+                    Ok(req)
+                })
+                .map_to_response()
+                .boxed()
+        } else {
+            routes
+                .with(
+                    Cors::new()
+                        .allow_origins(origins)
+                        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+                        .allow_headers([
+                            "authorization",
+                            "content-type",
+                            "last-event-id",
+                            "x-request-id",
+                        ])
+                        .expose_headers([
+                            "location",
+                            "x-request-id",
+                            "retry-after",
+                            "ratelimit",
+                            "ratelimit-policy",
+                        ])
+                        .max_age(600),
+                )
+                .before(|mut req: Request| async move {
+                    forget_same_origin(&mut req);
+                    Ok(req)
+                })
+                .map_to_response()
+                .boxed()
+        }
     };
-    Edge::new(inner, edge_config(Some(state.clone())))
+    edge(router, edge_config(Some(state.clone())), cors)
 }
 
 /// Browsers send `Origin` on their own same-origin POSTs and DELETEs too; the CORS
@@ -552,7 +556,10 @@ impl Endpoint for Probes {
 }
 
 /// The probes behind the edge (security headers, request ids, access log; no limits).
-fn probe_endpoint(probes: Probes, api: &ApiSettings) -> Edge<BoxEndpoint<'static, Response>> {
+fn probe_endpoint(
+    probes: Probes,
+    api: &ApiSettings,
+) -> Edge<Guarded<BoxEndpoint<'static, Response>>> {
     let metrics = probes.metrics.clone();
     Edge::new(
         probes.boxed(),

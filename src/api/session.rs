@@ -111,10 +111,22 @@ impl SessionApi {
         };
         let (token, hash) = crate::auth::generate_token();
         let expires_at = crate::db::plus(crate::db::now(), state.settings.token_ttl);
-        state
+        // Only if the password checked is still the account's: a reset that happened
+        // while this check queued revoked every token, and this one must not outlive it.
+        let issued = state
             .db
-            .insert_token(user.id, &hash, "login", Some(expires_at))
+            .insert_token_for_password(
+                user.id,
+                &user.password_hash,
+                &hash,
+                "login",
+                Some(expires_at),
+            )
             .await?;
+        if issued.is_none() {
+            tracing::info!(user_id = %user.id, "login refused: the password changed during the check");
+            return Err(ApiError::unauthorized("wrong email or password").into());
+        }
         tracing::info!(user_id = %user.id, "signed in");
         Ok(LoginResponse::Ok(Json(Session {
             token,

@@ -100,6 +100,56 @@ impl Db {
         Ok(row.into())
     }
 
+    /// Issues a token to an account whose password was just checked against
+    /// `password_hash`, unless that password has changed (or the account gone) since it
+    /// was read: a password reset revokes every token, and a sign-in whose check began
+    /// before the reset must not mint one after it. `None`: changed or gone.
+    ///
+    /// One transaction, opened by a no-op write on the account row matching the hash
+    /// checked: it waits for a reset under way (a row lock on PostgreSQL, the write lock
+    /// on SQLite) and matches nothing after one, and a reset that comes after it waits
+    /// for this token and revokes it too.
+    pub async fn insert_token_for_password(
+        &self,
+        user_id: Uuid,
+        password_hash: &str,
+        token_hash: &str,
+        name: &str,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<Option<ApiToken>, DbError> {
+        let txn = self.begin().await?;
+        let result = async {
+            let unchanged = users::Entity::update_many()
+                .col_expr(
+                    users::Column::PasswordHash,
+                    Expr::col(users::Column::PasswordHash).into(),
+                )
+                .filter(users::Column::Id.eq(user_id))
+                .filter(users::Column::PasswordHash.eq(password_hash))
+                .exec(&txn)
+                .await
+                .map_err(self.e())?
+                .rows_affected
+                == 1;
+            if !unchanged {
+                return Ok(None);
+            }
+            let model = api_tokens::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                user_id: Set(user_id),
+                token_hash: Set(token_hash.to_owned()),
+                name: Set(name.to_owned()),
+                created_at: Set(now()),
+                last_used_at: Set(None),
+                expires_at: Set(expires_at.map(at)),
+            };
+            let row = model.insert(&txn).await.map_err(self.e())?;
+            Ok(Some(row.into()))
+        }
+        .await;
+        self.finish(txn, result).await
+    }
+
     /// The account a token belongs to, unless the token is unknown or expired at `now`.
     /// Records the use in `last_used_at`, at most once a minute.
     pub async fn user_for_token(

@@ -1051,6 +1051,8 @@ async fn cors_follows_the_allow_list() {
             &db,
             ApiSettings {
                 cors_origins: vec!["https://app.example".into()],
+                // Room for this test's requests, then 429s.
+                rate_limit: "12/15m".parse().unwrap(),
                 ..TestServer::settings()
             },
         )
@@ -1108,6 +1110,48 @@ async fn cors_follows_the_allow_list() {
             .send(create_from("http://evil.example", "cross-origin"))
             .await;
         r.problem(403);
+
+        // Refusals and problems answered to an allowed origin are the same problems
+        // (type, request id, named parameters, `Allow`) and carry the CORS headers, so
+        // that the browser lets the page read them.
+        let from_app = |method: Method, path: &str, token: Option<&str>| {
+            ts.request(method, path, token)
+                .header("origin", "https://app.example")
+        };
+        let cors = |r: &crate::support::server::Resp| {
+            assert_eq!(
+                r.header("access-control-allow-origin"),
+                Some("https://app.example"),
+                "{r:?}"
+            );
+        };
+        let r = ts.send(from_app(Method::GET, "/api/me", None)).await;
+        r.problem(401);
+        cors(&r);
+        let r = ts
+            .send(from_app(Method::GET, "/api/stores/xyz", Some(&alice.token)))
+            .await;
+        r.problem(400);
+        assert_eq!(r.fields(), ["id"], "{}", r.text);
+        cors(&r);
+        let r = ts
+            .send(from_app(Method::PUT, "/api/stores", Some(&alice.token)))
+            .await;
+        r.problem(405);
+        assert!(r.header("allow").is_some(), "{r:?}");
+        cors(&r);
+        let limited = loop {
+            let r = ts
+                .send(from_app(Method::GET, "/api/me", Some(&alice.token)))
+                .await;
+            if r.status == 429 {
+                break r;
+            }
+            assert_eq!(r.status, 200, "{r:?}");
+        };
+        limited.problem(429);
+        assert!(limited.header("retry-after").is_some(), "{limited:?}");
+        cors(&limited);
         ts.stop().await;
     })
     .await;

@@ -1147,6 +1147,60 @@ async fn tokens_authenticate_until_they_expire() {
     .await;
 }
 
+/// A sign-in whose password check began before a reset gets no token after it: the
+/// token is issued only while the hash it checked is still the account's.
+#[tokio::test]
+async fn a_token_is_issued_only_for_the_password_that_was_checked() {
+    each_backend(|t: TestDb| async move {
+        let a = user(&t, "a@example.com", 10).await;
+        let now = t0();
+        let (_, before) = storeplane::auth::generate_token();
+        let issued = t
+            .insert_token_for_password(a.id, &a.password_hash, &before, "login", None)
+            .await
+            .unwrap();
+        assert!(issued.is_some());
+        assert!(t.user_for_token(&before, now).await.unwrap().is_some());
+
+        let reset = "$argon2id$v=19$m=19456,t=2,p=1$bmV3c2FsdA$bmV3aGFzaA".to_owned();
+        let up = t
+            .update_user(
+                a.id,
+                UserUpdate {
+                    password_hash: Some(reset.clone()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(up.tokens_revoked, 1);
+        // The check that read the old hash finishes now.
+        let (_, late) = storeplane::auth::generate_token();
+        let refused = t
+            .insert_token_for_password(a.id, &a.password_hash, &late, "login", None)
+            .await
+            .unwrap();
+        assert!(refused.is_none(), "a token minted for the old password");
+        assert!(t.user_for_token(&late, now).await.unwrap().is_none());
+        // The new password's sign-in gets one; a deleted-or-unknown account none.
+        let (_, fresh) = storeplane::auth::generate_token();
+        assert!(
+            t.insert_token_for_password(a.id, &reset, &fresh, "login", None)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        let (_, nobody) = storeplane::auth::generate_token();
+        assert!(
+            t.insert_token_for_password(Uuid::now_v7(), &reset, &nobody, "login", None)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn accounts_change_role_limit_and_password_and_a_new_password_signs_them_out() {
     each_backend(|t: TestDb| async move {
