@@ -1045,7 +1045,7 @@ fn our_entry(meta: &ObjectMeta) -> Option<&ManagedFieldsEntry> {
     })
 }
 
-fn applied_at(meta: &ObjectMeta) -> Option<Time> {
+pub(super) fn applied_at(meta: &ObjectMeta) -> Option<Time> {
     our_entry(meta).and_then(|m| m.time.clone())
 }
 
@@ -1061,6 +1061,11 @@ fn changed_by_apply(before: &Seen, after: &Seen) -> bool {
     before.resource_version != after.resource_version && before.applied_at != after.applied_at
 }
 
+/// The longest wait for an answer to one request: longer than kube's watcher waits on
+/// a quiet watch before it reconnects by itself (290 s + 5 s), so a watch is never cut
+/// by this.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(300);
+
 fn gvk_text(gvk: &GroupVersionKind) -> String {
     if gvk.group.is_empty() {
         format!("{}/{}", gvk.version, gvk.kind)
@@ -1070,10 +1075,23 @@ fn gvk_text(gvk: &GroupVersionKind) -> String {
 }
 
 /// Connects to the cluster named by `KUBECONFIG` (or `~/.kube/config`, or the
-/// in-cluster service account). The client retries 429, 503 and 504 answers itself,
-/// honouring the API server's `Retry-After`.
+/// in-cluster service account).
+///
+/// Two of kube's defaults are changed. No request waits for an answer longer than
+/// [`READ_TIMEOUT`] (kube's default is no limit, and a request the API server or a
+/// load balancer accepts but never answers would hold its store and its worker for
+/// good). And the client does not retry 429, 503 and 504 answers itself: its retries
+/// back off for minutes (up to 15, honouring `Retry-After`), so a write could go out
+/// long after the [`WriteFence`] check that let it — after the lease that allowed it
+/// ran out. The orchestrator retries those answers itself, with backoff, under a
+/// fresh fence check.
 pub async fn connect() -> Result<Client, ConnectError> {
-    let config = kube::Config::infer().await.map_err(ConnectError::Config)?;
+    let mut config = kube::Config::infer().await.map_err(ConnectError::Config)?;
+    config.read_timeout = Some(READ_TIMEOUT);
+    // Counted from when the request is sent, not from when its pooled connection
+    // went idle.
+    config.reset_reader_on_write = true;
+    config.default_retry = false;
     let url = config.cluster_url.to_string();
     Client::try_from(config).map_err(|source| ConnectError::Client { url, source })
 }

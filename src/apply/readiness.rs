@@ -4,6 +4,7 @@
 
 use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::DynamicObject;
 use serde_json::Value;
 
@@ -296,6 +297,19 @@ pub fn pod_owner(pod: &Pod) -> Option<(String, String)> {
             Some(("Deployment".into(), deployment.to_owned()))
         }
         kind => Some((kind.to_owned(), owner.name.clone())),
+    }
+}
+
+/// Whether a pod of a Deployment predates the Deployment's last change by Storeplane
+/// (`applied_at`, its managed-fields time): a pod of an earlier template, which the
+/// rollout of the current one replaces. Its state explains, but cannot fail, the wait:
+/// a Deployment of one replica keeps its broken old pod until the new one is
+/// available, and the change may be what fixes it. Both times are the API server's,
+/// to the second; a pod created in the second of the change counts as current.
+pub fn pod_predates(pod: &Pod, applied_at: Option<&Time>) -> bool {
+    match (pod.metadata.creation_timestamp.as_ref(), applied_at) {
+        (Some(created), Some(changed)) => created.0 < changed.0,
+        _ => false,
     }
 }
 
@@ -619,6 +633,34 @@ mod tests {
         ] {
             assert_eq!(waiting(reason, message), want, "{reason}: {message}");
         }
+    }
+
+    #[test]
+    fn a_pod_of_an_earlier_template_cannot_fail_the_rollout_that_replaces_it() {
+        let pod = |created: Option<&str>| -> Pod {
+            serde_json::from_value(json!({"metadata": {
+                "name": "web-5d8f7-abcde", "creationTimestamp": created}}))
+            .unwrap()
+        };
+        let at = |t: &str| -> Time { serde_json::from_value(json!(t)).unwrap() };
+        let changed = at("2026-11-28T05:00:10Z");
+        // Created before the change Storeplane applied: the old template's.
+        assert!(pod_predates(
+            &pod(Some("2026-11-28T04:59:00Z")),
+            Some(&changed)
+        ));
+        // In the same second or after: the current template's, decisive.
+        assert!(!pod_predates(
+            &pod(Some("2026-11-28T05:00:10Z")),
+            Some(&changed)
+        ));
+        assert!(!pod_predates(
+            &pod(Some("2026-11-28T05:01:00Z")),
+            Some(&changed)
+        ));
+        // Unknown either way: decisive, as before.
+        assert!(!pod_predates(&pod(None), Some(&changed)));
+        assert!(!pod_predates(&pod(Some("2026-11-28T04:59:00Z")), None));
     }
 
     #[test]

@@ -4,15 +4,16 @@
 
 use super::readiness::{
     Readiness, assess, binds_on_first_consumer, event_problem, needs_wait, pending_claim_class,
-    pod_owner, pod_problem,
+    pod_owner, pod_predates, pod_problem,
 };
-use super::{Applier, ApplyError, Desired, ObjectKey, Teardown};
+use super::{Applier, ApplyError, Desired, ObjectKey, Teardown, applied_at};
 use crate::domain::Phase;
 use crate::telemetry::error_chain;
 use futures::stream::{BoxStream, SelectAll};
 use futures::{StreamExt, stream};
 use k8s_openapi::api::core::v1::{Event, Namespace, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{
     Api, DeleteParams, DynamicObject, GroupVersionKind, ListParams, PropagationPolicy,
 };
@@ -39,6 +40,14 @@ struct Tracked {
     /// Hopeless events about an object of this name with this uid, seen before the
     /// object itself: they fail the wait if the uid turns out to be this object's.
     early: Vec<(String, String)>,
+    /// When Storeplane last changed the object (its managed-fields time), once seen:
+    /// a Deployment's pods created before are of an earlier template.
+    applied_at: Option<Time>,
+    /// Whether the object has been seen (present or absent) by its watch.
+    seen: bool,
+    /// Hopeless pods of this Deployment seen before the object: they fail the wait
+    /// if they turn out to be of its current template.
+    early_pods: Vec<(Box<Pod>, String)>,
 }
 
 pub(super) async fn wait_ready(
@@ -62,6 +71,9 @@ pub(super) async fn wait_ready(
             hint: None,
             uid: None,
             early: Vec::new(),
+            applied_at: None,
+            seen: false,
+            early_pods: Vec::new(),
         });
         let (api, _) = applier.api_for(&d.gvk, namespace).await?;
         streams.push(
@@ -125,6 +137,7 @@ pub(super) async fn wait_ready(
             Update::Object(i, obj) => {
                 observed_any = true;
                 let t = &mut tracked[i];
+                t.seen = true;
                 t.readiness = assess(&t.key.kind, obj.as_ref().as_ref());
                 if t.key.kind == "PersistentVolumeClaim"
                     && !t.readiness.is_ready()
@@ -141,6 +154,21 @@ pub(super) async fn wait_ready(
                         object: t.key.clone(),
                         reason: reason.clone(),
                     });
+                }
+                if t.key.kind == "Deployment"
+                    && let Some(o) = obj.as_ref().as_ref()
+                {
+                    t.applied_at = applied_at(&o.metadata);
+                    let early = std::mem::take(&mut t.early_pods);
+                    if let Some((_, reason)) = early
+                        .into_iter()
+                        .find(|(pod, _)| !pod_predates(pod, t.applied_at.as_ref()))
+                    {
+                        return Err(ApplyError::Failed {
+                            object: t.key.clone(),
+                            reason,
+                        });
+                    }
                 }
                 if let Some(uid) = obj.as_ref().as_ref().and_then(|o| o.metadata.uid.clone()) {
                     let early = std::mem::take(&mut t.early);
@@ -164,7 +192,17 @@ pub(super) async fn wait_ready(
                     .iter_mut()
                     .find(|t| t.key.kind == kind && t.key.name == name)
                 {
-                    if hopeless {
+                    if hopeless && kind == "Deployment" {
+                        if !t.seen {
+                            // Which template it is of is known once the object is seen.
+                            t.early_pods.push((pod, reason.clone()));
+                        } else if !pod_predates(&pod, t.applied_at.as_ref()) {
+                            return Err(ApplyError::Failed {
+                                object: t.key.clone(),
+                                reason,
+                            });
+                        }
+                    } else if hopeless {
                         return Err(ApplyError::Failed {
                             object: t.key.clone(),
                             reason,

@@ -403,6 +403,68 @@ async fn a_claim_that_binds_on_first_consumer_does_not_hold_the_storage_phase() 
         .unwrap();
 }
 
+/// A Deployment of one replica keeps its old pod until the new one is available. When
+/// that old pod is broken (here its container cannot start: the kubelet's state written
+/// by hand, as kwok runs no containers) and the change applied is what fixes it, the
+/// old pod's state must not fail the rollout of the fix.
+#[tokio::test]
+async fn a_broken_pod_of_the_previous_template_does_not_fail_the_fix() {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{ListParams, Patch, PatchParams};
+    let client = kube_client().await;
+    let ns = unique_name("it-fix");
+    let id = unique_name("id");
+    let a = applier(client.clone());
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let desired = store(&ns, &id, "4");
+    a.apply_store(&ns, &id, &desired, &tx)
+        .await
+        .expect("the first rollout");
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let web = pods
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(web.len(), 1);
+    let broken = web[0].metadata.name.clone().unwrap();
+    pods.patch_status(
+        &broken,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"containerStatuses": [{
+            "name": "web", "image": "registry.example/app:1", "imageID": "", "ready": false,
+            "restartCount": 0,
+            "state": {"waiting": {"reason": "InvalidImageName",
+                                  "message": "couldn't parse image name"}}}]}})),
+    )
+    .await
+    .unwrap();
+    // The pod predates the fix by at least the managed-fields time's one second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let mut fixed = desired.clone();
+    let web_deployment = fixed
+        .iter_mut()
+        .find(|d| d.gvk.kind == "Deployment")
+        .unwrap();
+    web_deployment.object.data["spec"]["template"]["spec"]["containers"][0]["image"] =
+        json!("registry.example/app:2");
+    a.apply_store(&ns, &id, &fixed, &tx)
+        .await
+        .expect("the fix rolls out although the pod it replaces is broken");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let d = deployments.get("web").await.unwrap();
+    assert_eq!(
+        d.spec.unwrap().template.spec.unwrap().containers[0]
+            .image
+            .as_deref(),
+        Some("registry.example/app:2")
+    );
+
+    delete_namespace_and_wait(&client, &ns, Duration::from_secs(120)).await;
+}
+
 /// An applier whose write fence has closed (its worker's lease ran out) sends no write:
 /// not the store's objects, not a prune, not the namespace's deletion. The same applier
 /// with an open fence writes as usual.
