@@ -12,13 +12,24 @@ use chrono::{DateTime, Utc};
 use poem_openapi::SecurityScheme;
 use poem_openapi::auth::Bearer;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A bearer token from `POST /api/auth/login`, sent as `Authorization: Bearer <token>`.
+/// It is checked before anything else in the request: an unknown, revoked or expired
+/// token is a 401, whatever else is wrong with the request.
+// (The checker runs while the request is read, before its query and body are parsed;
+// the handler gets the calling account.)
 #[derive(SecurityScheme)]
-#[oai(ty = "bearer", bearer_format = "opaque")]
-pub struct BearerAuth(pub Bearer);
+#[oai(ty = "bearer", bearer_format = "opaque", checker = "check_bearer")]
+pub struct BearerAuth(pub Caller);
+
+async fn check_bearer(req: &poem::Request, bearer: Bearer) -> poem::Result<Caller> {
+    let state = req
+        .data::<Arc<AppState>>()
+        .ok_or_else(|| ApiError::internal("the API state is not attached to the request"))?;
+    Ok(authenticate(state, &bearer.token).await?)
+}
 
 /// The account a request is made by.
 #[derive(Debug, Clone)]
@@ -112,9 +123,9 @@ fn invalid_token() -> ApiError {
     )
 }
 
-/// The account behind the request's bearer token, or 401.
-pub async fn authenticate(state: &AppState, auth: &BearerAuth) -> Result<Caller, ApiError> {
-    let token = auth.0.token.trim();
+/// The account behind a bearer token, or 401.
+async fn authenticate(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+    let token = token.trim();
     if !token.starts_with(crate::auth::TOKEN_PREFIX) || token.len() > 200 {
         return Err(invalid_token());
     }

@@ -5,7 +5,7 @@
 //! account is verified against a dummy hash). Login attempts are limited per client IP
 //! (at the edge) and per account (here). Must not log passwords or tokens.
 
-use super::auth::{BearerAuth, authenticate};
+use super::auth::BearerAuth;
 use super::body::{CheckBody, JsonBody};
 use super::dto::{LoginRequest, Me, Session};
 use super::problem::{ApiError, Failure, error_set};
@@ -144,7 +144,7 @@ impl SessionApi {
         auth: BearerAuth,
         state: Data<&Arc<AppState>>,
     ) -> Result<LogoutResponse, Failure<TokenErrors>> {
-        let caller = authenticate(&state, &auth).await?;
+        let caller = auth.0;
         state.db.delete_token(&caller.token_hash).await?;
         state.tokens.evict(&caller.token_hash);
         tracing::info!(user_id = %caller.user.id, "signed out");
@@ -161,7 +161,7 @@ impl SessionApi {
         auth: BearerAuth,
         state: Data<&Arc<AppState>>,
     ) -> Result<MeResponse, Failure<TokenErrors>> {
-        let caller = authenticate(&state, &auth).await?;
+        let caller = auth.0;
         Ok(MeResponse::Ok(Json(me_of(&state, &caller.user).await?)))
     }
 }

@@ -8,7 +8,7 @@
 //! made through `crate::db` and the orchestrator is woken through the `Waker`; nothing
 //! here talks to the cluster.
 
-use super::auth::{BearerAuth, Caller, authenticate};
+use super::auth::{BearerAuth, Caller};
 use super::body::{CheckBody, JsonBody};
 use super::dto::{
     CreateStoreRequest, Event, EventList, Store, StoreList, StoreStatus, StreamMessage,
@@ -223,7 +223,7 @@ impl StoresApi {
         #[oai(default = "default_false")]
         all: Query<bool>,
     ) -> Result<ListStoresResponse, Failure<ListErrors>> {
-        let caller = authenticate(&state, &auth).await?;
+        let caller = auth.0;
         if all.0 && !caller.is_admin() {
             return Err(ApiError::forbidden(
                 "admin-only",
@@ -267,7 +267,7 @@ impl StoresApi {
         /// The store's id.
         id: Path<Uuid>,
     ) -> Result<GetStoreResponse, Failure<ReadErrors>> {
-        let caller = authenticate(&state, &auth).await?;
+        let caller = auth.0;
         let owner = (!caller.is_admin()).then_some(caller.user.id);
         let (store, event) = state
             .db
@@ -299,7 +299,7 @@ impl StoresApi {
         state: Data<&Arc<AppState>>,
         body: JsonBody<CreateStoreRequest>,
     ) -> Result<CreateStoreResponse, Failure<CreateErrors>> {
-        let caller = authenticate(&state, &auth).await?;
+        let caller = auth.0;
         let CreateStoreRequest {
             name,
             engine,
@@ -475,7 +475,7 @@ impl StoresApi {
         /// The store's id.
         id: Path<Uuid>,
     ) -> Result<AcceptedStoreResponse, Failure<ReadErrors>> {
-        let caller = authenticate(&state, &auth).await?;
+        let caller = auth.0;
         let store = visible_store(&state, &caller, id.0).await?;
         let store = match state.db.request_delete(store.id).await {
             Ok(store) => store,
@@ -505,7 +505,7 @@ impl StoresApi {
         /// The store's id.
         id: Path<Uuid>,
     ) -> Result<AcceptedStoreResponse, Failure<RetryErrors>> {
-        let caller = authenticate(&state, &auth).await?;
+        let caller = auth.0;
         let store = visible_store(&state, &caller, id.0).await?;
         let store = match state.db.request_retry(store.id).await {
             Ok(store) => store,
@@ -562,7 +562,7 @@ impl StoresApi {
         )]
         limit: Query<u32>,
     ) -> Result<ListEventsResponse, Failure<ReadErrors>> {
-        let caller = authenticate(&state, &auth).await?;
+        let caller = auth.0;
         let store = visible_store(&state, &caller, id.0).await?;
         let limit = limit.0.clamp(1, MAX_EVENTS_PAGE);
         let mut events = state
@@ -608,7 +608,7 @@ impl StoresApi {
         #[oai(name = "Last-Event-ID", validator(minimum(value = "0")))]
         last_event_id: Header<Option<i64>>,
     ) -> Result<StreamEventsResponse, Failure<ReadErrors>> {
-        let caller = authenticate(&state, &auth).await?;
+        let caller = auth.0;
         let store = visible_store(&state, &caller, id.0).await?;
         let after = last_event_id.0.or(after.0);
         let slot = state.limits.streams.acquire(caller.user.id)?;

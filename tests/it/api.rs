@@ -359,6 +359,23 @@ async fn sign_in_out_and_me() {
         .await
         .unwrap();
         ts.get("/api/me", Some(&token)).await.problem(401);
+
+        // The token is checked before the rest of the request: a revoked or expired one
+        // is a 401 whatever else is wrong (a bad body, a bad query, a bad path).
+        for bad in [alice.token.as_str(), token.as_str()] {
+            let r = ts
+                .send(
+                    ts.request(Method::POST, "/api/stores", Some(bad))
+                        .json(&json!({"name": "Not A Name", "engine": "nope"})),
+                )
+                .await;
+            r.problem(401);
+            assert!(r.header("www-authenticate").is_some(), "{r:?}");
+            ts.get("/api/stores?limit=0", Some(bad)).await.problem(401);
+            ts.get("/api/stores/not-a-uuid", Some(bad))
+                .await
+                .problem(401);
+        }
         ts.stop().await;
     })
     .await;
