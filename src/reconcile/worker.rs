@@ -51,13 +51,32 @@ const QUOTA_REFUSAL_ATTEMPTS: u32 = 8;
 /// the store stays ready.
 pub(crate) const RESYNC_READINESS_WAIT: Duration = Duration::from_secs(30);
 
+/// The shortest wait a phase is given, even at its store's deadline: the failure it
+/// ends in is what tells the store is past its deadline.
+const MIN_READINESS_WAIT: Duration = Duration::from_secs(1);
+
 /// How long each phase of this attempt may wait to become ready: the phase timeout
-/// while the store converges, at most [`RESYNC_READINESS_WAIT`] when it is serving.
-fn readiness_wait(store: &Store, phase_timeout: Duration) -> Duration {
+/// while the store converges, but never past its provisioning deadline (`deadline_at`),
+/// so that a store stuck in its last phase fails at its deadline, not up to a phase
+/// timeout later; at most [`RESYNC_READINESS_WAIT`] when it is serving.
+fn readiness_wait(
+    store: &Store,
+    deadline_at: Option<DateTime<Utc>>,
+    phase_timeout: Duration,
+    now: DateTime<Utc>,
+) -> Duration {
     let converging =
         store.status == StoreStatus::Provisioning || store.observed_generation < store.generation;
     if converging {
-        phase_timeout
+        match deadline_at {
+            Some(deadline) => phase_timeout.min(
+                (deadline - now)
+                    .to_std()
+                    .unwrap_or(Duration::ZERO)
+                    .max(MIN_READINESS_WAIT),
+            ),
+            None => phase_timeout,
+        }
     } else {
         phase_timeout.min(RESYNC_READINESS_WAIT)
     }
@@ -395,8 +414,10 @@ async fn provision(
 ) -> Result<Option<DateTime<Utc>>, WorkError> {
     let converging =
         store.status == StoreStatus::Provisioning || store.observed_generation < store.generation;
-    if converging && store.provision_deadline_at.is_none() {
+    let mut deadline_at = store.provision_deadline_at;
+    if converging && deadline_at.is_none() {
         let deadline = Utc::now() + to_chrono(ctx.settings.provision_deadline);
+        deadline_at = Some(deadline);
         ctx.db
             .record(
                 store.id,
@@ -500,7 +521,12 @@ async fn provision(
                 &store_id,
                 &desired,
                 &tx,
-                readiness_wait(store, applier.settings().phase_timeout),
+                readiness_wait(
+                    store,
+                    deadline_at,
+                    applier.settings().phase_timeout,
+                    Utc::now(),
+                ),
             ) => Some(r),
             _ = recording_failed.cancelled() => None,
         };
@@ -1385,23 +1411,53 @@ mod tests {
     #[test]
     fn a_ready_store_is_reapplied_with_a_short_readiness_wait() {
         let phase_timeout = Duration::from_secs(300);
+        let now = Utc::now();
+        let wait = |s: &Store, timeout| readiness_wait(s, None, timeout, now);
         assert_eq!(
-            readiness_wait(&store(StoreStatus::Ready, 1), phase_timeout),
+            wait(&store(StoreStatus::Ready, 1), phase_timeout),
             RESYNC_READINESS_WAIT
         );
         assert!(RESYNC_READINESS_WAIT < phase_timeout);
         assert_eq!(
-            readiness_wait(&store(StoreStatus::Provisioning, 0), phase_timeout),
+            wait(&store(StoreStatus::Provisioning, 0), phase_timeout),
             phase_timeout
         );
         // A new generation of a ready store converges: the full wait.
         let mut changed = store(StoreStatus::Ready, 1);
         changed.generation = 2;
-        assert_eq!(readiness_wait(&changed, phase_timeout), phase_timeout);
+        assert_eq!(wait(&changed, phase_timeout), phase_timeout);
         assert_eq!(
-            readiness_wait(&store(StoreStatus::Ready, 1), Duration::from_secs(10)),
+            wait(&store(StoreStatus::Ready, 1), Duration::from_secs(10)),
             Duration::from_secs(10),
             "never longer than the phase timeout"
+        );
+    }
+
+    #[test]
+    fn a_converging_store_waits_no_longer_than_its_deadline() {
+        let phase_timeout = Duration::from_secs(300);
+        let now = Utc::now();
+        let provisioning = store(StoreStatus::Provisioning, 0);
+        let at = |secs: i64| Some(now + chrono::TimeDelta::seconds(secs));
+        assert_eq!(
+            readiness_wait(&provisioning, at(3600), phase_timeout, now),
+            phase_timeout
+        );
+        assert_eq!(
+            readiness_wait(&provisioning, at(42), phase_timeout, now),
+            Duration::from_secs(42)
+        );
+        // At or past it: the shortest wait, whose failure tells the deadline passed.
+        for past in [0, -600] {
+            assert_eq!(
+                readiness_wait(&provisioning, at(past), phase_timeout, now),
+                MIN_READINESS_WAIT
+            );
+        }
+        // A serving store has no deadline to keep.
+        assert_eq!(
+            readiness_wait(&store(StoreStatus::Ready, 1), at(-600), phase_timeout, now),
+            RESYNC_READINESS_WAIT
         );
     }
 
