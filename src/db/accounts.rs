@@ -22,6 +22,24 @@ pub struct UserUpdate {
     pub password_hash: Option<String>,
 }
 
+/// A token row to insert: only the token's hash is stored.
+fn new_token(
+    user_id: Uuid,
+    token_hash: &str,
+    name: &str,
+    expires_at: Option<DateTime<Utc>>,
+) -> api_tokens::ActiveModel {
+    api_tokens::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        user_id: Set(user_id),
+        token_hash: Set(token_hash.to_owned()),
+        name: Set(name.to_owned()),
+        created_at: Set(now()),
+        last_used_at: Set(None),
+        expires_at: Set(expires_at.map(at)),
+    }
+}
+
 /// An account after `Db::update_user`, with how many of its tokens were revoked.
 #[derive(Debug)]
 pub struct UpdatedUser {
@@ -87,16 +105,10 @@ impl Db {
         name: &str,
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<ApiToken, DbError> {
-        let model = api_tokens::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            user_id: Set(user_id),
-            token_hash: Set(token_hash.to_owned()),
-            name: Set(name.to_owned()),
-            created_at: Set(now()),
-            last_used_at: Set(None),
-            expires_at: Set(expires_at.map(at)),
-        };
-        let row = model.insert(&self.conn).await.map_err(self.e())?;
+        let row = new_token(user_id, token_hash, name, expires_at)
+            .insert(&self.conn)
+            .await
+            .map_err(self.e())?;
         Ok(row.into())
     }
 
@@ -134,16 +146,10 @@ impl Db {
             if !unchanged {
                 return Ok(None);
             }
-            let model = api_tokens::ActiveModel {
-                id: Set(Uuid::now_v7()),
-                user_id: Set(user_id),
-                token_hash: Set(token_hash.to_owned()),
-                name: Set(name.to_owned()),
-                created_at: Set(now()),
-                last_used_at: Set(None),
-                expires_at: Set(expires_at.map(at)),
-            };
-            let row = model.insert(&txn).await.map_err(self.e())?;
+            let row = new_token(user_id, token_hash, name, expires_at)
+                .insert(&txn)
+                .await
+                .map_err(self.e())?;
             Ok(Some(row.into()))
         }
         .await;
