@@ -5,7 +5,7 @@
 // it (that is the trade-off against an HttpOnly cookie, which the bearer-only API does
 // not offer); the server's Content-Security-Policy (`script-src 'self'`) is what keeps
 // foreign scripts out. The token is never put in a URL.
-import { clearDraft } from "../lib/draft";
+import { clearDraft, readDraft } from "../lib/draft";
 import type { Me, Session } from "./types";
 
 const KEY = "storeplane.session";
@@ -65,6 +65,8 @@ export function token(): string | null {
 }
 
 export function signedIn(s: Session): void {
+  // A draft another account left when its session expired is not this one's to see.
+  if (readDraft()?.owner !== s.user.id) clearDraft();
   set({ session: { token: s.token, expiresAt: s.expires_at, user: s.user }, ended: null });
 }
 

@@ -90,26 +90,50 @@ export class SseParser {
   }
 }
 
+/** A stream that sent nothing, not even a keep-alive comment, for too long: a connection
+ * that died without closing (a sleeping laptop, a NAT that forgot it). */
+export class StreamIdle extends Error {
+  constructor(readonly ms: number) {
+    super(`the event stream sent nothing for ${Math.round(ms / 1000)} s`);
+    this.name = "StreamIdle";
+  }
+}
+
+/** One read, or `StreamIdle` when nothing arrives within `ms`. */
+function readWithin<T>(read: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const idle = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new StreamIdle(ms)), ms);
+  });
+  return Promise.race([read, idle]).finally(() => clearTimeout(timer));
+}
+
 /**
  * Reads a text/event-stream body, calling `onMessage` for each event, until the body ends
- * (resolves) or fails or is aborted (rejects).
+ * (resolves) or fails or is aborted (rejects). With `idleMs`, a body that sends nothing
+ * for that long (the server sends a comment every 15 s) is cancelled and the read
+ * rejects with `StreamIdle`.
  */
 export async function readEventStream(
   body: ReadableStream<Uint8Array>,
   onMessage: (m: SseMessage) => void,
   lastEventId = "",
+  idleMs?: number,
 ): Promise<void> {
   const parser = new SseParser(lastEventId);
   const decoder = new TextDecoder();
   const reader = body.getReader();
   try {
     for (;;) {
-      const { done, value } = await reader.read();
+      const { done, value } = await (idleMs === undefined ? reader.read() : readWithin(reader.read(), idleMs));
       if (done) break;
       for (const m of parser.push(decoder.decode(value, { stream: true }))) onMessage(m);
     }
     // An event the stream ended in the middle of is dropped, as the standard says.
     for (const m of parser.push(decoder.decode())) onMessage(m);
+  } catch (e) {
+    if (e instanceof StreamIdle) void reader.cancel().catch(() => undefined);
+    throw e;
   } finally {
     reader.releaseLock();
   }

@@ -2,8 +2,8 @@
 // filled in and submitted after the session expired (a 401 sends them to sign-in) is
 // still there when they come back — and after a reload of the tab. Only the name, the
 // engine and the parameters' values: never a secret parameter (`format: password` or
-// `writeOnly`). Cleared after a successful create, on Cancel or Start over, and on
-// sign-out.
+// `writeOnly`). Cleared after a successful create, on Cancel or Start over, on
+// sign-out, and when another account signs in in the tab (a draft names its account).
 import { fieldsOf, initialValues, isSecret, leaves, type FormValues, type JsonSchema } from "./jsonSchema";
 
 const KEY = "storeplane.draft.new-store";
@@ -12,6 +12,8 @@ export interface Draft {
   name: string;
   engine: string;
   values: FormValues;
+  /** The id of the account that wrote it. */
+  owner?: string;
 }
 
 export function readDraft(): Draft | null {

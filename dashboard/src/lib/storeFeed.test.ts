@@ -1,8 +1,8 @@
 // The live feed against a fake server: which answers end it, waiting out a 429, and its
 // timer's cleanup.
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { aStore, json, problem, tooMany } from "../test/api";
-import { StoreFeed, sleep } from "./storeFeed";
+import { aStore, eventStream, json, problem, tooMany } from "../test/api";
+import { type FeedOptions, StoreFeed, sleep } from "./storeFeed";
 
 afterEach(() => {
   vi.useRealTimers();
@@ -50,8 +50,8 @@ describe("StoreFeed", () => {
     feed = null;
   });
 
-  function start(id: string): StoreFeed {
-    feed = new StoreFeed(id, { pollMs: 1, backoffMs: 1, maxStreamFailures: 2 });
+  function start(id: string, opts: Partial<FeedOptions> = {}): StoreFeed {
+    feed = new StoreFeed(id, { pollMs: 1, pollRounds: 1_000_000, backoffMs: 1, maxStreamFailures: 2, ...opts });
     feed.start();
     return feed;
   }
@@ -123,6 +123,67 @@ describe("StoreFeed", () => {
     await vi.advanceTimersByTimeAsync(200);
     expect(refreshes).toBeGreaterThan(1); // then every few ms (pollMs: 1)
     expect(f.getState()).toMatchObject({ limitedMs: null, error: null });
+  });
+
+  it("refreshes with one request a round while nothing changes, and tries the stream again", async () => {
+    vi.useFakeTimers();
+    const store = aStore({ status: "provisioning" });
+    answer = (path) =>
+      path.endsWith("/stream") ? problem(503) : path.endsWith("/events") ? json(200, { items: [] }) : json(200, store);
+    start(store.id, { pollMs: 5000, pollRounds: 6, backoffMs: 1000 });
+    // Two stream attempts (at 0 and 1 s: maxStreamFailures 2), then six refreshes 5 s
+    // apart (1 s to 26 s), each followed by its 5 s wait.
+    await vi.advanceTimersByTimeAsync(1_000 + 6 * 5_000 - 100);
+    const streams = () => requests.filter((p) => p.endsWith("/stream")).length;
+    const events = () => requests.filter((p) => p.endsWith("/events")).length;
+    expect(streams()).toBe(2);
+    // The event log only on the first refresh: the store's latest event never moved.
+    expect(events()).toBe(1);
+    expect(requests.filter((p) => p === `/api/stores/${store.id}`).length).toBe(1 + 6);
+    await vi.advanceTimersByTimeAsync(200);
+    expect(streams()).toBe(3); // the stream again
+  });
+
+  it("counts a too-many-streams refusal towards the fallback instead of waiting for ever", async () => {
+    vi.useFakeTimers();
+    const store = aStore();
+    answer = (path) => {
+      if (!path.endsWith("/stream")) return path.endsWith("/events") ? json(200, { items: [] }) : json(200, store);
+      const r = json(429, { type: "https://storeplane.dev/problems/too-many-streams", title: "Too Many Requests", status: 429, detail: "too many streams", errors: [] }, "application/problem+json");
+      r.headers.set("Retry-After", "5");
+      return r;
+    };
+    const f = start(store.id);
+    await vi.advanceTimersByTimeAsync(10_100);
+    expect(f.getState().mode).toBe("polling");
+    expect(requests.filter((p) => p.endsWith("/events")).length).toBeGreaterThan(0);
+  });
+
+  it("takes a stream that went quiet for dead and reconnects where it left off", async () => {
+    vi.useFakeTimers();
+    const store = aStore();
+    const opened: Array<ReturnType<typeof eventStream>> = [];
+    const lastIds: Array<string | null> = [];
+    vi.spyOn(globalThis, "fetch").mockImplementation(async (input, init) => {
+      const req = input instanceof Request ? input : new Request(input, init);
+      const path = new URL(req.url).pathname;
+      requests.push(path);
+      if (!path.endsWith("/stream")) return json(200, store);
+      lastIds.push(req.headers.get("Last-Event-ID"));
+      const s = eventStream(req.signal);
+      opened.push(s);
+      return s.response;
+    });
+    const f = start(store.id, { idleMs: 45_000, backoffMs: 1000 });
+    await vi.advanceTimersByTimeAsync(10);
+    expect(f.getState().mode).toBe("live");
+    opened[0]?.send("store_event", { id: 7, store_id: store.id, type: "phase_completed", message: "data", at: store.created_at });
+    await vi.advanceTimersByTimeAsync(44_000);
+    expect(opened).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1_000 + 1_000 + 10);
+    expect(opened).toHaveLength(2);
+    expect(lastIds).toEqual([null, "7"]);
+    expect(f.getState().mode).toBe("live");
   });
 
   it("keeps trying after an answer that may change (503)", async () => {

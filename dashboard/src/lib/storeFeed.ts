@@ -1,9 +1,12 @@
 // One store kept up to date: its DTO and its event log. Follows the server-sent event
 // stream (`streamStoreEvents`, read with fetch so the token stays in a header),
-// reconnecting with `Last-Event-ID` after a dropped connection; after three failed
-// attempts in a row it falls back to asking `getStore` and `listStoreEvents` every five
-// seconds. A 429 (too many requests) is waited out for its `Retry-After` before the next
-// request, whichever it was. Framework-free; `useStoreFeed` binds it to React.
+// reconnecting with `Last-Event-ID` after a dropped connection or one that went quiet
+// (no keep-alive for 45 s); after three failed attempts in a row (a `too-many-streams`
+// refusal counts as one) it falls back to refreshing every five seconds — `getStore`,
+// and `listStoreEvents` only when the store's latest event changed — and tries the
+// stream again after six refreshes. A 429 (too many requests) is waited out for its
+// `Retry-After` before the next request, whichever it was. Framework-free;
+// `useStoreFeed` binds it to React.
 import { useEffect, useMemo, useSyncExternalStore } from "react";
 import { api, unwrap } from "../api/client";
 import { ApiProblem, rateLimitWait, toProblem } from "../api/problem";
@@ -26,11 +29,15 @@ export interface FeedState {
 
 export interface FeedOptions {
   pollMs: number;
+  /** Refreshes in a row before the stream is tried again. */
+  pollRounds: number;
   maxStreamFailures: number;
   backoffMs: number;
+  /** A live stream that sends nothing for this long is taken for dead. */
+  idleMs: number;
 }
 
-const DEFAULTS: FeedOptions = { pollMs: 5000, maxStreamFailures: 3, backoffMs: 1000 };
+const DEFAULTS: FeedOptions = { pollMs: 5000, pollRounds: 6, maxStreamFailures: 3, backoffMs: 1000, idleMs: 45_000 };
 
 /** Waits `ms`, or less when `signal` aborts; leaves no listener on the signal either way. */
 export function sleep(ms: number, signal: AbortSignal): Promise<void> {
@@ -138,15 +145,21 @@ export class StoreFeed {
         if (isFinal(e)) return this.goneWith(e);
         if (e instanceof ApiProblem && e.status === 401) return this.update({ mode: "ended" });
         if (rateLimitWait(e, 0) !== null) {
-          // Asked to wait, not broken: not a failure that leads to the fallback.
+          // Asked to wait. Too many requests is not broken: not a failure that leads to
+          // the fallback. Too many streams (the account's other tabs) is, or this page
+          // would wait for a stream slot for ever without refreshing.
           this.update({ mode: "reconnecting" });
           await sleep(this.failed(e, this.opts.backoffMs) ?? 0, signal);
-          continue;
+          if (!(e instanceof ApiProblem && e.slug === "too-many-streams")) continue;
         }
       }
       if (this.state.gone || signal.aborted) return;
       failures = received ? 0 : failures + 1;
-      if (failures >= this.opts.maxStreamFailures) return this.poll(signal);
+      if (failures >= this.opts.maxStreamFailures) {
+        await this.poll(signal);
+        failures = 0;
+        continue;
+      }
       this.update({ mode: "reconnecting" });
       await sleep(this.opts.backoffMs * 2 ** Math.max(0, failures - 1), signal);
     }
@@ -176,10 +189,15 @@ export class StoreFeed {
       }
     }
     this.update({ mode: "live", error: null, limitedMs: null });
-    await readEventStream(data, (m) => {
-      onMessage();
-      this.message(m);
-    });
+    await readEventStream(
+      data,
+      (m) => {
+        onMessage();
+        this.message(m);
+      },
+      "",
+      this.opts.idleMs,
+    );
   }
 
   private message(m: SseMessage): void {
@@ -206,19 +224,28 @@ export class StoreFeed {
     }
   }
 
-  /** The fallback: the store and new events every `pollMs`. */
+  /** The fallback: the store every `pollMs`, and its new events when its latest event
+   * changed (one request a round, not two, against the per-IP rate limit); back to the
+   * stream after `pollRounds` rounds. */
   private async poll(signal: AbortSignal): Promise<void> {
     this.update({ mode: "polling" });
-    while (!signal.aborted && !this.state.gone) {
+    // The latest event (`progress.at`) the event log was last read up to.
+    let readUpTo: string | null = null;
+    for (let round = 0; round < this.opts.pollRounds && !signal.aborted && !this.state.gone; round++) {
       try {
-        const page = await unwrap(
-          api.GET("/api/stores/{id}/events", {
-            params: { path: { id: this.id }, query: { after: this.lastId, limit: 1000 } },
-            signal,
-          }),
-        );
-        this.addEvents(page.items);
-        this.update({ store: await this.getStore(signal), error: null, limitedMs: null });
+        const store = await this.getStore(signal);
+        const latest = store.progress?.at ?? null;
+        if (readUpTo === null || latest !== readUpTo) {
+          const page = await unwrap(
+            api.GET("/api/stores/{id}/events", {
+              params: { path: { id: this.id }, query: { after: this.lastId, limit: 1000 } },
+              signal,
+            }),
+          );
+          this.addEvents(page.items);
+          readUpTo = latest ?? "";
+        }
+        this.update({ store, error: null, limitedMs: null, mode: "polling" });
       } catch (e) {
         if (isAbort(e) || signal.aborted) return;
         if (isFinal(e)) return this.goneWith(null);
@@ -228,6 +255,7 @@ export class StoreFeed {
       }
       await sleep(this.opts.pollMs, signal);
     }
+    if (!signal.aborted && !this.state.gone) this.update({ mode: "reconnecting" });
   }
 }
 

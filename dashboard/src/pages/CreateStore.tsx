@@ -23,6 +23,7 @@ import {
   type FormValues,
   type JsonSchema,
 } from "../lib/jsonSchema";
+import * as session from "../api/session";
 import { clearDraft, keptValues, readDraft, restoredValues, saveDraft } from "../lib/draft";
 import { engineName } from "../lib/labels";
 import { Link, navigate } from "../lib/router";
@@ -173,7 +174,12 @@ export function CreateStore() {
     if (!edited.current) return;
     const current = schema && blueprint?.engine === engine;
     const saved = pending.current?.engine === engine ? pending.current.values : {};
-    saveDraft({ name, engine, values: current ? keptValues(schema, values) : saved });
+    saveDraft({
+      name,
+      engine,
+      values: current ? keptValues(schema, values) : saved,
+      owner: session.snapshot().session?.user.id,
+    });
   }, [name, engine, values, schema, blueprint]);
 
   function startOver() {

@@ -93,6 +93,17 @@ describe("StoreList", () => {
     expect(rows()).toBe(20);
   });
 
+  it("tries again after a first load that failed (the server away), every 5 s", async () => {
+    render(<StoreList />);
+    await answer(() => true, json(503, { type: "https://storeplane.dev/problems/unavailable", title: "Service Unavailable", status: 503, detail: "the database is unavailable; retry shortly", errors: [] }));
+    await waitFor(() => expect(screen.getByRole("alert").textContent).toContain("unavailable"));
+    await act(async () => vi.advanceTimersByTime(4_000));
+    expect(held).toHaveLength(0);
+    await act(async () => vi.advanceTimersByTime(1_000));
+    await answer(() => true);
+    await waitFor(() => expect(rows()).toBe(20));
+  });
+
   it("tries again after a 429 on the first load, though nothing is known to be busy", async () => {
     render(<StoreList />);
     await answer(() => true, tooMany(10));

@@ -140,8 +140,10 @@ export function StoreList() {
   }, [load]);
 
   const busy = stores?.some((s) => isBusy(s.status)) ?? false;
+  // The first load failed (the server restarting, its database away): ask again.
+  const unloaded = stores === null && error !== null;
   useEffect(() => {
-    if (!busy && !limited) return;
+    if (!busy && !limited && !unloaded) return;
     const c = new AbortController();
     let t: ReturnType<typeof setTimeout>;
     const tick = () => {
@@ -154,7 +156,7 @@ export function StoreList() {
       clearTimeout(t);
       c.abort();
     };
-  }, [busy, limited, load]);
+  }, [busy, limited, unloaded, load]);
 
   async function more() {
     if (!next) return;
