@@ -3,7 +3,7 @@
 // `scripts/dashboard e2e` (which builds what it needs) or `npm run e2e` in dashboard/.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { apiCall, contrastProblems, launchBrowser, screenshot, starvedBlueprints, startServer, tokenFor } from "./harness.mjs";
+import { apiCall, contrastProblems, deleteStore, launchBrowser, screenshot, starvedBlueprints, startServer, tokenFor } from "./harness.mjs";
 
 /** How long a WooCommerce store may take to become ready or disappear on testenv. */
 const CONVERGE_MS = 180_000;
@@ -260,7 +260,7 @@ describe("the dashboard against storeplane serve on testenv", () => {
           );
         }
       } finally {
-        await apiCall(server.url, "DELETE", `/api/stores/${long.id}`, { token });
+        await deleteStore(server.url, long.id, token);
       }
       await context.close();
     });
@@ -321,8 +321,10 @@ describe("the dashboard against storeplane serve on testenv", () => {
         assert.deepEqual(errors, [], "no uncaught errors in the page");
         await context.close();
       } finally {
-        await apiCall(tight.url, "DELETE", `/api/stores/${medusa.id}`, { token });
-        if (failedId) await apiCall(tight.url, "DELETE", `/api/stores/${failedId}`, { token });
+        await Promise.all([
+          deleteStore(tight.url, medusa.id, token),
+          ...(failedId ? [deleteStore(tight.url, failedId, token)] : []),
+        ]);
         await tight.stop();
       }
     });
@@ -373,7 +375,7 @@ describe("the dashboard against storeplane serve on testenv", () => {
         assert.doesNotMatch(await page.locator("main").innerText(), /bobs-books/);
         await context.close();
       } finally {
-        await apiCall(server.url, "DELETE", `/api/stores/${bobs.id}`, { token: bobToken });
+        await deleteStore(server.url, bobs.id, bobToken);
       }
     });
 
@@ -439,7 +441,7 @@ describe("the dashboard against storeplane serve on testenv", () => {
         assert.ok(gaps.some((g) => g < 6_000), `refreshes ${gaps} ms apart`);
         await context.close();
       } finally {
-        await apiCall(server.url, "DELETE", `/api/stores/${store.id}`, { token });
+        await deleteStore(server.url, store.id, token);
       }
     });
   });

@@ -218,6 +218,24 @@ export async function apiCall(base, method, path, { token, body } = {}) {
   return data;
 }
 
+/**
+ * Deletes a store and waits until it is gone (404): its namespace deleted, then its row.
+ * A server stopped sooner may not have claimed the deletion yet, and would leave the
+ * namespace in the cluster for good (scripts/test fails a run that does).
+ * @param {string} base @param {string} id @param {string} token @param {number} [timeoutMs]
+ */
+export async function deleteStore(base, id, token, timeoutMs = 180_000) {
+  await apiCall(base, "DELETE", `/api/stores/${id}`, { token });
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const res = await fetch(`${base}/api/stores/${id}`, { headers: { Authorization: `Bearer ${token}` } });
+    await res.arrayBuffer();
+    if (res.status === 404) return;
+    if (Date.now() > deadline) throw new Error(`store ${id} still there ${timeoutMs} ms after its deletion (${res.status})`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
 /** @param {string} base @param {{ email: string, password: string }} user @returns {Promise<string>} */
 export async function tokenFor(base, user) {
   const s = await apiCall(base, "POST", "/api/auth/login", { body: user });

@@ -736,7 +736,7 @@ async fn ssa_create_needs_the_create_verb(admin: &Client, namespace: &str) {
         )
         .await
         .expect("a ConfigMap to update");
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         match cms
             .patch("exists", &params, &Patch::Apply(cm("exists", "b")))

@@ -628,20 +628,22 @@ async fn two_replicas_on_postgres_never_work_one_store_at_once() {
     let mut by_replica = BTreeMap::<String, usize>::new();
     for s in &stores {
         let log = events(&t.db, s.id).await;
-        // Everything from the first orchestrator event to `store_ready` was written by
-        // one replica: no store was worked by both at once.
-        let actors: std::collections::BTreeSet<&str> =
-            log.iter().filter_map(|e| e.actor.as_deref()).collect();
+        // The replicas' events come in runs, one replica's after the other's: a store
+        // may pass from one to the other (a transient failure hands it back, a renewal
+        // that misses its window drops it), but is never worked by both at once, which
+        // would interleave their events. Each step is told once.
+        let mut runs: Vec<&str> = log.iter().filter_map(|e| e.actor.as_deref()).collect();
+        runs.dedup();
+        let distinct: std::collections::BTreeSet<&str> = runs.iter().copied().collect();
         assert_eq!(
-            actors.len(),
-            1,
-            "store {} worked by {actors:?}:\n{}",
+            runs.len(),
+            distinct.len(),
+            "store {} worked by turns {runs:?}:\n{}",
             s.name,
             events_text(&t.db, s.id).await
         );
-        *by_replica
-            .entry(actors.into_iter().next().unwrap().to_owned())
-            .or_default() += 1;
+        told_once(&log, "woocommerce");
+        *by_replica.entry(runs[0].to_owned()).or_default() += 1;
         let kinds = types(&log);
         assert_eq!(
             kinds
@@ -896,7 +898,9 @@ async fn a_namespace_that_will_not_go_holds_no_worker_and_is_reported() {
     let owner = user(&t.db, 5).await;
     let mut single = settings("single");
     single.workers = 1;
-    let teardown_timeout = Duration::from_secs(60);
+    // Room for a whole store to provision meanwhile on a busy machine (the other test
+    // thread may be provisioning twenty).
+    let teardown_timeout = Duration::from_secs(150);
     let (replica, waker) = Replica::start_with_teardown_timeout(
         &t.db,
         catalog.clone(),
@@ -1020,7 +1024,10 @@ async fn a_worker_whose_lease_cannot_be_renewed_stops_before_the_lease_runs_out(
         let s = t.db.get_store(store.id).await.unwrap().unwrap();
         if let (Some(holder), Some(until)) = (&s.lease_owner, s.lease_until) {
             assert!(
-                until + chrono::Duration::milliseconds(250) > now,
+                // Slack for the release itself (a database round trip on a busy
+                // machine); a worker that never stopped would hold the lease for its
+                // whole attempt, far longer.
+                until + chrono::Duration::milliseconds(1000) > now,
                 "the lease ran out at {until} while {holder} still held it (now {now})\nevents:\n{}",
                 events_text(&t.db, store.id).await
             );
@@ -1094,16 +1101,21 @@ async fn a_ready_store_whose_reapply_fails_for_good_stays_ready_and_is_retried()
     let message = broken.error_message.clone().unwrap();
     assert!(message.contains("credentials"), "{message}");
     let next = broken.next_reconcile_at.expect("re-applied again later");
-    let wait = (next - broken.updated_at).to_std().unwrap();
+    // `next` and `updated_at` are two clock readings a database round trip apart: on a
+    // busy machine the first may come well before the second, so only the upper bound
+    // is timing; the retry's own message says which delay it chose.
+    let wait = (next - broken.updated_at).to_std().unwrap_or_default();
     assert!(
-        wait >= resync - Duration::from_millis(100) && wait <= resync + Duration::from_secs(1),
+        wait <= resync + Duration::from_secs(1),
         "next re-apply in {wait:?}, not at the resync ({resync:?})"
     );
     let log = events(&t.db, store.id).await;
     let last = log.last().unwrap();
     assert_eq!(last.event_type, EventType::RetryScheduled);
     assert!(
-        last.message.contains(&message) && last.message.contains("stays ready"),
+        last.message.contains(&message)
+            && last.message.contains("stays ready")
+            && last.message.contains("next re-apply at the resync in 3s"),
         "{}",
         last.message
     );
