@@ -192,17 +192,12 @@ pub(super) async fn wait_ready(
                     .iter_mut()
                     .find(|t| t.key.kind == kind && t.key.name == name)
                 {
-                    if hopeless && kind == "Deployment" {
-                        if !t.seen {
-                            // Which template it is of is known once the object is seen.
-                            t.early_pods.push((pod, reason.clone()));
-                        } else if !pod_predates(&pod, t.applied_at.as_ref()) {
-                            return Err(ApplyError::Failed {
-                                object: t.key.clone(),
-                                reason,
-                            });
-                        }
-                    } else if hopeless {
+                    if hopeless && kind == "Deployment" && !t.seen {
+                        // Which template it is of is known once the object is seen.
+                        t.early_pods.push((pod, reason.clone()));
+                    } else if hopeless && !pod_predates(&pod, t.applied_at.as_ref()) {
+                        // (Only a Deployment's own apply time is known: a pod of any
+                        // other kind never predates it.)
                         return Err(ApplyError::Failed {
                             object: t.key.clone(),
                             reason,
