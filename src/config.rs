@@ -115,6 +115,16 @@ pub struct PlatformSettings {
         default_value = "ingress-nginx"
     )]
     pub ingress_namespace: String,
+    /// Labels of the ingress controller's pods: store NetworkPolicies admit only the
+    /// pods of the ingress namespace that carry all of them (`key=value`, comma-separated),
+    /// or `any` for every pod of that namespace. The default fits ingress-nginx; k3s'
+    /// Traefik (in `kube-system`) is `app.kubernetes.io/name=traefik`.
+    #[arg(
+        long,
+        env = "STOREPLANE_INGRESS_POD_LABELS",
+        default_value = DEFAULT_INGRESS_POD_LABELS
+    )]
+    pub ingress_pod_labels: PodLabels,
     /// cert-manager ClusterIssuer for store TLS; no TLS when unset.
     #[arg(long, env = "STOREPLANE_TLS_ISSUER")]
     pub tls_issuer: Option<String>,
@@ -148,10 +158,68 @@ impl Default for PlatformSettings {
             base_domain: "stores.localtest.me".into(),
             ingress_class: "nginx".into(),
             ingress_namespace: "ingress-nginx".into(),
+            ingress_pod_labels: DEFAULT_INGRESS_POD_LABELS
+                .parse()
+                .expect("the default pod labels parse"),
             tls_issuer: None,
             storage_class: None,
             reserved_hosts: Vec::new(),
         }
+    }
+}
+
+/// The labels ingress-nginx's own manifests and chart give its controller pods.
+const DEFAULT_INGRESS_POD_LABELS: &str =
+    "app.kubernetes.io/component=controller,app.kubernetes.io/name=ingress-nginx";
+
+/// A pod selector's labels, written `key=value,key=value`; `any` (no labels) selects
+/// every pod.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodLabels(pub std::collections::BTreeMap<String, String>);
+
+impl fmt::Display for PodLabels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("any");
+        }
+        let pairs: Vec<String> = self.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        f.write_str(&pairs.join(","))
+    }
+}
+
+impl FromStr for PodLabels {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        use crate::blueprint::{is_label_key, is_label_value};
+        let hint = "write `key=value[,key=value…]`, e.g. `app.kubernetes.io/name=traefik`, \
+                    or `any` for every pod of the namespace";
+        let mut labels = std::collections::BTreeMap::new();
+        if s.trim() == "any" {
+            return Ok(PodLabels(labels));
+        }
+        for pair in s.split(',').map(str::trim) {
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("`{pair}` has no `=`; {hint}"))?;
+            let (k, v) = (k.trim(), v.trim());
+            if !is_label_key(k) {
+                return Err(format!(
+                    "`{k}` is not a label key: `[dns.prefix/]name`, the name at most 63 \
+                     letters, digits, '-', '_' and '.', starting and ending with a letter \
+                     or digit; {hint}"
+                ));
+            }
+            if !is_label_value(v) {
+                return Err(format!(
+                    "`{v}` (of `{k}`) is not a label value: at most 63 letters, digits, \
+                     '-', '_' and '.', starting and ending with a letter or digit; {hint}"
+                ));
+            }
+            if labels.insert(k.to_owned(), v.to_owned()).is_some() {
+                return Err(format!("`{k}` is given twice; {hint}"));
+            }
+        }
+        Ok(PodLabels(labels))
     }
 }
 
@@ -466,6 +534,38 @@ mod tests {
                 .unwrap_err()
                 .contains("duration")
         );
+    }
+
+    #[test]
+    fn pod_labels_are_label_pairs_or_any() {
+        let l: PodLabels = " app.kubernetes.io/name=traefik , tier=edge"
+            .parse()
+            .unwrap();
+        assert_eq!(l.0.len(), 2);
+        assert_eq!(l.0["app.kubernetes.io/name"], "traefik");
+        assert_eq!(l.to_string(), "app.kubernetes.io/name=traefik,tier=edge");
+        assert_eq!(l.to_string().parse::<PodLabels>().unwrap(), l);
+        let any: PodLabels = "any".parse().unwrap();
+        assert!(any.0.is_empty());
+        assert_eq!(any.to_string(), "any");
+        assert_eq!(
+            PlatformSettings::default().ingress_pod_labels.to_string(),
+            DEFAULT_INGRESS_POD_LABELS
+        );
+        for (bad, says) in [
+            ("traefik", "has no `=`"),
+            ("", "has no `=`"),
+            ("a=b,", "has no `=`"),
+            ("-a=b", "not a label key"),
+            ("Example.com/a=b", "not a label key"),
+            ("a=b c", "not a label value"),
+            ("a=-b", "not a label value"),
+            ("a: b=c", "not a label key"),
+            ("a=1,a=2", "given twice"),
+        ] {
+            let err = bad.parse::<PodLabels>().unwrap_err();
+            assert!(err.contains(says) && err.contains("`any`"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -475,12 +475,24 @@ pub fn is_dns1123_subdomain(s: &str) -> bool {
     !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns1123_label)
 }
 
-fn is_label_value(s: &str) -> bool {
+/// Whether `s` is a label value: at most 63 characters of `A-Z a-z 0-9 - _ .`,
+/// alphanumeric at both ends (empty is a value too).
+pub fn is_label_value(s: &str) -> bool {
     s.len() <= 63
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         && s.bytes().next().is_none_or(|b| b.is_ascii_alphanumeric())
         && s.bytes().last().is_none_or(|b| b.is_ascii_alphanumeric())
+}
+
+/// Whether `k` is a label key: `[prefix/]name`, the prefix a DNS-1123 subdomain, the
+/// name a non-empty label value.
+pub fn is_label_key(k: &str) -> bool {
+    let (prefix, name) = match k.rsplit_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, k),
+    };
+    !name.is_empty() && is_label_value(name) && prefix.is_none_or(is_dns1123_subdomain)
 }
 
 fn check_manifest(folder: &str, m: &Manifest, files: &BTreeMap<String, String>) -> Vec<String> {

@@ -23,7 +23,7 @@ mod yaml;
 pub use catalog::{
     Blueprint, BlueprintError, BlueprintSource, Catalog, EXCEPTION_RULES, MANIFEST_FILE, Manifest,
     PodSecurity, PodSecurityException, PodSecurityLevel, ReadinessNote, TEMPLATE_SUFFIX,
-    TemplateSpec, UrlSpec, is_dns1123_label, is_dns1123_subdomain,
+    TemplateSpec, UrlSpec, is_dns1123_label, is_dns1123_subdomain, is_label_key, is_label_value,
 };
 pub use lint::{LintFinding, check_rendered, lint, lint_blueprint};
 pub use params::{ParamError, ParamErrors, from_assignments as params_from_assignments};

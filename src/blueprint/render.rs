@@ -736,6 +736,7 @@ impl Blueprint {
                 base_domain => &input.platform.base_domain,
                 ingress_class => &input.platform.ingress_class,
                 ingress_namespace => &input.platform.ingress_namespace,
+                ingress_pod_labels => &input.platform.ingress_pod_labels.0,
                 tls_issuer => &input.platform.tls_issuer,
                 storage_class => &input.platform.storage_class,
             },

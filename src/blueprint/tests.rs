@@ -3,7 +3,7 @@
 //! `--blueprints-dir` overrides, and lint catching a planted violation of each rule.
 
 use super::*;
-use crate::config::{BlueprintSettings, PlatformSettings};
+use crate::config::{BlueprintSettings, PlatformSettings, PodLabels};
 use crate::domain;
 use base64::Engine as _;
 use proptest::prelude::*;
@@ -96,6 +96,7 @@ fn snapshot_with_tls_storage_class_and_custom_values() {
     let platform = PlatformSettings {
         tls_issuer: Some("letsencrypt".into()),
         storage_class: Some("fast".into()),
+        ingress_pod_labels: PodLabels::default(),
         ..PlatformSettings::default()
     };
     let woo = CATALOG.get("woocommerce").unwrap();
@@ -120,6 +121,52 @@ fn snapshot_with_tls_storage_class_and_custom_values() {
 }
 
 // ---------------------------------------------------------------- shape
+
+/// The ingress controller is admitted as one peer: its namespace AND its pods' labels
+/// (two peers would admit either), or the whole namespace when the labels are `any`;
+/// the ACME solver's policy the same, for the solver is reached through the controller.
+#[test]
+fn the_ingress_controller_is_one_peer_of_namespace_and_pod_labels() {
+    let traefik = PlatformSettings {
+        ingress_namespace: "kube-system".into(),
+        ingress_pod_labels: "app.kubernetes.io/name=traefik".parse().unwrap(),
+        tls_issuer: Some("letsencrypt".into()),
+        ..PlatformSettings::default()
+    };
+    let any = PlatformSettings {
+        ingress_pod_labels: PodLabels::default(),
+        ..traefik.clone()
+    };
+    let ns = json!({"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}});
+    for bp in CATALOG.iter() {
+        for (platform, want) in [
+            (
+                &traefik,
+                json!([{"namespaceSelector": ns, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "traefik"}}}]),
+            ),
+            (&any, json!([{"namespaceSelector": ns}])),
+        ] {
+            let r = render_with(bp, &store(), json!({}), platform).unwrap();
+            for name in ["allow-ingress-controller", "allow-acme-http01-solver"] {
+                let policy = r
+                    .objects
+                    .iter()
+                    .find(|o| {
+                        o.gvk.kind == "NetworkPolicy"
+                            && o.object.metadata.name.as_deref() == Some(name)
+                    })
+                    .unwrap_or_else(|| panic!("{}: no NetworkPolicy {name}", bp.name));
+                let from =
+                    &serde_json::to_value(&policy.object).unwrap()["spec"]["ingress"][0]["from"];
+                assert_eq!(
+                    from, &want,
+                    "{} {name} with {}",
+                    bp.name, platform.ingress_pod_labels
+                );
+            }
+        }
+    }
+}
 
 #[test]
 fn builtins_render_what_the_issue_asks_for() {
@@ -1155,6 +1202,7 @@ fn builtin_templates_stay_on_the_fast_yaml_path() {
     let tls = PlatformSettings {
         tls_issuer: Some("letsencrypt".into()),
         storage_class: Some("fast".into()),
+        ingress_pod_labels: PodLabels::default(),
         ..PlatformSettings::default()
     };
     for bp in CATALOG.iter() {

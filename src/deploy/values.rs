@@ -10,8 +10,8 @@
 //! Reads the `--values` files it is given; nothing else.
 
 use super::DeployError;
-use crate::blueprint::{is_dns1123_label, is_dns1123_subdomain};
-use crate::config::{RateSpec, parse_duration};
+use crate::blueprint::{is_dns1123_label, is_dns1123_subdomain, is_label_key, is_label_value};
+use crate::config::{PodLabels, RateSpec, parse_duration};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -148,6 +148,9 @@ pub struct Stores {
     pub base_domain: String,
     pub ingress_class: String,
     pub ingress_namespace: String,
+    /// The ingress controller pods' labels, as `STOREPLANE_INGRESS_POD_LABELS` takes
+    /// them: `key=value,…` or `any`.
+    pub ingress_pod_labels: String,
     pub tls_issuer: Option<String>,
     pub storage_class: Option<String>,
 }
@@ -205,26 +208,6 @@ fn is_open_map(path: &str) -> bool {
     path == "ingress.controller_pod_labels"
         || path.starts_with("resources.")
             && (path.ends_with(".requests") || path.ends_with(".limits"))
-}
-
-/// A label value: at most 63 characters, alphanumeric at both ends, `-_.` inside.
-fn is_label_value(v: &str) -> bool {
-    v.len() <= 63
-        && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && v.chars().next().is_none_or(|c| c.is_ascii_alphanumeric())
-        && v.chars().last().is_none_or(|c| c.is_ascii_alphanumeric())
-}
-
-/// A label key: `[prefix/]name`, the prefix a DNS name, the name a non-empty label value.
-fn is_label_key(k: &str) -> bool {
-    let (prefix, name) = match k.rsplit_once('/') {
-        Some((prefix, name)) => (Some(prefix), name),
-        None => (None, k),
-    };
-    !name.is_empty()
-        && is_label_value(name)
-        && prefix.is_none_or(|p| p.len() <= 253 && is_dns1123_subdomain(p))
 }
 
 /// An IPv4 or IPv6 CIDR, e.g. `10.43.0.1/32` or `fd00::/64`.
@@ -588,6 +571,9 @@ impl Values {
                 p.push(format!("`{key}`: {e}"));
             }
         }
+        if let Err(e) = self.stores.ingress_pod_labels.parse::<PodLabels>() {
+            p.push(format!("`stores.ingress_pod_labels`: {e}"));
+        }
         for v in &self.api.trusted_proxies {
             if let Err(e) = crate::config::parse_network(v) {
                 p.push(format!("`api.trusted_proxies`: {e}"));
@@ -732,6 +718,7 @@ mod tests {
                 "image.pull_policy=Sometimes",
                 "replicas.orchestrator=0",
                 "api.rate_limit=lots",
+                "stores.ingress_pod_labels=traefik",
                 "api.trusted_proxies=10.0.0.0/8, the proxy",
                 "orchestrator.phase_timeout=forever",
             ],
@@ -744,6 +731,7 @@ mod tests {
             "must be Always, IfNotPresent or Never",
             "`replicas.orchestrator` must be at least 1",
             "`api.rate_limit`",
+            "`stores.ingress_pod_labels`: `traefik` has no `=`",
             "`api.trusted_proxies`: `the proxy` is not an address or a network",
             "`orchestrator.phase_timeout`",
         ] {

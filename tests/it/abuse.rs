@@ -855,6 +855,28 @@ async fn applied_stores_are_closed_by_default_and_their_databases_admit_only_the
             labels: web_a.labels.clone(),
         };
         assert!(!ingress_allowed(&pol_a, &db_a, &impostor, 3306));
+        // The ingress controller's pods reach the web pods' port, and nothing else; any
+        // other pod of the controller's namespace reaches nothing.
+        let platform = PlatformSettings::default();
+        let controller = Endpoint {
+            name: "controller".into(),
+            namespace: platform.ingress_namespace.clone(),
+            namespace_labels: BTreeMap::from([(
+                "kubernetes.io/metadata.name".to_owned(),
+                platform.ingress_namespace.clone(),
+            )]),
+            labels: platform.ingress_pod_labels.0.clone(),
+        };
+        let mut webhook = controller.clone();
+        webhook.name = "admission-webhook".into();
+        webhook.labels.insert(
+            "app.kubernetes.io/component".into(),
+            "admission-webhook".into(),
+        );
+        assert!(ingress_allowed(&pol_a, &web_a, &controller, 8080));
+        assert!(!ingress_allowed(&pol_a, &web_a, &webhook, 8080));
+        assert!(!ingress_allowed(&pol_a, &web_a, &controller, 3306));
+        assert!(!ingress_allowed(&pol_a, &db_a, &controller, 3306));
         // Nothing reaches the database on any other port, not even its own web pod.
         for port in [22, 80, 443, 8080, 33060] {
             assert!(!ingress_allowed(&pol_a, &db_a, &web_a, port), "port {port}");

@@ -133,12 +133,21 @@ fn render_blueprint(inputs: &Inputs) -> BTreeMap<String, Value> {
 /// names them, plus the store id, the platform settings and the secrets.
 fn chart_values(inputs: &Inputs) -> Value {
     let p = &inputs.platform;
+    // Helm merges a values map into the chart's default one; a key of the default the
+    // inputs lack is removed by setting it to null.
+    let mut pod_labels = json!(p.ingress_pod_labels.0);
+    for key in PlatformSettings::default().ingress_pod_labels.0.keys() {
+        if !p.ingress_pod_labels.0.contains_key(key) {
+            pod_labels[key] = Value::Null;
+        }
+    }
     let mut values = json!({
         "store": {"id": STORE_ID},
         "platform": {
             "base_domain": p.base_domain,
             "ingress_class": p.ingress_class,
             "ingress_namespace": p.ingress_namespace,
+            "ingress_pod_labels": pod_labels,
             "tls_issuer": p.tls_issuer.clone().unwrap_or_default(),
             "storage_class": p.storage_class.clone().unwrap_or_default(),
         },
@@ -298,6 +307,7 @@ fn chart_renders_the_blueprints_objects_with_custom_domain_tls_and_platform() {
         base_domain: "stores.example.net".into(),
         ingress_class: "traefik".into(),
         ingress_namespace: "traefik-system".into(),
+        ingress_pod_labels: "app.kubernetes.io/name=traefik".parse().unwrap(),
         tls_issuer: Some("letsencrypt-prod".into()),
         storage_class: Some("fast-ssd".into()),
         reserved_hosts: Vec::new(),
@@ -305,6 +315,15 @@ fn chart_renders_the_blueprints_objects_with_custom_domain_tls_and_platform() {
     assert_same_objects(&inputs);
     // And the custom inputs did reach the objects.
     let chart = render_chart(&inputs);
+    let from = &chart["NetworkPolicy store-joes-shop-8e4b7a90/allow-ingress-controller"]["spec"]["ingress"]
+        [0]["from"];
+    assert_eq!(
+        from,
+        &json!([{
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "traefik-system"}},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "traefik"}},
+        }])
+    );
     let ingress = &chart["Ingress store-joes-shop-8e4b7a90/storefront"];
     assert_eq!(ingress["spec"]["tls"][0]["hosts"][0], "shop.example.com");
     assert_eq!(
