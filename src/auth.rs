@@ -123,10 +123,15 @@ pub fn normalize_email(email: &str) -> Result<String, AuthError> {
 pub async fn hash_password(password: String) -> Result<String, AuthError> {
     let password = Zeroizing::new(password);
     check_password_rules(&password)?;
-    let _slot = HASH_SLOTS.acquire().await.expect("never closed");
-    tokio::task::spawn_blocking(move || hash_blocking(&password))
-        .await
-        .map_err(AuthError::Task)?
+    // The slot goes with the work: the hash runs on even if this future is dropped
+    // (a client that went away), so its slot must not come back before it ends.
+    let slot = HASH_SLOTS.acquire().await.expect("never closed");
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        hash_blocking(&password)
+    })
+    .await
+    .map_err(AuthError::Task)?
 }
 
 fn hash_blocking(password: &str) -> Result<String, AuthError> {
@@ -157,12 +162,15 @@ pub async fn warm_up() {
 pub async fn verify_password(hash: Option<&str>, password: &str) -> bool {
     let hash = hash.map(str::to_owned);
     let password = Zeroizing::new(password.to_owned());
-    let _slot = HASH_SLOTS.acquire().await.expect("never closed");
-    tokio::task::spawn_blocking(move || match hash {
-        Some(hash) => verify_blocking(&hash, &password),
-        None => {
-            let _ = verify_blocking(&DUMMY_HASH, &password);
-            false
+    let slot = HASH_SLOTS.acquire().await.expect("never closed");
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        match hash {
+            Some(hash) => verify_blocking(&hash, &password),
+            None => {
+                let _ = verify_blocking(&DUMMY_HASH, &password);
+                false
+            }
         }
     })
     .await
@@ -249,6 +257,27 @@ mod tests {
         drop(taken);
         assert!(!sign_in.await.unwrap());
         assert!(new_password.await.unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_dropped_caller_keeps_its_slot_until_the_hash_ends() {
+        // All slots but one held here, so the sign-in below takes the last one.
+        let mut held = HASH_SLOTS
+            .acquire_many(MAX_CONCURRENT_HASHES as u32)
+            .await
+            .unwrap();
+        drop(held.split(1));
+        let sign_in = tokio::spawn(async { verify_password(None, "a guess").await });
+        while HASH_SLOTS.available_permits() > 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // The client goes away; the hash cannot be stopped and still holds its slot.
+        sign_in.abort();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(HASH_SLOTS.available_permits(), 0);
+        // (Not waited for here: a test queued for every slot would take the returning
+        // one while this one holds the rest.)
+        drop(held);
     }
 
     #[tokio::test]

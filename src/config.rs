@@ -168,6 +168,21 @@ impl Default for PlatformSettings {
     }
 }
 
+/// A login token's lifetime: from a minute (long enough to use it) to 365 days (a
+/// bearer credential that outlives a year is a password nobody rotates).
+pub fn parse_token_ttl(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_secs(60) {
+        return Err(format!("`{s}` is shorter than a minute; e.g. 12h"));
+    }
+    if d > Duration::from_secs(365 * 86_400) {
+        return Err(format!(
+            "`{s}` is longer than 365 days; tokens must expire within a year (sign in again to get a new one)"
+        ));
+    }
+    Ok(d)
+}
+
 /// The labels ingress-nginx's own manifests and chart give its controller pods.
 const DEFAULT_INGRESS_POD_LABELS: &str =
     "app.kubernetes.io/component=controller,app.kubernetes.io/name=ingress-nginx";
@@ -413,7 +428,7 @@ pub struct ApiSettings {
     #[arg(long, env = "STOREPLANE_HSTS", default_value_t = false)]
     pub hsts: bool,
     /// Lifetime of tokens issued by login.
-    #[arg(long, env = "STOREPLANE_TOKEN_TTL", default_value = "12h", value_parser = parse_duration)]
+    #[arg(long, env = "STOREPLANE_TOKEN_TTL", default_value = "12h", value_parser = parse_token_ttl)]
     pub token_ttl: Duration,
     /// Serve the dashboard from this folder instead of the copy built into the binary.
     #[arg(long, env = "STOREPLANE_DASHBOARD_DIR")]
@@ -534,6 +549,26 @@ mod tests {
                 .unwrap_err()
                 .contains("duration")
         );
+    }
+
+    #[test]
+    fn token_lifetimes_are_a_minute_to_a_year() {
+        assert_eq!(parse_token_ttl("12h"), Ok(Duration::from_secs(12 * 3600)));
+        assert_eq!(
+            parse_token_ttl("365d"),
+            Ok(Duration::from_secs(365 * 86_400))
+        );
+        assert!(
+            parse_token_ttl("30s")
+                .unwrap_err()
+                .contains("shorter than a minute")
+        );
+        assert!(
+            parse_token_ttl("10000y")
+                .unwrap_err()
+                .contains("within a year")
+        );
+        assert!(parse_token_ttl("soon").is_err());
     }
 
     #[test]

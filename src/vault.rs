@@ -111,14 +111,26 @@ impl Vault {
         let mut key = Zeroizing::new([0u8; KEY_LEN]);
         rand::rng().fill(&mut key[..]);
         let text = Zeroizing::new(format!("{}\n", hex::encode(&key[..])));
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        match options.open(path) {
-            Ok(mut file) => {
-                file.write_all(text.as_bytes()).map_err(create_err)?;
-                file.sync_all().map_err(create_err)?;
+        // Written whole to a file of its own, then linked into place: the key file
+        // either does not exist or holds a key — never empty or half-written (a crash
+        // in between, or another process reading it too early).
+        let mut name = path.file_name().unwrap_or_default().to_owned();
+        name.push(format!(".{:016x}.tmp", rand::random::<u64>()));
+        let tmp = path.with_file_name(name);
+        let write = || -> std::io::Result<()> {
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(&tmp)?;
+            file.write_all(text.as_bytes())?;
+            file.sync_all()?;
+            std::fs::hard_link(&tmp, path)
+        };
+        let linked = write();
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => {
                 tracing::info!(path = %path.display(), "created a new credential encryption key; back it up and share it with every replica");
                 Ok(Vault {
                     key,
@@ -286,6 +298,28 @@ mod tests {
         let second = Vault::load_or_create(&path).unwrap();
         assert_eq!(&second.open(&first.seal(b"x")).unwrap()[..], b"x");
         assert!(!format!("{first:?}").contains(text.trim()));
+        // The file it was written to first is gone.
+        let files: Vec<_> = std::fs::read_dir(dir.path().join("nested"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(files, ["secret.key"]);
+    }
+
+    #[test]
+    fn processes_creating_the_key_at_once_agree_on_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret.key");
+        let vaults: Vec<Vault> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| Vault::load_or_create(&path).unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let sealed = vaults[0].seal(b"one key");
+        for v in &vaults {
+            assert_eq!(&v.open(&sealed).unwrap()[..], b"one key");
+        }
     }
 
     #[test]

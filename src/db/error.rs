@@ -144,16 +144,18 @@ fn sqlx_transient(err: &sea_orm::SqlxError) -> bool {
         E::Io(_) | E::Tls(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed => true,
         E::Database(db) => {
             let Some(code) = db.code() else { return false };
-            // PostgreSQL: connection exceptions (class 08), shutdown / not yet accepting
-            // connections (57P01-57P03), too many connections (53300).
-            if code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300") {
-                return true;
+            if db
+                .try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>()
+                .is_some()
+            {
+                // SQLite: SQLITE_BUSY (5) or SQLITE_LOCKED (6), with their extended
+                // codes, once busy_timeout has run out.
+                return code.parse::<i64>().is_ok_and(|c| matches!(c & 0xff, 5 | 6));
             }
-            // SQLite: SQLITE_BUSY (5) or SQLITE_LOCKED (6), with their extended codes,
-            // once busy_timeout has run out.
-            code.parse::<i64>()
-                .map(|c| matches!(c & 0xff, 5 | 6))
-                .unwrap_or(false)
+            // PostgreSQL (SQLSTATE; some are all digits, e.g. 42501 permission denied,
+            // which is no reason to wait): connection exceptions (class 08), shutdown /
+            // not yet accepting connections (57P01-57P03), too many connections (53300).
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
         }
         _ => false,
     }

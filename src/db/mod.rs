@@ -37,8 +37,8 @@ pub use stores::MAX_PAGE;
 use chrono::{DateTime, SubsecRound, Utc};
 use migrations::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbErr,
-    RuntimeErr, Statement, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, RuntimeErr, Statement, TransactionTrait,
 };
 use std::path::Path;
 use std::sync::Arc;
@@ -183,12 +183,9 @@ impl Db {
             });
         }
         let db = Db::connect(url).await?;
-        let pending: Vec<String> = Migrator::get_pending_migrations(&db.conn)
+        let pending = pending_migrations(&db.conn, &db.target)
             .await
-            .map_err(|e| db.classify(e, DbError::Migration))?
-            .iter()
-            .map(|m| m.name().to_owned())
-            .collect();
+            .map_err(|e| db.classify(e, DbError::Migration))?;
         if !pending.is_empty() {
             return Err(DbError::SchemaBehind {
                 target: db.target.to_string(),
@@ -213,11 +210,7 @@ impl Db {
                 ))
                 .await?;
             }
-            let pending: Vec<String> = Migrator::get_pending_migrations(&txn)
-                .await?
-                .iter()
-                .map(|m| m.name().to_owned())
-                .collect();
+            let pending = pending_migrations(&txn, &self.target).await?;
             if !pending.is_empty() {
                 Migrator::up(&txn, None).await?;
             }
@@ -340,8 +333,13 @@ pub(crate) fn plus(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
     chrono::TimeDelta::from_std(d)
         .ok()
         .and_then(|d| now.checked_add_signed(d))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+        .map_or(LATEST, |t| t.min(LATEST))
 }
+
+/// The latest time stored: SQLite keeps times as RFC 3339 text, which compares in time
+/// order only while the year has four digits (`+10000-…` sorts before `2026-…`).
+const LATEST: DateTime<Utc> =
+    DateTime::from_timestamp(253_402_300_799, 0).expect("9999-12-31T23:59:59Z");
 
 /// The file of a SQLite URL, or `None` for an in-memory database.
 /// The backend a URL's scheme names, or `UnsupportedUrl`.
@@ -368,6 +366,61 @@ fn sqlite_path(url: &str) -> Option<&Path> {
     }
 }
 
+/// The migrations this binary knows and the database has not applied, in order. One
+/// the database has applied that this binary does not know (a newer release migrated
+/// it; old and new replicas run side by side during a rolling update, and a rollback
+/// runs the old one on the new schema) is logged, not refused: migrations only add.
+/// Reads `seaql_migrations` without creating it.
+async fn pending_migrations<C: ConnectionTrait>(
+    conn: &C,
+    target: &impl std::fmt::Display,
+) -> Result<Vec<String>, DbErr> {
+    let backend = conn.get_database_backend();
+    let known: Vec<String> = Migrator::migrations()
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect();
+    let exists = match backend {
+        DbBackend::Postgres => {
+            "SELECT count(*) AS n FROM information_schema.tables \
+             WHERE table_name = 'seaql_migrations' AND table_schema = current_schema()"
+        }
+        _ => {
+            "SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'seaql_migrations'"
+        }
+    };
+    let n: i64 = match conn
+        .query_one(Statement::from_string(backend, exists))
+        .await?
+    {
+        Some(row) => row.try_get("", "n")?,
+        None => 0,
+    };
+    if n == 0 {
+        return Ok(known);
+    }
+    let applied: std::collections::HashSet<String> = conn
+        .query_all(Statement::from_string(
+            backend,
+            "SELECT version FROM seaql_migrations",
+        ))
+        .await?
+        .iter()
+        .map(|row| row.try_get::<String>("", "version"))
+        .collect::<Result<_, _>>()?;
+    let mut newer: Vec<&String> = applied.iter().filter(|v| !known.contains(v)).collect();
+    if !newer.is_empty() {
+        newer.sort();
+        tracing::warn!(
+            database = %target,
+            migrations = ?newer,
+            "the database's schema is newer than this binary (a later release migrated it); \
+             running on it, as migrations only add"
+        );
+    }
+    Ok(known.into_iter().filter(|k| !applied.contains(k)).collect())
+}
+
 /// The URL without a password (and without a query, which may carry one), for messages.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -376,19 +429,25 @@ pub fn redact_url(url: &str) -> String {
     if scheme.eq_ignore_ascii_case("sqlite") {
         return url.to_owned();
     }
+    // The user information ends at the last `@`: a password may hold `/`, `?` or `@`
+    // (it should be percent-encoded, but a URL that fails to parse is exactly the one
+    // an error message prints). Only the user name before `:`, `/` or `?` is kept.
+    let (userinfo, rest) = match rest.rfind('@') {
+        Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
+        None => (None, rest),
+    };
     let rest = rest.split_once('?').map(|(r, _)| r).unwrap_or(rest);
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{user}:***@{host}"),
-            None => format!("{userinfo}@{host}"),
-        },
-        None => authority.to_owned(),
-    };
-    format!("{scheme}://{authority}{path}")
+    match userinfo {
+        None => format!("{scheme}://{rest}"),
+        Some(info) => {
+            let user = info.split([':', '/', '?']).next().unwrap_or_default();
+            if user.len() == info.len() {
+                format!("{scheme}://{user}@{rest}")
+            } else {
+                format!("{scheme}://{user}:***@{rest}")
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -405,10 +464,36 @@ mod tests {
             redact_url("postgres://u@127.0.0.1/x"),
             "postgres://u@127.0.0.1/x"
         );
+        // Unencoded `/`, `?` and `@` in a password (an unparsable URL, as errors print).
+        for (url, want) in [
+            ("postgres://u:ab/cd@db/x", "postgres://u:***@db/x"),
+            (
+                "postgres://u:p?ss@db/x?sslmode=require",
+                "postgres://u:***@db/x",
+            ),
+            ("postgres://u:p@ss@db:5432/x", "postgres://u:***@db:5432/x"),
+            ("postgres://db/x?password=p@ss", "postgres://db:***@ss"),
+            ("postgres://db/x", "postgres://db/x"),
+        ] {
+            assert_eq!(redact_url(url), want, "{url}");
+        }
         assert_eq!(
             redact_url("sqlite://a/b.db?mode=rwc"),
             "sqlite://a/b.db?mode=rwc"
         );
+    }
+
+    #[test]
+    fn far_times_stay_four_digit_years() {
+        let now = Utc::now();
+        assert_eq!(
+            plus(now, Duration::from_secs(60)),
+            now + chrono::TimeDelta::seconds(60)
+        );
+        for far in [Duration::from_secs(10_000 * 366 * 86_400), Duration::MAX] {
+            let t = plus(now, far);
+            assert_eq!(t.to_rfc3339(), "9999-12-31T23:59:59+00:00");
+        }
     }
 
     #[test]
@@ -430,6 +515,6 @@ mod tests {
     fn times_are_microseconds() {
         let t = now();
         assert_eq!(t.timestamp_subsec_nanos() % 1000, 0);
-        assert_eq!(plus(t, Duration::MAX), DateTime::<Utc>::MAX_UTC);
+        assert_eq!(plus(t, Duration::MAX), LATEST);
     }
 }

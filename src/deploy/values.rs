@@ -579,8 +579,10 @@ impl Values {
                 p.push(format!("`api.trusted_proxies`: {e}"));
             }
         }
+        if let Err(e) = crate::config::parse_token_ttl(&self.api.token_ttl) {
+            p.push(format!("`api.token_ttl`: {e}"));
+        }
         for (key, v) in [
-            ("api.token_ttl", &self.api.token_ttl),
             (
                 "orchestrator.resync_period",
                 &self.orchestrator.resync_period,

@@ -2,7 +2,7 @@
 //! (`support::db::each_backend`), each in a database of its own. Times are passed in
 //! explicitly, so lease expiry is tested without sleeping.
 
-use crate::support::db::{TestDb, chain, each_backend, each_empty_backend};
+use crate::support::db::{TestDb, chain, each_backend, each_empty_backend, fresh};
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -86,8 +86,48 @@ async fn migrations_apply_on_an_empty_database_and_then_do_nothing() {
         let u = user(&t, "a@example.com", 1).await;
         store(&t, &u, "shop").await;
         t.ping().await.unwrap();
+        // A later release migrated the database (a rolling update in progress, or a
+        // rollback): this binary still opens it, to read and to serve, and applies
+        // nothing.
+        t.raw(
+            "INSERT INTO seaql_migrations (version, applied_at) \
+             VALUES ('m20991231_000001_later', 0)",
+        )
+        .await;
+        Db::open_existing(&t.url)
+            .await
+            .expect("a database a later release migrated opens for reading");
+        let (db, applied) = Db::open(&t.url)
+            .await
+            .expect("a database a later release migrated opens");
+        assert!(applied.is_empty(), "{applied:?}");
+        db.close().await.unwrap();
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_refused_privilege_on_postgresql_is_an_error_not_an_outage() {
+    // SQLSTATE 42501 (insufficient privilege) is all digits, like SQLite's numeric
+    // codes; it must not pass for SQLITE_BUSY and be answered "unavailable, retry".
+    let t = fresh(Backend::Postgres).await;
+    let role = format!("it_{}", Uuid::new_v4().simple());
+    t.raw(&format!("CREATE ROLE {role} LOGIN")).await;
+    let url = t.url.replacen("storeplane@", &format!("{role}@"), 1);
+    assert_ne!(url, t.url, "the test database's URL names its user");
+    let outcome = Db::open(&url).await.map(|(db, _)| db);
+    t.raw(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"
+    ))
+    .await;
+    t.raw(&format!("DROP ROLE {role}")).await;
+    t.finish().await;
+    let Err(err) = outcome else {
+        panic!("a role without privileges opened the database");
+    };
+    let text = chain(&err);
+    assert!(!err.is_unavailable(), "{text}");
+    assert!(text.contains("permission denied"), "{text}");
 }
 
 #[tokio::test]
