@@ -58,11 +58,29 @@ pub fn url_environment(url_templates: BTreeSet<String>) -> Environment<'static> 
             AutoEscape::Json
         }
     });
+    env.set_formatter(|out, state, value| {
+        if state.auto_escape() == AutoEscape::Json {
+            format_value(out, state, value)
+        } else {
+            minijinja::escape_formatter(out, state, value)
+        }
+    });
     env
 }
 
+/// Prints a value JSON-escaped (safe for YAML), and refuses to print one where a
+/// template turned escaping off or to another mode (`{% autoescape false %}`,
+/// `{% autoescape "html" %}`): there a parameter could inject YAML.
 fn format_value(out: &mut Output, state: &State, value: &Value) -> Result<(), Error> {
-    if state.auto_escape() == AutoEscape::Json && !value.is_safe() {
+    if state.auto_escape() != AutoEscape::Json {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            "a value is printed with auto-escaping turned off or changed by \
+             `{% autoescape %}`; blueprint templates print every value JSON-escaped so \
+             that no parameter can inject YAML: remove the autoescape block",
+        ));
+    }
+    if !value.is_safe() {
         // One buffer, one write: serde_json writes in many small pieces, and each piece
         // through the escaper cost more than the JSON itself.
         let json = serde_json::to_string(value).map_err(|e| {
@@ -269,6 +287,29 @@ mod tests {
             let want = if escaped { "\"a\\nb: c\"" } else { "a\nb: c" };
             assert_eq!(out, want, "{name}");
         }
+    }
+
+    #[test]
+    fn escaping_cannot_be_turned_off() {
+        for src in [
+            "a: {% autoescape false %}{{ s }}{% endautoescape %}\n",
+            "a: {% autoescape not true %}{{ s }}{% endautoescape %}\n",
+            "a: {% autoescape 'none' %}{{ s }}{% endautoescape %}\n",
+            "a: {% autoescape 'html' %}{{ s }}{% endautoescape %}\n",
+        ] {
+            let err = render(src, context! { s => "x\n---\nkind: Pod" }).unwrap_err();
+            assert!(
+                err.to_string().contains("remove the autoescape block"),
+                "{src}: {err}"
+            );
+        }
+        // Turned back on: fine.
+        let out = render(
+            "a: {% autoescape true %}{{ s }}{% endautoescape %}\n",
+            context! { s => "x" },
+        )
+        .unwrap();
+        assert_eq!(out, "a: \"x\"");
     }
 
     #[test]

@@ -53,7 +53,7 @@ pub const RULES: &[(&str, &str)] = &[
     ),
     (
         "security-context",
-        "runAsNonRoot, no privilege escalation, capabilities drop ALL, seccomp RuntimeDefault, read-only root filesystem (unless excused), no service-account token",
+        "runAsNonRoot, no privilege escalation, capabilities drop ALL, seccomp RuntimeDefault, read-only root filesystem (unless excused), no service-account token (automount off, none projected, no token Secret)",
     ),
     (
         "host-access",
@@ -330,7 +330,10 @@ fn check_escaping(bp: &Blueprint, out: &mut Findings) {
             let end = after.find("%}").unwrap_or(after.len());
             let tag =
                 after[..end].trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace());
-            if tag.starts_with("autoescape") && !tag.contains("true") {
+            let words: Vec<&str> = tag.split_whitespace().collect();
+            if words.first() == Some(&"autoescape")
+                && !matches!(words[1..], ["true"] | ["\"json\""] | ["'json'"])
+            {
                 let line = src[..src.len() - rest.len() + start].lines().count().max(1);
                 out.add(
                     "escaping",
@@ -532,6 +535,16 @@ fn check_pods(bp: &Blueprint, r: &Rendered, out: &mut Findings) {
             .any(|e| e.container == container && e.rule == rule)
     };
     for o in &r.objects {
+        if o.gvk.kind == "Secret"
+            && o.object.data.get("type").and_then(Value::as_str)
+                == Some("kubernetes.io/service-account-token")
+        {
+            out.add(
+                "security-context",
+                o.key(),
+                "a Secret of type kubernetes.io/service-account-token holds an API token; store pods never call the Kubernetes API",
+            );
+        }
         let Some((spec, _)) = pod_template(o) else {
             continue;
         };
@@ -563,6 +576,19 @@ fn check_pods(bp: &Blueprint, r: &Rendered, out: &mut Findings) {
                 .flat_map(|m| m.keys())
                 .filter(|k| *k != "name")
             {
+                let projects_token = source == "projected"
+                    && v.pointer("/projected/sources")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .any(|s| s.get("serviceAccountToken").is_some());
+                if projects_token {
+                    out.add(
+                        "security-context",
+                        key.clone(),
+                        format!("volume `{vname}` projects a service account token; store pods never call the Kubernetes API"),
+                    );
+                }
                 if source == "hostPath" {
                     out.add(
                         "host-access",

@@ -199,15 +199,42 @@ fn pod_resources(spec: &Value, owner: &str, unbounded: &mut Vec<String>) -> Pod 
         sum.lim_cpu += p.lim_cpu;
         sum.lim_mem += p.lim_mem;
     }
-    // Init containers run one at a time before the others: the pod needs the larger.
+    // Init containers run one at a time before the others, each beside the sidecars
+    // (init containers with `restartPolicy: Always`) started before it; sidecars then
+    // run beside the containers for the pod's life. The pod needs the largest of these.
+    let mut sidecars = Pod::default();
+    let mut most = Pod::default();
     for c in containers(spec, "initContainers") {
         let p = container_resources(c, owner, unbounded);
-        sum.req_cpu = sum.req_cpu.max(p.req_cpu);
-        sum.req_mem = sum.req_mem.max(p.req_mem);
-        sum.lim_cpu = sum.lim_cpu.max(p.lim_cpu);
-        sum.lim_mem = sum.lim_mem.max(p.lim_mem);
+        if c.get("restartPolicy").and_then(Value::as_str) == Some("Always") {
+            sidecars = sidecars.plus(p);
+            most = most.max(sidecars);
+        } else {
+            most = most.max(sidecars.plus(p));
+        }
     }
-    sum
+    most.max(sum.plus(sidecars))
+}
+
+impl Pod {
+    fn plus(self, o: Pod) -> Pod {
+        Pod {
+            req_cpu: self.req_cpu + o.req_cpu,
+            req_mem: self.req_mem + o.req_mem,
+            lim_cpu: self.lim_cpu + o.lim_cpu,
+            lim_mem: self.lim_mem + o.lim_mem,
+        }
+    }
+
+    /// Resource by resource, the larger.
+    fn max(self, o: Pod) -> Pod {
+        Pod {
+            req_cpu: self.req_cpu.max(o.req_cpu),
+            req_mem: self.req_mem.max(o.req_mem),
+            lim_cpu: self.lim_cpu.max(o.lim_cpu),
+            lim_mem: self.lim_mem.max(o.lim_mem),
+        }
+    }
 }
 
 /// The containers (or init containers) of a pod spec.
@@ -360,5 +387,30 @@ mod tests {
         assert!(over[0].starts_with("requests.storage: needs 5Gi but the quota allows 4Gi"));
         assert!(over[1].starts_with("limits.cpu: needs 6.1 but the quota allows 6"));
         assert_eq!(exceeded(&f, &quota, true).len(), 1);
+    }
+
+    #[test]
+    fn sidecars_run_beside_the_containers_and_the_later_init_containers() {
+        let res = |cpu: &str| json!({"requests": {"cpu": cpu, "memory": "1Mi"}, "limits": {"cpu": cpu, "memory": "1Mi"}});
+        let pod = |init: Value| {
+            json!({"metadata": {"name": "web"}, "spec": {"template": {"spec": {
+                "initContainers": init,
+                "containers": [{"name": "app", "resources": res("500m")}]}}}})
+        };
+        let cpu = |p: &Value| footprint([("StatefulSet", p)]).limits_cpu;
+        // A sidecar adds to the containers: 0.5 + 0.5.
+        let p =
+            pod(json!([{"name": "proxy", "restartPolicy": "Always", "resources": res("500m")}]));
+        assert!((cpu(&p) - 1.0).abs() < 1e-9, "{}", cpu(&p));
+        // An init container after the sidecar runs beside it: 0.25 + 2.
+        let p = pod(json!([
+            {"name": "proxy", "restartPolicy": "Always", "resources": res("250m")},
+            {"name": "setup", "resources": res("2")}]));
+        assert!((cpu(&p) - 2.25).abs() < 1e-9, "{}", cpu(&p));
+        // One before it runs alone: max(2, 0.25 + 0.5).
+        let p = pod(json!([
+            {"name": "setup", "resources": res("2")},
+            {"name": "proxy", "restartPolicy": "Always", "resources": res("250m")}]));
+        assert!((cpu(&p) - 2.0).abs() < 1e-9, "{}", cpu(&p));
     }
 }

@@ -945,6 +945,12 @@ fn lint_catches_a_planted_violation_of_each_rule() {
             Box::new(|t| format!("{t}{{% autoescape false %}}{{% endautoescape %}}")),
         ),
         (
+            "escaping",
+            "woocommerce",
+            "config.yaml.j2",
+            Box::new(|t| format!("{t}{{% autoescape not true %}}{{% endautoescape %}}")),
+        ),
+        (
             "namespace",
             "woocommerce",
             "config.yaml.j2",
@@ -1658,6 +1664,17 @@ fn lint_names_each_pod_and_namespace_check() {
                     .push(json!({"name": "share", "nfs": {"server": "x", "path": "/"}}));
             },
         ),
+        (
+            "security-context",
+            "Deployment/wordpress",
+            "volume `token` projects a service account token",
+            |o| {
+                pod_spec(o)["volumes"].as_array_mut().unwrap().push(json!({
+                    "name": "token",
+                    "projected": {"sources": [{"serviceAccountToken": {"path": "t"}}]}
+                }));
+            },
+        ),
         ("resources", AT, "no resources.limits.memory", |o| {
             container(o)["resources"]["limits"]
                 .as_object_mut()
@@ -1713,6 +1730,22 @@ fn lint_names_each_pod_and_namespace_check() {
             "expected `{rule}` on {object}: {message}; got {findings:#?}"
         );
     }
+    // A Secret that asks Kubernetes for an API token.
+    let mut r = base.clone();
+    let secret = r
+        .objects
+        .iter_mut()
+        .find(|o| o.gvk.kind == "Secret")
+        .expect("a Secret");
+    let key = secret.key();
+    secret.object.data["type"] = json!("kubernetes.io/service-account-token");
+    let findings = lint::check_rendered(bp, &store(), &secrets, &r);
+    assert!(
+        findings.iter().any(|f| f.rule == "security-context"
+            && f.object == key
+            && f.message.contains("kubernetes.io/service-account-token")),
+        "{findings:#?}"
+    );
 }
 
 #[test]
