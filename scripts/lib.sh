@@ -31,6 +31,21 @@ apt_install() {
     || die "could not install ${missing[*]} with apt-get"
 }
 
+# free_port — prints a TCP port nothing listens on at 127.0.0.1, below the ephemeral
+# range (where outgoing connections would take it) and above the well-known ports.
+free_port() {
+  local low=32768 p i
+  read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+  ((low > 11000)) || low=32768
+  for ((i = 0; i < 200; i++)); do
+    p=$((10000 + (RANDOM * 32768 + RANDOM) % (low - 10000)))
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue
+    echo "$p"
+    return 0
+  done
+  die "no free port found on 127.0.0.1"
+}
+
 # need_cmd CMD PACKAGE — installs PACKAGE when CMD is missing.
 need_cmd() {
   command -v "$1" >/dev/null 2>&1 || apt_install "$2"

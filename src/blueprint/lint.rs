@@ -1149,42 +1149,53 @@ fn check_quota(r: &Rendered, out: &mut Findings) {
 /// alphabet has it, so no match spans two strings or objects) and each value is looked
 /// for in it with one SIMD substring search.
 fn check_secret_leaks(secrets: &StoreSecrets, r: &Rendered, out: &mut Findings) {
-    let watched: Vec<(&str, &str)> = secrets
+    use base64::Engine as _;
+    // Each value as written and base64-encoded (`| b64encode` into a ConfigMap's
+    // binaryData or an annotation is the same leak).
+    let watched: Vec<(&str, Vec<u8>)> = secrets
         .iter()
         .filter(|(_, value)| value.len() >= 8)
+        .flat_map(|(name, value)| {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(value);
+            [
+                (name, value.as_bytes().to_vec()),
+                (name, encoded.into_bytes()),
+            ]
+        })
         .collect();
     if watched.is_empty() {
         return;
     }
-    let objects: Vec<&RenderedObject> = r
-        .objects
-        .iter()
-        .filter(|o| o.gvk.kind != "Secret")
-        .collect();
+    let objects: Vec<&RenderedObject> = r.objects.iter().collect();
     let mut text = Vec::with_capacity(64 * 1024);
-    // Where each object's text ends, in order.
+    // Where each object's text ends, in order. A Secret's data is where secrets belong;
+    // its metadata (labels, annotations: printed, listed, logged) is not.
     let mut ends = Vec::with_capacity(objects.len());
     for o in &objects {
         let _ = serde_json::to_writer(&mut text, &o.object.metadata);
         text.push(0);
-        append_text(&o.object.data, &mut text);
+        if o.gvk.kind != "Secret" {
+            append_text(&o.object.data, &mut text);
+        }
         ends.push(text.len());
     }
     // (object, secret), in the objects' order, then the secrets'.
     let mut found = BTreeSet::new();
     for (secret, (_, value)) in watched.iter().enumerate() {
-        for at in memchr::memmem::find_iter(&text, value.as_bytes()) {
+        for at in memchr::memmem::find_iter(&text, value) {
             found.insert((ends.partition_point(|&end| end <= at), secret));
         }
     }
+    // A value found both as written and encoded in one object is one finding.
+    let found: BTreeSet<(usize, &str)> = found
+        .into_iter()
+        .map(|(object, secret)| (object, watched[secret].0))
+        .collect();
     for (object, secret) in found {
         out.add(
             "secret-leak",
             objects[object].key(),
-            format!(
-                "contains the value of secret `{}`; reference it from a Secret instead",
-                watched[secret].0
-            ),
+            format!("contains the value of secret `{secret}`; reference it from a Secret instead"),
         );
     }
 }

@@ -147,6 +147,13 @@ pub fn footprint<'a>(objects: impl IntoIterator<Item = (&'a str, &'a Value)>) ->
             _ => continue,
         };
         let Some(spec) = pod_spec else { continue };
+        // A generic ephemeral volume is a claim per pod, counted by the quota like any.
+        for vct in
+            containers(spec, "volumes").filter_map(|v| v.pointer("/ephemeral/volumeClaimTemplate"))
+        {
+            f.pvcs += copies;
+            f.storage += copies * pvc_storage(vct);
+        }
         let pod = pod_resources(spec, &format!("{kind}/{name}"), &mut f.unbounded);
         f.pods += copies;
         f.requests_cpu += copies * pod.req_cpu;
@@ -387,6 +394,20 @@ mod tests {
         assert!(over[0].starts_with("requests.storage: needs 5Gi but the quota allows 4Gi"));
         assert!(over[1].starts_with("limits.cpu: needs 6.1 but the quota allows 6"));
         assert_eq!(exceeded(&f, &quota, true).len(), 1);
+    }
+
+    #[test]
+    fn ephemeral_volumes_are_claims_of_every_pod() {
+        let dep = json!({"metadata": {"name": "web"}, "spec": {"replicas": 2,
+            "strategy": {"type": "Recreate"},
+            "template": {"spec": {
+                "volumes": [{"name": "scratch", "ephemeral": {"volumeClaimTemplate": {
+                    "spec": {"resources": {"requests": {"storage": "1Gi"}}}}}},
+                    {"name": "tmp", "emptyDir": {}}],
+                "containers": []}}}});
+        let f = footprint([("Deployment", &dep)]);
+        assert_eq!(f.pvcs, 2.0);
+        assert_eq!(f.storage, 2.0 * 1073741824.0);
     }
 
     #[test]

@@ -2109,6 +2109,23 @@ fn secret_leaks_are_found_in_metadata_keys_and_values_of_the_right_object() {
         .insert("note".into(), format!("pw={value}"));
     let s = find(&mut r, "Service/wordpress");
     r.objects[s].object.data["spec"]["selector"][value.as_str()] = json!("x");
+    // Encoded into a ConfigMap's binaryData, and written into a Secret's own labels.
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&value);
+    let c = find(&mut r, "ConfigMap/wordpress-config");
+    r.objects[c].object.data["binaryData"] = json!({ "blob": encoded });
+    let secret = r
+        .objects
+        .iter()
+        .position(|o| o.gvk.kind == "Secret")
+        .unwrap();
+    let secret_key = r.objects[secret].key();
+    r.objects[secret]
+        .object
+        .metadata
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert("copy".into(), value.clone());
     let mut findings: Vec<_> = lint::check_rendered(bp, &store(), &secrets, &r)
         .into_iter()
         .filter(|f| f.rule == "secret-leak")
@@ -2116,11 +2133,12 @@ fn secret_leaks_are_found_in_metadata_keys_and_values_of_the_right_object() {
         .collect();
     findings.sort();
     let says = format!("contains the value of secret `{name}`; reference it from a Secret instead");
-    assert_eq!(
-        findings,
-        [
-            ("Deployment/wordpress".to_owned(), says.clone()),
-            ("Service/wordpress".to_owned(), says)
-        ]
-    );
+    let mut want = vec![
+        ("ConfigMap/wordpress-config".to_owned(), says.clone()),
+        ("Deployment/wordpress".to_owned(), says.clone()),
+        (secret_key, says.clone()),
+        ("Service/wordpress".to_owned(), says),
+    ];
+    want.sort();
+    assert_eq!(findings, want);
 }
