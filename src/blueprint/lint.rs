@@ -28,7 +28,10 @@ pub const RULES: &[(&str, &str)] = &[
         "schema",
         "parameters: additionalProperties false at every object level; every property has a title and a description; every leaf has a default",
     ),
-    ("escaping", "templates never turn auto-escaping off"),
+    (
+        "escaping",
+        "templates never turn auto-escaping off or to another mode",
+    ),
     (
         "namespace",
         "one Namespace, the store's; every other object in it",
@@ -84,7 +87,10 @@ pub const RULES: &[(&str, &str)] = &[
         "quota-fit",
         "each plan's quota holds the store's worst case (replicas + surge + jobs); no container exceeds the LimitRange maximum",
     ),
-    ("secret-leak", "no secret value appears outside a Secret"),
+    (
+        "secret-leak",
+        "no secret value, as written or base64-encoded, appears anywhere but a Secret's data",
+    ),
     (
         "references",
         "readiness notes and pod_security exceptions name rendered objects and containers",
