@@ -411,10 +411,21 @@ mod tests {
         let policy = |m: &PlatformManifests, name: &str| {
             m.get("NetworkPolicy", name).unwrap().object.data["spec"].clone()
         };
-        // Defaults: any pod of the controller's namespace, the API server at any address
-        // (and the policy says why in an annotation).
+        // Defaults: Traefik's pods in kube-system (and the ACME solver's policy the
+        // same), the API server at any address (and the policy says why in an
+        // annotation).
         let m = manifests(Env::Prod, &[]);
         let from = &policy(&m, "storeplane-api")["ingress"][0]["from"][0];
+        assert_eq!(
+            from["podSelector"]["matchLabels"],
+            serde_json::json!({"app.kubernetes.io/name": "traefik"}),
+            "{from}"
+        );
+        let solver = &policy(&m, "acme-http01-solver")["ingress"][0]["from"][0];
+        assert_eq!(solver, from);
+        // `any`: every pod of the namespace.
+        let any = manifests(Env::Prod, &["ingress.controller_pod_labels=any"]);
+        let from = &policy(&any, "storeplane-api")["ingress"][0]["from"][0];
         assert!(from.get("podSelector").is_none(), "{from}");
         let api_egress = &policy(&m, "storeplane-orchestrator")["egress"][2];
         assert_eq!(api_egress["ports"][0]["port"], 443);
@@ -429,7 +440,7 @@ mod tests {
         let m = manifests(
             Env::Prod,
             &[
-                "ingress.controller_pod_labels.app.kubernetes.io/name=traefik",
+                "ingress.controller_pod_labels=app.kubernetes.io/name=traefik",
                 "orchestrator.kubernetes_api_cidrs=10.43.0.1/32, 192.168.1.10/32",
             ],
         );

@@ -204,8 +204,12 @@ const OPTIONAL: &[&str] = &[
 
 /// Maps whose keys are free: `resources.<component>.requests|limits` (resource names)
 /// and `ingress.controller_pod_labels` (label keys); their values are strings.
+/// The label selector among the open maps: one thing, so an override replaces it whole
+/// (merging Traefik's labels into ingress-nginx's would select no pod).
+const POD_LABELS: &str = "ingress.controller_pod_labels";
+
 fn is_open_map(path: &str) -> bool {
-    path == "ingress.controller_pod_labels"
+    path == POD_LABELS
         || path.starts_with("resources.")
             && (path.ends_with(".requests") || path.ends_with(".limits"))
 }
@@ -266,6 +270,16 @@ fn overlay(base: &mut Value, over: Value, path: &str, origin: &str, problems: &m
     for (key, value) in over_map {
         let here = join(path, &key);
         match base_map.get_mut(&key) {
+            Some(slot @ Value::Object(_)) if here == POD_LABELS => match value {
+                Value::Object(labels) if labels.values().all(Value::is_string) => {
+                    *slot = Value::Object(labels)
+                }
+                other => problems.push(format!(
+                    "{origin}: `{here}` must be a map of label keys to strings, e.g. \
+                     {{app.kubernetes.io/name: traefik}} ({{}}: any pod), not {}",
+                    kind_of(&other)
+                )),
+            },
             Some(slot @ Value::Object(_)) => match value {
                 Value::Object(_) => overlay(slot, value, &here, origin, problems),
                 other => problems.push(format!(
@@ -379,6 +393,14 @@ fn apply_set(root: &mut Value, assignment: &str, problems: &mut Vec<String>) {
         slot = map.get_mut(*seg).expect("checked above");
     }
     let path = parent;
+    if path == POD_LABELS {
+        // The whole selector at once: `key=value,…`, or `any` for every pod.
+        match raw.parse::<PodLabels>() {
+            Ok(labels) => *slot = serde_json::json!(labels.0),
+            Err(e) => problems.push(format!("{origin}: `{path}`: {e}")),
+        }
+        return;
+    }
     let optional = OPTIONAL.contains(&path.as_str());
     let value = match slot {
         _ if optional && (raw == "null" || raw == "~") => Value::Null,
@@ -795,5 +817,54 @@ mod tests {
             all.contains("`tls.enabled` must be true or false, not a string"),
             "{all}"
         );
+    }
+
+    /// The ingress controller's pod labels are one selector: a values file or a `--set`
+    /// of the whole key replaces it; a `--set` of one label adds or changes that label.
+    #[test]
+    fn the_controller_pod_selector_is_replaced_whole() {
+        let labels = |v: &Values| {
+            v.ingress
+                .controller_pod_labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let prod = load(Env::Prod, &[]).unwrap();
+        assert_eq!(labels(&prod), "app.kubernetes.io/name=traefik");
+        let v = load(
+            Env::Prod,
+            &["ingress.controller_pod_labels=app=nginx-ingress,tier=edge"],
+        )
+        .unwrap();
+        assert_eq!(labels(&v), "app=nginx-ingress,tier=edge");
+        let v = load(Env::Prod, &["ingress.controller_pod_labels=any"]).unwrap();
+        assert!(v.ingress.controller_pod_labels.is_empty());
+        let v = load(
+            Env::Prod,
+            &["ingress.controller_pod_labels.app.kubernetes.io/name=ingress-nginx"],
+        )
+        .unwrap();
+        assert_eq!(labels(&v), "app.kubernetes.io/name=ingress-nginx");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("v.yaml");
+        std::fs::write(
+            &file,
+            "ingress:\n  controller_pod_labels: {app: nginx-ingress}\n",
+        )
+        .unwrap();
+        let files = [file];
+        let v = Values::load(
+            Env::Prod,
+            &Overrides {
+                files: &files,
+                sets: &[],
+            },
+        )
+        .unwrap();
+        assert_eq!(labels(&v), "app=nginx-ingress");
+        let err = load(Env::Prod, &["ingress.controller_pod_labels=traefik"]).unwrap_err();
+        assert!(err.join("\n").contains("has no `=`"), "{err:?}");
     }
 }
