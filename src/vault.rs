@@ -117,18 +117,22 @@ impl Vault {
         let mut name = path.file_name().unwrap_or_default().to_owned();
         name.push(format!(".{:016x}.tmp", rand::random::<u64>()));
         let tmp = path.with_file_name(name);
-        let write = || -> std::io::Result<()> {
+        let write_new = |at: &Path| -> std::io::Result<()> {
             let mut options = std::fs::OpenOptions::new();
             options.write(true).create_new(true);
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options.open(&tmp)?;
+            let mut file = options.open(at)?;
             file.write_all(text.as_bytes())?;
-            file.sync_all()?;
-            std::fs::hard_link(&tmp, path)
+            file.sync_all()
         };
-        let linked = write();
+        let linked = write_new(&tmp).and_then(|()| std::fs::hard_link(&tmp, path));
         let _ = std::fs::remove_file(&tmp);
+        // A filesystem without hard links (vfat, some network shares): written in place.
+        let linked = match linked {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => write_new(path),
+            other => other,
+        };
         match linked {
             Ok(()) => {
                 tracing::info!(path = %path.display(), "created a new credential encryption key; back it up and share it with every replica");

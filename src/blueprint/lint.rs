@@ -336,10 +336,19 @@ fn check_escaping(bp: &Blueprint, out: &mut Findings) {
             let end = after.find("%}").unwrap_or(after.len());
             let tag =
                 after[..end].trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace());
-            let words: Vec<&str> = tag.split_whitespace().collect();
-            if words.first() == Some(&"autoescape")
-                && !matches!(words[1..], ["true"] | ["\"json\""] | ["'json'"])
-            {
+            // `autoescape <expr>` or `autoescape(<expr>)`; only JSON escaping may stand.
+            let escapes_otherwise = tag
+                .strip_prefix("autoescape")
+                .filter(|arg| arg.starts_with(|c: char| c.is_whitespace() || c == '('))
+                .map(|arg| {
+                    let arg = arg.trim();
+                    let arg = arg
+                        .strip_prefix('(')
+                        .and_then(|a| a.strip_suffix(')'))
+                        .map_or(arg, str::trim);
+                    !matches!(arg, "true" | "\"json\"" | "'json'")
+                });
+            if escapes_otherwise == Some(true) {
                 let line = src[..src.len() - rest.len() + start].lines().count().max(1);
                 out.add(
                     "escaping",

@@ -951,6 +951,12 @@ fn lint_catches_a_planted_violation_of_each_rule() {
             Box::new(|t| format!("{t}{{% autoescape not true %}}{{% endautoescape %}}")),
         ),
         (
+            "escaping",
+            "woocommerce",
+            "config.yaml.j2",
+            Box::new(|t| format!("{t}{{%- autoescape(false) %}}{{% endautoescape %}}")),
+        ),
+        (
             "namespace",
             "woocommerce",
             "config.yaml.j2",

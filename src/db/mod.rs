@@ -381,9 +381,11 @@ async fn pending_migrations<C: ConnectionTrait>(
         .map(|m| m.name().to_owned())
         .collect();
     let exists = match backend {
+        // to_regclass, not information_schema (which hides tables the role may not
+        // read): a role without rights gets "permission denied" from the read below,
+        // not every migration reported missing.
         DbBackend::Postgres => {
-            "SELECT count(*) AS n FROM information_schema.tables \
-             WHERE table_name = 'seaql_migrations' AND table_schema = current_schema()"
+            "SELECT CASE WHEN to_regclass('seaql_migrations') IS NULL THEN 0 ELSE 1 END::bigint AS n"
         }
         _ => {
             "SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'seaql_migrations'"
@@ -429,9 +431,21 @@ pub fn redact_url(url: &str) -> String {
     if scheme.eq_ignore_ascii_case("sqlite") {
         return url.to_owned();
     }
-    // The user information ends at the last `@`: a password may hold `/`, `?` or `@`
-    // (it should be percent-encoded, but a URL that fails to parse is exactly the one
-    // an error message prints). Only the user name before `:`, `/` or `?` is kept.
+    // A URL that parses: its parts, without the password and the query (which may
+    // carry one).
+    if let Ok(parsed) = ::url::Url::parse(url) {
+        let user = match (parsed.username(), parsed.password()) {
+            ("", None) => String::new(),
+            (user, None) => format!("{user}@"),
+            (user, Some(_)) => format!("{user}:***@"),
+        };
+        let host = parsed.host_str().unwrap_or_default();
+        let port = parsed.port().map(|p| format!(":{p}")).unwrap_or_default();
+        return format!("{scheme}://{user}{host}{port}{}", parsed.path());
+    }
+    // One that does not is exactly what an error message prints: a password with an
+    // unencoded `/` or `@` makes it so. The user information ends at the last `@`; if
+    // it holds a `?`, that `@` may be in the query instead, and nothing can be shown.
     let (userinfo, rest) = match rest.rfind('@') {
         Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
         None => (None, rest),
@@ -439,8 +453,9 @@ pub fn redact_url(url: &str) -> String {
     let rest = rest.split_once('?').map(|(r, _)| r).unwrap_or(rest);
     match userinfo {
         None => format!("{scheme}://{rest}"),
+        Some(info) if info.contains('?') => format!("{scheme}://***"),
         Some(info) => {
-            let user = info.split([':', '/', '?']).next().unwrap_or_default();
+            let user = info.split([':', '/']).next().unwrap_or_default();
             if user.len() == info.len() {
                 format!("{scheme}://{user}@{rest}")
             } else {
@@ -464,15 +479,15 @@ mod tests {
             redact_url("postgres://u@127.0.0.1/x"),
             "postgres://u@127.0.0.1/x"
         );
-        // Unencoded `/`, `?` and `@` in a password (an unparsable URL, as errors print).
+        // Unencoded `/`, `?` and `@` in a password (an unparsable URL, as errors print),
+        // and an `@` in the query of one that parses.
         for (url, want) in [
             ("postgres://u:ab/cd@db/x", "postgres://u:***@db/x"),
-            (
-                "postgres://u:p?ss@db/x?sslmode=require",
-                "postgres://u:***@db/x",
-            ),
+            ("postgres://u:p?ss@db/x?sslmode=require", "postgres://***"),
             ("postgres://u:p@ss@db:5432/x", "postgres://u:***@db:5432/x"),
-            ("postgres://db/x?password=p@ss", "postgres://db:***@ss"),
+            ("postgres://db/x?password=p@ss", "postgres://db/x"),
+            ("postgres://u@h/db?password=p@ss", "postgres://u@h/db"),
+            ("postgres://u:p@h:99999/db?password=p@ss", "postgres://***"),
             ("postgres://db/x", "postgres://db/x"),
         ] {
             assert_eq!(redact_url(url), want, "{url}");

@@ -116,6 +116,9 @@ async fn a_refused_privilege_on_postgresql_is_an_error_not_an_outage() {
     let url = t.url.replacen("storeplane@", &format!("{role}@"), 1);
     assert_ne!(url, t.url, "the test database's URL names its user");
     let outcome = Db::open(&url).await.map(|(db, _)| db);
+    // Reading only: the history table is there but not readable — "permission
+    // denied", not every migration reported missing.
+    let reading = Db::open_existing(&url).await;
     t.raw(&format!(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"
     ))
@@ -127,6 +130,15 @@ async fn a_refused_privilege_on_postgresql_is_an_error_not_an_outage() {
     };
     let text = chain(&err);
     assert!(!err.is_unavailable(), "{text}");
+    assert!(text.contains("permission denied"), "{text}");
+    let Err(err) = reading else {
+        panic!("a role without privileges opened the database for reading");
+    };
+    let text = chain(&err);
+    assert!(
+        !err.is_unavailable() && !matches!(err, DbError::SchemaBehind { .. }),
+        "{text}"
+    );
     assert!(text.contains("permission denied"), "{text}");
 }
 
