@@ -123,15 +123,24 @@ pub fn normalize_email(email: &str) -> Result<String, AuthError> {
 pub async fn hash_password(password: String) -> Result<String, AuthError> {
     let password = Zeroizing::new(password);
     check_password_rules(&password)?;
-    // The slot goes with the work: the hash runs on even if this future is dropped
-    // (a client that went away), so its slot must not come back before it ends.
+    in_hash_slot(move || hash_blocking(&password))
+        .await
+        .map_err(AuthError::Task)?
+}
+
+/// Runs one argon2 computation on the blocking pool, in one of the
+/// [`MAX_CONCURRENT_HASHES`] slots. The slot goes with the work: the hash runs on even
+/// if the caller's future is dropped (a client that went away), so its slot must not
+/// come back before the hash ends.
+async fn in_hash_slot<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
     let slot = HASH_SLOTS.acquire().await.expect("never closed");
     tokio::task::spawn_blocking(move || {
         let _slot = slot;
-        hash_blocking(&password)
+        work()
     })
     .await
-    .map_err(AuthError::Task)?
 }
 
 fn hash_blocking(password: &str) -> Result<String, AuthError> {
@@ -162,15 +171,11 @@ pub async fn warm_up() {
 pub async fn verify_password(hash: Option<&str>, password: &str) -> bool {
     let hash = hash.map(str::to_owned);
     let password = Zeroizing::new(password.to_owned());
-    let slot = HASH_SLOTS.acquire().await.expect("never closed");
-    tokio::task::spawn_blocking(move || {
-        let _slot = slot;
-        match hash {
-            Some(hash) => verify_blocking(&hash, &password),
-            None => {
-                let _ = verify_blocking(&DUMMY_HASH, &password);
-                false
-            }
+    in_hash_slot(move || match hash {
+        Some(hash) => verify_blocking(&hash, &password),
+        None => {
+            let _ = verify_blocking(&DUMMY_HASH, &password);
+            false
         }
     })
     .await
