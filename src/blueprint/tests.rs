@@ -613,7 +613,7 @@ fn unknown_fields_name_blueprint_template_and_line() {
     let problems = err.problems();
     assert_eq!(problems.len(), 1, "{problems:?}");
     let p = &problems[0];
-    assert!(p.starts_with("blueprint `woocommerce`, template `wordpress.yaml.j2` line 44 (rendered line 41: `imagePullPolice: IfNotPresent`)"), "{p}");
+    assert!(p.starts_with("blueprint `woocommerce`, template `wordpress.yaml.j2` line 48 (rendered line 41: `imagePullPolice: IfNotPresent`)"), "{p}");
     assert!(
         p.contains("unknown field /spec/template/spec/containers/0/imagePullPolice"),
         "{p}"
@@ -758,7 +758,7 @@ fn blueprints_dir_overrides_and_adds_engines_without_rust() {
     let (dir, _) = planted(
         "woocommerce",
         "blueprint.yaml",
-        replace_once("version: 1.0.0", "version: 1.1.0-custom"),
+        replace_once("version: 1.1.0", "version: 1.1.0-custom"),
     );
     // A new engine: a plain static web server, by folder only.
     let hello = dir.path().join("hello");
@@ -1327,10 +1327,10 @@ fn catalog_load_refuses_a_folder_blueprint_with_lint_findings() {
     let (_clean, settings) = blueprints_dir(
         "medusa",
         "blueprint.yaml",
-        replace_once("version: 1.0.1", "version: 1.0.2"),
+        replace_once("version: 1.0.2", "version: 1.0.3"),
     );
     let catalog = Catalog::load(&settings).unwrap();
-    assert_eq!(catalog.get("medusa").unwrap().version, "1.0.2");
+    assert_eq!(catalog.get("medusa").unwrap().version, "1.0.3");
 
     // A quota too small for the store's pods is a lint finding but no danger: the
     // blueprint loads (with a warning) and its stores fail at admission with the reason.
@@ -1376,7 +1376,7 @@ fn the_renderer_refuses_objects_outside_the_store() {
                 "  name: wordpress-config\n",
                 "  name: wordpress-config\n  namespace: kube-system\n",
             )),
-            "line 6 (rendered line 5: `namespace: kube-system`): ConfigMap `wordpress-config` is in namespace `kube-system`, not the store's `store-shop-89abcdef`; remove metadata.namespace",
+            "line 8 (rendered line 5: `namespace: kube-system`): ConfigMap `wordpress-config` is in namespace `kube-system`, not the store's `store-shop-89abcdef`; remove metadata.namespace",
         ),
         (
             "woocommerce",
@@ -1981,7 +1981,7 @@ fn template_names_starting_with_at_are_load_errors() {
     let (_d, path) = planted(
         "woocommerce",
         "blueprint.yaml",
-        replace_once("version: 1.0.0", "version: 1.0.1"),
+        replace_once("version: 1.1.0", "version: 1.1.1"),
     );
     std::fs::write(path.join("@url:x.yaml.j2"), "a: {{ params.title }}\n").unwrap();
     let err = Blueprint::from_folder(&path, true).unwrap_err().to_string();
