@@ -1,7 +1,7 @@
 // The typed API client: openapi-fetch over the paths generated from openapi/openapi.json
 // (`npm run gen`). Same origin as the page, so URLs are relative. A middleware adds the
-// bearer token; a 401 on any call but `login` ends the session, which sends the person
-// back to sign-in.
+// bearer token; a 401 to the current token on any call but `login` ends the session,
+// which sends the person back to sign-in.
 import createClient, { type Middleware } from "openapi-fetch";
 import type { paths } from "./schema";
 import { ApiProblem, networkProblem, toProblem } from "./problem";
@@ -14,7 +14,15 @@ const auth: Middleware = {
     return request;
   },
   onResponse({ request, response }) {
-    if (response.status === 401 && !new URL(request.url).pathname.endsWith("/api/auth/login")) {
+    // Only a refusal of the current token ends the session: a late answer to a request
+    // made with an earlier one (before signing in again, or as another account) does not.
+    const t = session.token();
+    if (
+      response.status === 401 &&
+      t &&
+      request.headers.get("Authorization") === `Bearer ${t}` &&
+      !new URL(request.url).pathname.endsWith("/api/auth/login")
+    ) {
       session.end("expired");
     }
     return response;

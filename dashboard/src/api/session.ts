@@ -24,8 +24,13 @@ interface State {
   ended: EndReason;
 }
 
+// The longest delay setTimeout keeps (about 24.8 days); a longer one fires at once.
+const MAX_DELAY = 2 ** 31 - 1;
+
 const listeners = new Set<() => void>();
+let expiry: ReturnType<typeof setTimeout> | undefined;
 let state: State = { session: read(), ended: null };
+watchExpiry();
 
 function read(): SignedIn | null {
   try {
@@ -40,8 +45,24 @@ function read(): SignedIn | null {
   }
 }
 
+/** Ends the session as expired when its token does, rather than at the next request,
+ * so a page left open goes to sign-in instead of showing data it can no longer refresh. */
+function watchExpiry(): void {
+  clearTimeout(expiry);
+  expiry = undefined;
+  const s = state.session;
+  if (!s) return;
+  const ms = Date.parse(s.expiresAt) - Date.now();
+  if (Number.isNaN(ms)) return;
+  expiry = setTimeout(() => {
+    if (Date.parse(s.expiresAt) <= Date.now()) end("expired");
+    else watchExpiry(); // the delay was capped
+  }, Math.min(Math.max(ms, 0), MAX_DELAY));
+}
+
 function set(next: State): void {
   state = next;
+  watchExpiry();
   try {
     if (next.session) sessionStorage.setItem(KEY, JSON.stringify(next.session));
     else sessionStorage.removeItem(KEY);

@@ -4,7 +4,7 @@ import { useState } from "react";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { initialValues, toParams, type FormValues, type JsonSchema } from "../lib/jsonSchema";
 import { blueprintSchema, KITCHEN_SINK } from "../test/blueprints";
-import { SchemaForm } from "./SchemaForm";
+import { SchemaForm, fieldId } from "./SchemaForm";
 
 afterEach(cleanup);
 
@@ -55,13 +55,16 @@ describe("SchemaForm on the WooCommerce blueprint", () => {
   });
 
   it("groups nested objects in fieldsets named by their title", () => {
-    render(<Harness schema={blueprintSchema("woocommerce")} />);
+    const schema = blueprintSchema("woocommerce");
+    render(<Harness schema={schema} />);
     const storage = screen.getByRole("group", { name: "Storage" });
     expect(within(storage).getByLabelText("Database volume")).toHaveProperty("value", "5Gi");
     expect(within(storage).getByLabelText("Content volume")).toHaveProperty("value", "5Gi");
     expect(describedText(storage)).toContain("Volume sizes.");
     const images = screen.getByRole("group", { name: "Images" });
-    expect(within(images).getByLabelText("MySQL image")).toHaveProperty("value", "mysql:8.0");
+    // The blueprint's default, whichever MySQL version it pins.
+    expect(within(images).getByLabelText("MySQL image")).toHaveProperty("value", initialValues(schema)["images/mysql"]);
+    expect(initialValues(schema)["images/mysql"]).toMatch(/^mysql:/);
   });
 
   it("sends only what the person changed", async () => {
@@ -128,5 +131,25 @@ describe("SchemaForm on every supported type", () => {
     const ids = controls.map((c) => c.id);
     expect(new Set(ids).size).toBe(ids.length);
     for (const c of controls) expect(container.querySelector(`label[for="${c.id}"]`)).not.toBeNull();
+  });
+
+  it("gives parameters whose names differ only in punctuation ids of their own", () => {
+    const schema: JsonSchema = {
+      type: "object",
+      properties: {
+        a: { type: "object", properties: { b: { title: "Nested b", type: "string" } } },
+        "a-b": { title: "Hyphenated", type: "string" },
+        a_b: { title: "Underscored", type: "string" },
+        "a.b": { title: "Dotted", type: "string" },
+        "a/b": { title: "Slashed", type: "string" },
+      },
+    };
+    const { container } = render(<Harness schema={schema} />);
+    const ids = [...container.querySelectorAll("input")].map((c) => c.id);
+    expect(ids).toHaveLength(5);
+    expect(new Set(ids).size).toBe(5);
+    expect(fieldId("param", "storage/database")).toBe("param-storage-database");
+    // Safe in a CSS selector as it is (`#${id}-error`).
+    for (const id of ids) expect(id).toMatch(/^[A-Za-z0-9_-]+$/);
   });
 });

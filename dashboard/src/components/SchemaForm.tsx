@@ -28,8 +28,14 @@ export interface SchemaFormProps {
   disabled?: boolean;
 }
 
+/** A control's id: the pointer with `/` as `-`, `_` as `__` and any other character but
+ * letters and digits as `_<hex code>_`, so no two parameters (`a/b`, `a-b`, `a_b`) share
+ * one, and the id needs no escaping in a CSS selector. */
 export function fieldId(prefix: string, pointer: string): string {
-  return `${prefix}-${pointer.replace(/[^A-Za-z0-9_-]/g, "-")}`;
+  const encoded = pointer.replace(/[^A-Za-z0-9]/gu, (c) =>
+    c === "/" ? "-" : c === "_" ? "__" : `_${(c.codePointAt(0) ?? 0).toString(16)}_`,
+  );
+  return `${prefix}-${encoded}`;
 }
 
 function label(field: Field): string {

@@ -1,7 +1,12 @@
 // A store's status as a badge: a word and a symbol, never colour alone.
 import type { StoreStatus } from "../api/types";
 
-const LOOK: Record<StoreStatus, { text: string; symbol: string }> = {
+interface Look {
+  text: string;
+  symbol: string;
+}
+
+const LOOK: Record<StoreStatus, Look> = {
   provisioning: { text: "Provisioning", symbol: "◌" },
   ready: { text: "Ready", symbol: "✓" },
   failed: { text: "Failed", symbol: "✕" },
@@ -9,7 +14,9 @@ const LOOK: Record<StoreStatus, { text: string; symbol: string }> = {
 };
 
 export function StatusBadge({ status }: { status: StoreStatus }) {
-  const look = LOOK[status];
+  // A status this build does not know yet (a newer server): shown as the server spells it.
+  const known: Look | undefined = LOOK[status];
+  const look = known ?? { text: String(status), symbol: "•" };
   const busy = status === "provisioning" || status === "deleting";
   return (
     <span className={`badge badge-${status}`} data-status={status}>

@@ -56,6 +56,11 @@ describe("initialValues and toParams", () => {
     expect(toParams(KITCHEN_SINK, values)).toEqual({});
   });
 
+  it("leaves out an emptied optional number that has a default: the default applies", () => {
+    const values = { ...initialValues(KITCHEN_SINK), replicas: "", ratio: " " };
+    expect(toParams(KITCHEN_SINK, values)).toEqual({});
+  });
+
   it("sends an emptied required field, so the API names it", () => {
     const values = { ...initialValues(KITCHEN_SINK), "storage/database": "" };
     expect(toParams(KITCHEN_SINK, values)).toEqual({ storage: { database: "" } });

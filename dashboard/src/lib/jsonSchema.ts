@@ -145,10 +145,14 @@ export function initialValues(schema: JsonSchema): FormValues {
  * The typed value a field's text stands for. Numbers that do not parse are sent as they
  * are typed, so the API's own message explains what is wrong with them.
  */
+function isNumeric(field: LeafField): boolean {
+  const t = typeOf(field.schema);
+  return t === "integer" || t === "number";
+}
+
 function typed(field: LeafField, value: FormValue): unknown {
   if (typeof value === "boolean") return value;
-  const t = typeOf(field.schema);
-  if ((t === "integer" || t === "number") && value.trim() !== "") {
+  if (isNumeric(field) && value.trim() !== "") {
     const n = Number(value.trim());
     return Number.isFinite(n) ? n : value;
   }
@@ -168,8 +172,8 @@ function setAt(target: Record<string, unknown>, pointer: string, value: unknown)
 
 /**
  * The `params` to send: each field whose value differs from its default. An empty text
- * field without a default is left out (the parameter is not set); a required one is
- * sent empty so the API names it.
+ * field without a default, and an emptied number field, are left out (the parameter is
+ * not set); a required one is sent empty so the API names it.
  */
 export function toParams(schema: JsonSchema, values: FormValues): Record<string, unknown> {
   const params: Record<string, unknown> = {};
@@ -180,6 +184,8 @@ export function toParams(schema: JsonSchema, values: FormValues): Record<string,
     const def = defaultOf(schema, f.pointer);
     if (value === formValue(f, def)) continue;
     if (value === "" && def === undefined && !f.required) continue;
+    // An emptied optional number is not set: its default applies (text would be refused).
+    if (isNumeric(f) && typeof value === "string" && value.trim() === "" && !f.required) continue;
     if (value === false && def === undefined) continue;
     setAt(params, f.pointer, typed(f, value));
   }

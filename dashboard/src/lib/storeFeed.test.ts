@@ -1,7 +1,10 @@
-// The live feed against a fake server: which answers end it, waiting out a 429, and its
-// timer's cleanup.
+// The live feed against a fake server: which answers end it, waiting out a 429, reading
+// the whole event log, keeping the newest store, and that stopping it leaves no timer or
+// open stream behind.
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { aStore, eventStream, json, problem, tooMany } from "../test/api";
+import * as session from "../api/session";
+import type { StoreEvent } from "../api/types";
+import { aSession, aStore, eventStream, json, problem, tooMany } from "../test/api";
 import { type FeedOptions, StoreFeed, sleep } from "./storeFeed";
 
 afterEach(() => {
@@ -198,5 +201,138 @@ describe("StoreFeed", () => {
     const f = start(store.id);
     await vi.waitFor(() => expect(f.getState().store).toEqual(store));
     expect(f.getState()).toMatchObject({ gone: false, mode: "polling", error: null });
+  });
+
+  const anEvent = (id: number): StoreEvent => ({ id, type: "phase_completed", message: `event ${id}`, created_at: "2024-05-01T10:00:00Z" });
+
+  /** The fetch mock, answering with the request itself at hand. */
+  function serve(answer: (req: Request, path: string) => Response | Promise<Response>): void {
+    vi.spyOn(globalThis, "fetch").mockImplementation(async (input, init) => {
+      const req = input instanceof Request ? input : new Request(input, init);
+      const path = new URL(req.url).pathname;
+      requests.push(path);
+      return answer(req, path);
+    });
+  }
+
+  it("follows the event log's next_cursor on a fallback refresh", async () => {
+    vi.useFakeTimers();
+    const store = aStore();
+    const afters: Array<string | null> = [];
+    serve((req, path) => {
+      if (path.endsWith("/stream")) return problem(503);
+      if (!path.endsWith("/events")) return json(200, store);
+      const after = new URL(req.url).searchParams.get("after");
+      afters.push(after);
+      return after === null
+        ? json(200, { items: [anEvent(1), anEvent(2)], next_cursor: 2 })
+        : after === "2"
+          ? json(200, { items: [anEvent(3)], next_cursor: null })
+          : json(200, { items: [] });
+    });
+    const f = start(store.id, { pollMs: 5000 });
+    await vi.advanceTimersByTimeAsync(100);
+    expect(f.getState().events.map((e) => e.id)).toEqual([1, 2, 3]);
+    expect(afters).toEqual([null, "2"]);
+  });
+
+  it("reads at most 50 pages of the event log in one refresh", async () => {
+    vi.useFakeTimers();
+    const store = aStore();
+    let next = 0;
+    serve((_req, path) => {
+      if (path.endsWith("/stream")) return problem(503);
+      if (!path.endsWith("/events")) return json(200, store);
+      next++;
+      return json(200, { items: [anEvent(next)], next_cursor: next });
+    });
+    const f = start(store.id, { pollMs: 5000 });
+    await vi.advanceTimersByTimeAsync(100);
+    expect(requests.filter((p) => p.endsWith("/events"))).toHaveLength(50);
+    expect(f.getState()).toMatchObject({ mode: "polling", error: null });
+  });
+
+  it("keeps a newer store set here (after Retry) over the older copy a refresh in flight brings", async () => {
+    const failed = aStore({ status: "failed", updated_at: "2024-05-01T10:00:00Z" });
+    const retried = aStore({ status: "provisioning", updated_at: "2024-05-01T10:01:00Z" });
+    const held: Array<() => void> = [];
+    let gets = 0;
+    serve(async (_req, path) => {
+      if (path.endsWith("/stream")) return problem(503);
+      if (path.endsWith("/events")) return json(200, { items: [] });
+      if (++gets > 1) await new Promise<void>((resolve) => held.push(resolve));
+      return json(200, failed);
+    });
+    const f = start(failed.id, { pollMs: 1 });
+    await vi.waitFor(() => expect(held).toHaveLength(1)); // a refresh's getStore in flight
+    f.setStore(retried);
+    held[0]?.();
+    await vi.waitFor(() => expect(held).toHaveLength(2)); // its answer was dealt with
+    expect(f.getState().store).toEqual(retried);
+    // A copy as recent as the one held is taken.
+    const same = aStore({ status: "ready", updated_at: retried.updated_at });
+    f.setStore(same);
+    expect(f.getState().store).toEqual(same);
+    f.setStore(failed);
+    expect(f.getState().store).toEqual(same);
+  });
+
+  it("aborts the open stream when stopped and leaves no timer behind", async () => {
+    vi.useFakeTimers();
+    const store = aStore();
+    const signals: AbortSignal[] = [];
+    serve((req, path) => {
+      if (!path.endsWith("/stream")) return json(200, store);
+      signals.push(req.signal);
+      return eventStream(req.signal).response;
+    });
+    const f = start(store.id, { idleMs: 45_000 });
+    await vi.advanceTimersByTimeAsync(10);
+    expect(f.getState().mode).toBe("live");
+    expect(vi.getTimerCount()).toBeGreaterThan(0); // the stream's idle watch
+    f.stop();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(signals).toHaveLength(1);
+    expect(signals[0]?.aborted).toBe(true);
+    expect(vi.getTimerCount()).toBe(0);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(signals).toHaveLength(1); // and it does not reconnect
+  });
+
+  it("leaves no timer behind when stopped while waiting between refreshes", async () => {
+    vi.useFakeTimers();
+    const store = aStore();
+    answer = (path) =>
+      path.endsWith("/stream") ? problem(503) : path.endsWith("/events") ? json(200, { items: [] }) : json(200, store);
+    const f = start(store.id, { pollMs: 5000 });
+    await vi.advanceTimersByTimeAsync(100);
+    expect(f.getState().mode).toBe("polling");
+    expect(vi.getTimerCount()).toBe(1);
+    f.stop();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(vi.getTimerCount()).toBe(0);
+    const asked = requests.length;
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(requests).toHaveLength(asked);
+  });
+
+  it("opens the stream with the token in the Authorization header, never in the URL", async () => {
+    session.signedIn(aSession("tok-secret-123"));
+    try {
+      const store = aStore();
+      const streams: Request[] = [];
+      serve((req, path) => {
+        if (!path.endsWith("/stream")) return json(200, store);
+        streams.push(req);
+        return eventStream(req.signal).response;
+      });
+      const f = start(store.id);
+      await vi.waitFor(() => expect(f.getState().mode).toBe("live"));
+      expect(streams[0]?.headers.get("Authorization")).toBe("Bearer tok-secret-123");
+      expect(streams[0]?.url).not.toContain("tok-secret-123");
+      expect(streams[0]?.url).not.toMatch(/token/i);
+    } finally {
+      session.end("signed-out");
+    }
   });
 });

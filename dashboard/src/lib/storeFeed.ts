@@ -37,6 +37,9 @@ export interface FeedOptions {
   idleMs: number;
 }
 
+/** Pages of the event log one refresh reads at most (1000 events each). */
+const MAX_EVENT_PAGES = 50;
+
 const DEFAULTS: FeedOptions = { pollMs: 5000, pollRounds: 6, maxStreamFailures: 3, backoffMs: 1000, idleMs: 45_000 };
 
 /** Waits `ms`, or less when `signal` aborts; leaves no listener on the signal either way. */
@@ -51,6 +54,11 @@ export function sleep(ms: number, signal: AbortSignal): Promise<void> {
     const t = setTimeout(done, ms);
     signal.addEventListener("abort", done, { once: true });
   });
+}
+
+/** `a` changed less recently than `b`. */
+function older(a: Store, b: Store): boolean {
+  return Date.parse(a.updated_at) < Date.parse(b.updated_at);
 }
 
 function isAbort(e: unknown): boolean {
@@ -81,11 +89,15 @@ export class StoreFeed {
   getState = (): FeedState => this.state;
 
   private update(patch: Partial<FeedState>): void {
-    this.state = { ...this.state, ...patch };
+    // Answers can cross: a refresh that was in flight while Retry answered brings an
+    // older copy of the store. The newest one wins (`updated_at`); an equal one is fresh.
+    const stale = patch.store && this.state.store && older(patch.store, this.state.store);
+    this.state = { ...this.state, ...patch, ...(stale ? { store: this.state.store } : {}) };
     for (const l of this.listeners) l();
   }
 
-  /** A fresher store from an action (retry, delete) on this page. */
+  /** A fresher store from an action (retry, delete) on this page; an older copy than the
+   * one held is dropped. */
   setStore(store: Store): void {
     this.update({ store });
   }
@@ -236,13 +248,18 @@ export class StoreFeed {
         const store = await this.getStore(signal);
         const latest = store.progress?.at ?? null;
         if (readUpTo === null || latest !== readUpTo) {
-          const page = await unwrap(
-            api.GET("/api/stores/{id}/events", {
-              params: { path: { id: this.id }, query: { after: this.lastId, limit: 1000 } },
-              signal,
-            }),
-          );
-          this.addEvents(page.items);
+          // The log may be longer than a page: follow `next_cursor`, within a bound so a
+          // server that keeps answering one cannot hold the refresh for ever.
+          for (let pages = 0; pages < MAX_EVENT_PAGES; pages++) {
+            const page = await unwrap(
+              api.GET("/api/stores/{id}/events", {
+                params: { path: { id: this.id }, query: { after: this.lastId, limit: 1000 } },
+                signal,
+              }),
+            );
+            this.addEvents(page.items);
+            if (page.next_cursor === null || page.next_cursor === undefined) break;
+          }
           readUpTo = latest ?? "";
         }
         this.update({ store, error: null, limitedMs: null, mode: "polling" });

@@ -13,9 +13,16 @@ import { CreateStore } from "./CreateStore";
 const requests: { method: string; path: string; body: unknown }[] = [];
 let createAnswer: { status: number; body: unknown } = { status: 500, body: {} };
 let wooParams: JsonSchema = blueprintSchema("woocommerce");
+// How many of the next requests for the engine list, and for WooCommerce's settings, fail (503).
+let listFailures = 0;
+let wooFailures = 0;
 
 function json(status: number, body: unknown, type = "application/json"): Response {
   return new Response(JSON.stringify(body), { status, headers: { "Content-Type": type } });
+}
+
+function unavailable(): Response {
+  return json(503, { type: "https://storeplane.dev/problems/unavailable", title: "Service Unavailable", status: 503, detail: "the database is unavailable; retry shortly", errors: [] }, "application/problem+json");
 }
 
 async function fakeApi(input: RequestInfo | URL, init?: RequestInit): Promise<Response> {
@@ -24,12 +31,20 @@ async function fakeApi(input: RequestInfo | URL, init?: RequestInit): Promise<Re
   const body = req.method === "POST" ? await req.json() : undefined;
   requests.push({ method: req.method, path, body });
   if (path === "/api/blueprints") {
+    if (listFailures > 0) {
+      listFailures--;
+      return unavailable();
+    }
     return json(200, [
       { engine: "medusa", version: "1.0.0", description: "Medusa", plans: ["small"] },
       { engine: "woocommerce", version: "1.0.0", description: "WordPress with WooCommerce", plans: ["small", "medium", "large"] },
     ]);
   }
   if (path === "/api/blueprints/woocommerce") {
+    if (wooFailures > 0) {
+      wooFailures--;
+      return unavailable();
+    }
     return json(200, {
       engine: "woocommerce",
       version: "1.0.0",
@@ -47,6 +62,8 @@ async function fakeApi(input: RequestInfo | URL, init?: RequestInit): Promise<Re
 
 beforeEach(() => {
   requests.length = 0;
+  listFailures = 0;
+  wooFailures = 0;
   wooParams = blueprintSchema("woocommerce");
   sessionStorage.clear();
   vi.spyOn(globalThis, "fetch").mockImplementation(fakeApi);
@@ -112,16 +129,75 @@ describe("CreateStore", () => {
     expect(document.activeElement).toBe(db);
   });
 
-  it("clears a failed engine load once another engine's settings load", async () => {
+  it("clears a failed settings load once another engine's settings load", async () => {
     const user = userEvent.setup();
     render(<CreateStore />);
     await screen.findByLabelText("Database volume");
     // The fake server has no Medusa blueprint: its settings cannot be loaded.
     await user.click(screen.getByLabelText("Medusa"));
-    expect(await screen.findByText("Could not load the engines")).toBeTruthy();
+    expect(await screen.findByText("Could not load the Medusa settings")).toBeTruthy();
+    // Not "the engines": the list loaded. And not still "loading" either.
+    expect(screen.queryByText("Could not load the engines")).toBeNull();
+    expect(screen.queryByText(/Loading Medusa settings/)).toBeNull();
     await user.click(screen.getByLabelText("WooCommerce"));
     await screen.findByLabelText("Database volume");
-    expect(screen.queryByText("Could not load the engines")).toBeNull();
+    expect(screen.queryByText("Could not load the Medusa settings")).toBeNull();
+  });
+
+  it("offers to try again after the engine list failed to load, without also saying it is loading", async () => {
+    listFailures = 1;
+    const user = userEvent.setup();
+    render(<CreateStore />);
+    const alert = await screen.findByRole("alert");
+    expect(alert.textContent).toContain("Could not load the engines");
+    expect(alert.textContent).toContain("the database is unavailable");
+    expect(screen.queryByText("Loading engines…")).toBeNull();
+    expect(screen.getByRole("button", { name: "Create store" })).toHaveProperty("disabled", true);
+
+    await user.click(within(alert).getByRole("button", { name: "Try again" }));
+    await screen.findByLabelText("Database volume");
+    expect(screen.queryByRole("alert")).toBeNull();
+    expect(screen.getByRole("button", { name: "Create store" })).toHaveProperty("disabled", false);
+    expect(requests.filter((r) => r.path === "/api/blueprints")).toHaveLength(2);
+  });
+
+  it("offers to try again after an engine's settings failed to load", async () => {
+    wooFailures = 1;
+    const user = userEvent.setup();
+    render(<CreateStore />);
+    const alert = await screen.findByRole("alert");
+    expect(alert.textContent).toContain("Could not load the WooCommerce settings");
+    expect(screen.queryByText(/Loading WooCommerce settings/)).toBeNull();
+    // The engines themselves loaded.
+    expect(screen.getByLabelText<HTMLInputElement>("WooCommerce").checked).toBe(true);
+
+    await user.click(within(alert).getByRole("button", { name: "Try again" }));
+    await screen.findByLabelText("Database volume");
+    expect(screen.queryByRole("alert")).toBeNull();
+    expect(screen.getByRole("button", { name: "Create store" })).toHaveProperty("disabled", false);
+    expect(requests.filter((r) => r.path === "/api/blueprints")).toHaveLength(1);
+  });
+
+  it("lists a refused parameter the form has no control for (an array) without a link to nowhere", async () => {
+    wooParams = { ...wooParams, properties: { ...wooParams.properties, tags: { title: "Tags", type: "array" } } };
+    createAnswer = {
+      status: 422,
+      body: {
+        type: "https://storeplane.dev/problems/validation-failed",
+        title: "The request is invalid",
+        status: 422,
+        detail: "1 field was refused; see `errors`",
+        errors: [{ field: "params/tags", message: "must be an array of strings" }],
+      },
+    };
+    const user = userEvent.setup();
+    render(<CreateStore />);
+    await screen.findByLabelText("Database volume");
+    await user.type(screen.getByLabelText(/Store name/), "shop");
+    await user.click(screen.getByRole("button", { name: "Create store" }));
+    const summary = await screen.findByRole("group", { name: "There is a problem with the store" });
+    expect(summary.textContent).toContain("params/tags: must be an array of strings");
+    expect(within(summary).queryByRole("link")).toBeNull();
   });
 });
 

@@ -45,6 +45,8 @@ function knownFields(schema: JsonSchema | null): Map<string, { label: string; id
   ]);
   if (schema) {
     for (const f of leaves(fieldsOf(schema))) {
+      // An unsupported parameter (an array) has no control to show its message or link to.
+      if (f.kind === "unsupported") continue;
       known.set(`params/${f.pointer}`, { label: f.schema.title ?? f.name, id: fieldId(PREFIX, f.pointer) });
     }
   }
@@ -128,31 +130,36 @@ export function CreateStore() {
   const [blueprint, setBlueprint] = useState<Blueprint | null>(null);
   const [name, setName] = useState(draft?.name ?? "");
   const [values, setValues] = useState<FormValues>({});
-  const [loadError, setLoadError] = useState<string | null>(null);
+  // Why the engine list, or the chosen engine's settings, could not be loaded; "Try
+  // again" bumps the attempt of whichever failed, which re-runs its effect.
+  const [listError, setListError] = useState<string | null>(null);
+  const [settingsError, setSettingsError] = useState<string | null>(null);
+  const [listAttempt, setListAttempt] = useState(0);
+  const [settingsAttempt, setSettingsAttempt] = useState(0);
   const [refused, setRefused] = useState<Refusal | null>(null);
   const [busy, setBusy] = useState(false);
 
   useEffect(() => {
     const c = new AbortController();
+    setListError(null);
     unwrap(api.GET("/api/blueprints", { signal: c.signal }))
       .then((list) => {
         setBlueprints(list);
-        setLoadError(null);
         setEngine((e) =>
           list.some((b) => b.engine === e) ? e : ((list.find((b) => b.engine === "woocommerce") ?? list[0])?.engine ?? ""),
         );
       })
       .catch((e: unknown) => {
-        if (!c.signal.aborted) setLoadError(describe(e));
+        if (!c.signal.aborted) setListError(describe(e));
       });
     return () => c.abort();
-  }, []);
+  }, [listAttempt]);
 
   useEffect(() => {
     if (!engine) return;
     const c = new AbortController();
     setBlueprint(null);
-    setLoadError(null); // it was about the other engine
+    setSettingsError(null); // it was about the other engine, or the last attempt
     unwrap(api.GET("/api/blueprints/{engine}", { params: { path: { engine } }, signal: c.signal }))
       .then((bp) => {
         const params = bp.parameters as JsonSchema; // see `schema` below
@@ -162,10 +169,10 @@ export function CreateStore() {
         setValues(saved ? restoredValues(params, saved) : initialValues(params));
       })
       .catch((e: unknown) => {
-        if (!c.signal.aborted) setLoadError(describe(e));
+        if (!c.signal.aborted) setSettingsError(describe(e));
       });
     return () => c.abort();
-  }, [engine]);
+  }, [engine, settingsAttempt]);
 
   // The spec types `parameters` as an open JSON object; it is a JSON Schema document.
   const schema = useMemo(() => (blueprint ? (blueprint.parameters as JsonSchema) : null), [blueprint]);
@@ -189,6 +196,13 @@ export function CreateStore() {
     setRefused(null);
     setName("");
     if (schema) setValues(initialValues(schema));
+    // The button goes away with the notice it sits in: continue at the first field.
+    document.getElementById("store-name")?.focus();
+  }
+
+  function tryAgain() {
+    if (listError) setListAttempt((n) => n + 1);
+    if (settingsError) setSettingsAttempt((n) => n + 1);
     // The button goes away with the notice it sits in: continue at the first field.
     document.getElementById("store-name")?.focus();
   }
@@ -223,7 +237,14 @@ export function CreateStore() {
 
   return (
     <Page title="New store">
-      {loadError ? <ErrorNotice title="Could not load the engines">{loadError}</ErrorNotice> : null}
+      {listError || settingsError ? (
+        <ErrorNotice title={listError ? "Could not load the engines" : `Could not load the ${engineName(engine)} settings`}>
+          {listError ?? settingsError}{" "}
+          <button type="button" className="button" onClick={tryAgain}>
+            Try again
+          </button>
+        </ErrorNotice>
+      ) : null}
       {restored ? (
         <InfoNotice>
           What you entered before has been restored.{" "}
@@ -266,7 +287,7 @@ export function CreateStore() {
               setRefused(null); // its messages were about the other engine's fields
             }}
           />
-        ) : (
+        ) : listError ? null : (
           <p className="muted" role="status">Loading engines…</p>
         )}
         {schema ? (
@@ -285,7 +306,7 @@ export function CreateStore() {
               }}
             />
           </fieldset>
-        ) : engine ? (
+        ) : engine && !settingsError ? (
           <p className="muted" role="status">Loading {engineName(engine)} settings…</p>
         ) : null}
         <div className="actions">

@@ -140,4 +140,19 @@ describe("StoreList", () => {
     expect(screen.queryByRole("button", { name: "Show more stores" })).toBeNull();
     await waitFor(() => expect(document.activeElement?.textContent).toBe("shop-120"));
   });
+
+  it("clears a failed “Show more” message once a later one succeeds", async () => {
+    render(<StoreList />);
+    await answer(() => true);
+    await waitFor(() => expect(rows()).toBe(20));
+    fireEvent.click(screen.getByRole("button", { name: "Show more stores" }));
+    await answer((h) => h.query.has("cursor"), json(503, { type: "https://storeplane.dev/problems/unavailable", title: "Service Unavailable", status: 503, detail: "the database is unavailable; retry shortly", errors: [] }));
+    await waitFor(() => expect(screen.getByRole("alert").textContent).toContain("unavailable"));
+    expect(rows()).toBe(20);
+
+    fireEvent.click(screen.getByRole("button", { name: "Show more stores" }));
+    await answer((h) => h.query.has("cursor"));
+    await waitFor(() => expect(rows()).toBe(25));
+    expect(screen.queryByRole("alert")).toBeNull();
+  });
 });

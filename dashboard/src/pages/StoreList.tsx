@@ -168,6 +168,7 @@ export function StoreList() {
       setStores((s) => [...(s ?? []), ...page.items]);
       shown.current += page.items.length;
       setNext(page.next_cursor ?? null);
+      setError(null); // a failed "Show more" before this one
       // The last page removes the focused button: keyboard users continue at the first
       // row it added instead of at the top of the document.
       if (!page.next_cursor && page.items[0]) focusAfterMore.current = page.items[0].id;

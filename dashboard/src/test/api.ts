@@ -1,6 +1,6 @@
 // Answers for the server in component tests: JSON and problem+json responses, a store as
 // the API returns it, and an event stream the test writes to.
-import type { Store } from "../api/types";
+import type { Session, Store } from "../api/types";
 
 export function json(status: number, body: unknown, type = "application/json"): Response {
   return new Response(JSON.stringify(body), { status, headers: { "Content-Type": type } });
@@ -33,6 +33,15 @@ export function aStore(over: Partial<Store> = {}): Store {
     created_at: at,
     updated_at: at,
     ...over,
+  };
+}
+
+/** A `login` answer for `token`, valid for `ms` from now. */
+export function aSession(token: string, ms = 3_600_000): Session {
+  return {
+    token,
+    expires_at: new Date(Date.now() + ms).toISOString(),
+    user: { id: "0190a4c2-0000-7000-8000-0000000000aa", email: "alice@example.test", role: "member", store_limit: 5, store_count: 0 },
   };
 }
 
