@@ -97,6 +97,12 @@ pub const PRUNABLE_KINDS: &[(&str, &str, &str)] = &[
     ("policy", "v1", "PodDisruptionBudget"),
 ];
 
+/// Kinds pruning never deletes: a claim holds a store's data (its database, its
+/// uploads), and a claim that left the render — a blueprint upgrade renamed or dropped
+/// it — must not take the data with it at the next resync. Such a claim is reported as
+/// kept, for a person to delete once nothing needs it.
+pub const KEPT_ON_PRUNE: &[&str] = &["PersistentVolumeClaim"];
+
 /// What went wrong while applying, waiting or tearing down, naming the object.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -345,9 +351,20 @@ pub struct PhaseReport {
 pub struct StoreReport {
     pub counts: ApplyCounts,
     pub pruned: Vec<ObjectKey>,
+    /// Objects the render no longer contains that pruning left in place
+    /// ([`KEPT_ON_PRUNE`]).
+    pub kept: Vec<ObjectKey>,
     /// No apply was sent: the render and every object's resourceVersion were what they
     /// were when an earlier apply changed nothing and found everything ready.
     pub known_converged: bool,
+}
+
+/// What [`Applier::prune`] did.
+#[derive(Debug, Clone, Default)]
+pub struct Pruned {
+    pub deleted: Vec<ObjectKey>,
+    /// Left in place although no longer rendered ([`KEPT_ON_PRUNE`]).
+    pub kept: Vec<ObjectKey>,
 }
 
 /// What exists in a store's namespace today: `Kind/name` → what the object was, for
@@ -806,7 +823,9 @@ impl Applier {
                 elapsed: started.elapsed(),
             });
         }
-        report.pruned = self.prune(namespace, desired, &before).await?;
+        let pruned = self.prune(namespace, desired, &before).await?;
+        report.pruned = pruned.deleted;
+        report.kept = pruned.kept;
         // Every object was already as rendered and ready when the inventory was taken:
         // that inventory is the proof a later apply can compare against.
         if report.counts.changed() == 0 && report.pruned.is_empty() && !waited {
@@ -831,20 +850,28 @@ impl Applier {
         converged.len()
     }
 
-    /// Deletes objects in `inventory` that `desired` no longer contains.
+    /// Deletes objects in `inventory` that `desired` no longer contains, except the
+    /// kinds in [`KEPT_ON_PRUNE`], which it reports as kept.
     pub async fn prune(
         &self,
         namespace: &str,
         desired: &[Desired],
         inventory: &Inventory,
-    ) -> Result<Vec<ObjectKey>, ApplyError> {
+    ) -> Result<Pruned, ApplyError> {
         let wanted: BTreeSet<ObjectKey> = desired.iter().map(Desired::key).collect();
-        let stale: Vec<ObjectKey> = inventory
+        let (kept, stale): (Vec<ObjectKey>, Vec<ObjectKey>) = inventory
             .objects
             .keys()
             .filter(|k| !wanted.contains(k))
             .cloned()
-            .collect();
+            .partition(|k| KEPT_ON_PRUNE.contains(&k.kind.as_str()));
+        for key in &kept {
+            tracing::warn!(
+                object = %key,
+                namespace,
+                "no longer in the store's render, but kept: it holds data; delete it by hand once nothing needs it"
+            );
+        }
         for key in &stale {
             let Some((g, v, k)) = PRUNABLE_KINDS.iter().find(|(_, _, k)| *k == key.kind) else {
                 continue;
@@ -868,7 +895,10 @@ impl Applier {
                 }
             }
         }
-        Ok(stale)
+        Ok(Pruned {
+            deleted: stale,
+            kept,
+        })
     }
 
     /// Waits until every object of a phase is ready, by watching them (and the pods

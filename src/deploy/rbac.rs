@@ -11,8 +11,10 @@
 //!   `create`+`patch` (server-side apply: a PATCH, which the API server also authorizes
 //!   as `create` when the object does not exist yet), `delete` (teardown).
 //! - every prunable kind, in any namespace: `list` (inventory), `create`+`patch` (apply),
-//!   `delete` (pruning, replacing a changed Job); plus `watch` for kinds with a readiness
-//!   rule (`watch_object` lists and watches by name). No `get`: nothing reads them by name.
+//!   `delete` (pruning, replacing a changed Job) except for the kinds pruning keeps
+//!   ([`KEPT_ON_PRUNE`]: claims, which only the namespace's deletion removes); plus
+//!   `watch` for kinds with a readiness rule (`watch_object` lists and watches by
+//!   name). No `get`: nothing reads them by name.
 //! - pods and events: `list`+`watch` (to explain why a phase is not ready).
 //! - storageclasses: `get` (a claim still pending is ready when its class binds on
 //!   first consumer).
@@ -21,7 +23,7 @@
 //!
 //! Pure: builds values, no IO.
 
-use crate::apply::{PRUNABLE_KINDS, needs_wait};
+use crate::apply::{KEPT_ON_PRUNE, PRUNABLE_KINDS, needs_wait};
 use k8s_openapi::api::rbac::v1::PolicyRule;
 use kube::api::{ApiResource, GroupVersionKind};
 
@@ -79,7 +81,14 @@ pub fn orchestrator_rules() -> Vec<PolicyRule> {
     let mut buckets: Vec<(&str, Vec<String>, Vec<String>)> = Vec::new();
     for (group, version, kind) in PRUNABLE_KINDS {
         let extra: &[&str] = if needs_wait(kind) { WAIT_VERBS } else { &[] };
-        let verbs = sorted(STORE_OBJECT_VERBS.iter().chain(extra).copied());
+        let kept = KEPT_ON_PRUNE.contains(kind);
+        let verbs = sorted(
+            STORE_OBJECT_VERBS
+                .iter()
+                .chain(extra)
+                .copied()
+                .filter(|v| !(kept && *v == "delete")),
+        );
         let resource = resource_of(group, version, kind);
         match buckets
             .iter_mut()
@@ -169,8 +178,10 @@ mod tests {
             let plural = resource_of(group, version, kind);
             assert_eq!(plural, real(kind), "{kind}");
             for verb in STORE_OBJECT_VERBS {
-                assert!(
+                let kept = KEPT_ON_PRUNE.contains(kind) && *verb == "delete";
+                assert_eq!(
                     granted.contains(&((*group).into(), plural.clone(), (*verb).into())),
+                    !kept,
                     "{kind} {verb}"
                 );
             }
@@ -199,7 +210,8 @@ mod tests {
             [
                 r#""" namespaces [get,list,watch,create,patch,delete]"#,
                 r#""" configmaps,secrets,services,serviceaccounts,limitranges [list,create,patch,delete]"#,
-                r#""" persistentvolumeclaims,resourcequotas [list,watch,create,patch,delete]"#,
+                r#""" persistentvolumeclaims [list,watch,create,patch]"#,
+                r#""" resourcequotas [list,watch,create,patch,delete]"#,
                 r#""apps" deployments,statefulsets [list,watch,create,patch,delete]"#,
                 r#""batch" jobs [list,watch,create,patch,delete]"#,
                 r#""batch" cronjobs [list,create,patch,delete]"#,

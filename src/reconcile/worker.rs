@@ -556,7 +556,7 @@ async fn provision(
                 report.counts.created,
                 report.counts.updated,
                 report.counts.unchanged,
-                pruned_text(&report.pruned)
+                pruned_text(&report)
             ),
         )
         .by(&ctx.instance);
@@ -610,7 +610,7 @@ async fn provision(
                     "re-applied the store: {} created, {} updated{}",
                     report.counts.created,
                     report.counts.updated,
-                    pruned_text(&report.pruned)
+                    pruned_text(&report)
                 ),
             )
             .by(&ctx.instance)
@@ -1017,19 +1017,26 @@ fn list_objects(report: &PhaseReport, keep: impl Fn(&str) -> bool) -> String {
         .join(", ")
 }
 
-fn pruned_text(pruned: &[crate::apply::ObjectKey]) -> String {
-    if pruned.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "; pruned {}",
-            pruned
-                .iter()
-                .map(|o| o.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
+/// What pruning deleted and what it kept, for an event's message.
+fn pruned_text(report: &crate::apply::StoreReport) -> String {
+    let list = |keys: &[crate::apply::ObjectKey]| {
+        keys.iter()
+            .map(|o| o.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut text = String::new();
+    if !report.pruned.is_empty() {
+        text.push_str(&format!("; pruned {}", list(&report.pruned)));
     }
+    if !report.kept.is_empty() {
+        text.push_str(&format!(
+            "; kept {} (no longer in the blueprint, but it holds data: delete it by hand \
+             once nothing needs it)",
+            list(&report.kept)
+        ));
+    }
+    text
 }
 
 fn to_chrono(d: Duration) -> chrono::Duration {

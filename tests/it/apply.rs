@@ -267,10 +267,11 @@ async fn apply_waits_reapplies_nothing_repairs_drift_prunes_and_tears_down() {
     assert!(!repaired.known_converged);
     assert!(deployments.get("web").await.is_ok());
 
-    // Pruning: the Job left the render, so it leaves the namespace.
+    // Pruning: the Job left the render, so it leaves the namespace; the claim left it
+    // too, but holds data, so it stays and is reported as kept.
     let without_job: Vec<Desired> = desired
         .iter()
-        .filter(|d| d.gvk.kind != "Job")
+        .filter(|d| d.gvk.kind != "Job" && d.gvk.kind != "PersistentVolumeClaim")
         .cloned()
         .collect();
     let pruned = a
@@ -284,6 +285,24 @@ async fn apply_waits_reapplies_nothing_repairs_drift_prunes_and_tears_down() {
             .map(|k| k.to_string())
             .collect::<Vec<_>>(),
         vec!["Job/install"]
+    );
+    assert_eq!(
+        pruned
+            .kept
+            .iter()
+            .map(|k| k.to_string())
+            .collect::<Vec<_>>(),
+        vec!["PersistentVolumeClaim/files"]
+    );
+    let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        Api::namespaced(client.clone(), &ns);
+    assert!(
+        claims
+            .get_opt("files")
+            .await
+            .unwrap()
+            .is_some_and(|c| c.metadata.deletion_timestamp.is_none()),
+        "the claim was deleted"
     );
     let jobs: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
