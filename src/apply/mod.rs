@@ -97,6 +97,10 @@ pub const PRUNABLE_KINDS: &[(&str, &str, &str)] = &[
     ("policy", "v1", "PodDisruptionBudget"),
 ];
 
+/// The shortest wait a phase is given, even at its store's deadline: the failure it
+/// ends in is what tells the store is past its deadline.
+pub const MIN_PHASE_WAIT: Duration = Duration::from_secs(1);
+
 /// Kinds pruning never deletes: a claim holds a store's data (its database, its
 /// uploads), and a claim that left the render — a blueprint upgrade renamed or dropped
 /// it — must not take the data with it at the next resync. Such a claim is reported as
@@ -148,6 +152,13 @@ pub enum ApplyError {
         after: Duration,
         blockers: String,
     },
+    #[error("{object} was deleted to be replaced but is still there after {}: {reason}", humantime::format_duration(*.after))]
+    ReplaceStuck {
+        object: ObjectKey,
+        after: Duration,
+        /// Why waiting for it to go ended: the wait's deadline, or what broke it.
+        reason: String,
+    },
     #[error("not writing {object}: the write fence closed {} ago (the worker's lease could not be renewed in time, and another worker may hold the store now)", humantime::format_duration(*.late))]
     Fenced { object: String, late: Duration },
 }
@@ -164,6 +175,7 @@ impl ApplyError {
             ApplyError::Failed { .. } => false,
             ApplyError::Timeout { .. }
             | ApplyError::TeardownStuck { .. }
+            | ApplyError::ReplaceStuck { .. }
             | ApplyError::Fenced { .. } => true,
         }
     }
@@ -300,6 +312,13 @@ pub fn is_transient_kube(err: &kube::Error) -> bool {
                     .as_ref()
                     .is_some_and(|d| d.kind == "namespaces")
                     || status.message.starts_with("namespaces \"")) =>
+        {
+            true
+        }
+        // Content refused in a namespace someone is deleting: once it is gone, the
+        // apply creates it anew.
+        kube::Error::Api(status)
+            if status.code == 403 && status.message.contains("because it is being terminated") =>
         {
             true
         }
@@ -711,14 +730,19 @@ impl Applier {
             &key.name,
             |o: Option<&DynamicObject>| o.is_none(),
         );
-        match tokio::time::timeout(self.settings.phase_timeout, gone).await {
-            Ok(Ok(_)) => Ok(()),
-            _ => Err(ApplyError::TeardownStuck {
-                namespace: namespace.to_owned(),
-                after: self.settings.phase_timeout,
-                blockers: format!("{key} was deleted to be replaced but did not go away"),
-            }),
-        }
+        let started = Instant::now();
+        let reason = match tokio::time::timeout(self.settings.phase_timeout, gone).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => format!("watching it failed: {}", error_chain(&e)),
+            Err(_) => format!(
+                "a finalizer (its own or a dependent's: foreground deletion waits for its pods) holds it in namespace {namespace}"
+            ),
+        };
+        Err(ApplyError::ReplaceStuck {
+            object: key.clone(),
+            after: started.elapsed(),
+            reason,
+        })
     }
 
     /// Applies a whole store phase by phase: each phase applied, then awaited until
@@ -742,6 +766,7 @@ impl Applier {
             desired,
             progress,
             self.settings.phase_timeout,
+            None,
         )
         .await
     }
@@ -749,7 +774,10 @@ impl Applier {
     /// [`Applier::apply_store`], waiting at most `phase_timeout` (capped by the
     /// settings' own) for each phase to become ready: a re-apply of a store that was
     /// ready waits only briefly, so a store whose pods crash-loop does not hold a
-    /// worker for the whole phase timeout on every attempt.
+    /// worker for the whole phase timeout on every attempt. With `until` (a store's
+    /// provisioning deadline), no phase waits past it — each gets what is left, at
+    /// least [`MIN_PHASE_WAIT`] — so the attempt ends near the deadline, not a phase
+    /// timeout per remaining phase after it.
     pub async fn apply_store_within(
         &self,
         namespace: &str,
@@ -757,6 +785,7 @@ impl Applier {
         desired: &[Desired],
         progress: &tokio::sync::mpsc::UnboundedSender<PhaseReport>,
         phase_timeout: Duration,
+        until: Option<Instant>,
     ) -> Result<StoreReport, ApplyError> {
         let phase_timeout = phase_timeout.min(self.settings.phase_timeout);
         let before = self.inventory(namespace, store_id).await?;
@@ -806,7 +835,14 @@ impl Applier {
             // Already ready by the apply's answers (a resync of a ready store, usually):
             // no watch to open. Otherwise watch until ready, or say why not.
             if !all_ready {
-                wait::wait_ready(self, namespace, phase, &objects, phase_timeout).await?;
+                let wait = until.map_or(phase_timeout, |until| {
+                    phase_timeout.min(
+                        until
+                            .saturating_duration_since(Instant::now())
+                            .max(MIN_PHASE_WAIT),
+                    )
+                });
+                wait::wait_ready(self, namespace, phase, &objects, wait).await?;
                 waited = true;
             }
             report.counts.add(&counts);
@@ -1321,5 +1357,17 @@ mod tests {
             .boxed(),
         );
         assert!(is_transient_kube(&missing_namespace));
+        let terminating = kube::Error::Api(
+            kube::core::Status {
+                status: None,
+                message: "resourcequotas \"store-quota\" is forbidden: unable to create new content in namespace store-shop-1a2b3c4d because it is being terminated".into(),
+                reason: "Forbidden".into(),
+                details: None,
+                code: 403,
+                metadata: None,
+            }
+            .boxed(),
+        );
+        assert!(is_transient_kube(&terminating));
     }
 }

@@ -56,25 +56,35 @@ pub fn assess(kind: &str, obj: Option<&DynamicObject>) -> Readiness {
     match kind {
         "Namespace" => match str_at(status, "phase") {
             Some("Active") => Readiness::Ready,
-            Some("Terminating") => Readiness::Failed(
-                "the namespace is being deleted; wait until it is gone, then retry".into(),
+            // Deleted by someone else while the store stays: not a failure of the
+            // store. Retries wait until it is gone, then the apply creates it anew.
+            Some("Terminating") => Readiness::Pending(
+                "the namespace is being deleted; it is created again once it is gone".into(),
             ),
             other => {
                 Readiness::Pending(format!("namespace phase is {}", other.unwrap_or("unknown")))
             }
         },
         "ResourceQuota" => {
+            // Admission checks pods against `status.hard`: until the controller has
+            // copied a changed `spec.hard` there, the old limits still apply, and pods
+            // the new ones allow would be refused.
             let computed = status
                 .get("hard")
                 .and_then(Value::as_object)
                 .is_some_and(|h| !h.is_empty())
                 && status.get("used").is_some();
-            if computed {
-                Readiness::Ready
-            } else {
+            if !computed {
                 Readiness::Pending(
                     "quota usage not computed yet (is kube-controller-manager running?)".into(),
                 )
+            } else if spec
+                .get("hard")
+                .is_some_and(|h| status.get("hard") != Some(h))
+            {
+                Readiness::Pending("the quota controller has not taken the new limits yet".into())
+            } else {
+                Readiness::Ready
             }
         }
         "PersistentVolumeClaim" => match str_at(status, "phase") {
@@ -571,6 +581,15 @@ mod tests {
                                "status": {"hard": {"pods": "10"}, "used": {"pods": "0"}}}),
         );
         assert!(assess("ResourceQuota", Some(&computed)).is_ready());
+        // Limits just changed: admission still enforces the old ones.
+        let stale = obj(
+            json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "q"},
+                               "spec": {"hard": {"pods": "12"}},
+                               "status": {"hard": {"pods": "10"}, "used": {"pods": "0"}}}),
+        );
+        assert!(
+            matches!(assess("ResourceQuota", Some(&stale)), Readiness::Pending(r) if r.contains("new limits")),
+        );
     }
 
     #[test]

@@ -213,7 +213,9 @@ pub(super) async fn wait_ready(
                     .as_ref()
                     .map(|t| t.0)
                     .or(event.event_time.as_ref().map(|t| t.0))
-                    .is_none_or(|t| t.as_second() >= since);
+                    .or(event.metadata.creation_timestamp.as_ref().map(|t| t.0))
+                    // With no time at all it cannot be shown to be about this attempt.
+                    .is_some_and(|t| t.as_second() >= since);
                 if !recent {
                     continue;
                 }
@@ -459,10 +461,18 @@ async fn blockers(applier: &Applier, namespace: &str) -> String {
     kinds.push(GroupVersionKind::gvk("", "v1", "Pod"));
     let found = stream::iter(kinds)
         .map(
-            |gvk| -> futures::future::BoxFuture<'_, Option<(String, Vec<String>)>> {
+            |gvk| -> futures::future::BoxFuture<'_, Result<(String, Vec<String>), String>> {
                 Box::pin(async move {
-                    let (api, _) = applier.api_for(&gvk, namespace).await.ok()?;
-                    let list = api.list_metadata(&ListParams::default()).await.ok()?;
+                    // A list that fails (RBAC, an unreachable server) is said, so the
+                    // answer never reads "nothing" where it could not look.
+                    let (api, _) = applier
+                        .api_for(&gvk, namespace)
+                        .await
+                        .map_err(|e| format!("could not list {}: {e}", gvk.kind))?;
+                    let list = api
+                        .list_metadata(&ListParams::default())
+                        .await
+                        .map_err(|e| format!("could not list {}: {}", gvk.kind, error_chain(&e)))?;
                     let items: Vec<String> = list
                         .items
                         .into_iter()
@@ -478,21 +488,28 @@ async fn blockers(applier: &Applier, namespace: &str) -> String {
                             })
                         })
                         .collect();
-                    Some((gvk.kind.clone(), items))
+                    Ok((gvk.kind.clone(), items))
                 })
             },
         )
         .buffer_unordered(4)
         .collect::<Vec<_>>()
         .await;
-    for (kind, items) in found.into_iter().flatten() {
-        if !items.is_empty() {
-            remaining.insert(kind, items);
+    let mut unlisted = Vec::new();
+    for result in found {
+        match result {
+            Ok((kind, items)) if !items.is_empty() => {
+                remaining.insert(kind, items);
+            }
+            Ok(_) => {}
+            Err(e) => unlisted.push(e),
         }
     }
     for items in remaining.into_values() {
         out.extend(items);
     }
+    unlisted.sort();
+    out.extend(unlisted);
     if out.is_empty() {
         "nothing reported; is kube-controller-manager (the namespace controller) running?".into()
     } else {

@@ -51,14 +51,11 @@ const QUOTA_REFUSAL_ATTEMPTS: u32 = 8;
 /// the store stays ready.
 pub(crate) const RESYNC_READINESS_WAIT: Duration = Duration::from_secs(30);
 
-/// The shortest wait a phase is given, even at its store's deadline: the failure it
-/// ends in is what tells the store is past its deadline.
-const MIN_READINESS_WAIT: Duration = Duration::from_secs(1);
-
 /// How long each phase of this attempt may wait to become ready: the phase timeout
 /// while the store converges, but never past its provisioning deadline (`deadline_at`),
 /// so that a store stuck in its last phase fails at its deadline, not up to a phase
-/// timeout later; at most [`RESYNC_READINESS_WAIT`] when it is serving.
+/// timeout later; at most [`RESYNC_READINESS_WAIT`] when it is serving. The apply
+/// itself keeps every later phase within the deadline ([`wait_until`]).
 fn readiness_wait(
     store: &Store,
     deadline_at: Option<DateTime<Utc>>,
@@ -73,13 +70,26 @@ fn readiness_wait(
                 (deadline - now)
                     .to_std()
                     .unwrap_or(Duration::ZERO)
-                    .max(MIN_READINESS_WAIT),
+                    .max(crate::apply::MIN_PHASE_WAIT),
             ),
             None => phase_timeout,
         }
     } else {
         phase_timeout.min(RESYNC_READINESS_WAIT)
     }
+}
+
+/// The provisioning deadline as an instant of this process's clock, while the store
+/// converges (a serving store's re-apply has none: [`RESYNC_READINESS_WAIT`] bounds it).
+fn wait_until(
+    store: &Store,
+    deadline_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Option<std::time::Instant> {
+    let converging =
+        store.status == StoreStatus::Provisioning || store.observed_generation < store.generation;
+    let left = (deadline_at? - now).to_std().unwrap_or(Duration::ZERO);
+    converging.then(|| std::time::Instant::now() + left)
 }
 
 impl WorkError {
@@ -344,9 +354,24 @@ fn step<'a>(
             StoreStatus::Deleting => delete(ctx, applier, store).await,
             StoreStatus::Provisioning | StoreStatus::Ready => provision(ctx, applier, store).await,
             // A failed store waits for a retry request (which makes it due again);
-            // nothing to do but hand it back, not due.
+            // nothing to do but hand it back, not due — unless such a request came
+            // since it was read: the generation guard refuses then, and the store is
+            // handed back due now instead of losing the request.
             StoreStatus::Failed => {
-                ctx.db.release(store.id, &ctx.instance, None).await?;
+                ctx.db
+                    .record(
+                        store.id,
+                        &ctx.instance,
+                        finished(
+                            store,
+                            StoreUpdate {
+                                next_reconcile_at: Some(None),
+                                ..Default::default()
+                            },
+                        ),
+                        None,
+                    )
+                    .await?;
                 Ok(None)
             }
         }
@@ -527,6 +552,7 @@ async fn provision(
                     applier.settings().phase_timeout,
                     Utc::now(),
                 ),
+                wait_until(store, deadline_at, Utc::now()),
             ) => Some(r),
             _ = recording_failed.cancelled() => None,
         };
@@ -1458,9 +1484,25 @@ mod tests {
         for past in [0, -600] {
             assert_eq!(
                 readiness_wait(&provisioning, at(past), phase_timeout, now),
-                MIN_READINESS_WAIT
+                crate::apply::MIN_PHASE_WAIT
             );
         }
+        // And every later phase of the attempt keeps to it too: the apply is told the
+        // deadline itself, on this process's clock.
+        let before = std::time::Instant::now();
+        let until = wait_until(&provisioning, at(42), now).expect("a converging store's deadline");
+        let after = std::time::Instant::now();
+        assert!(
+            until >= before + Duration::from_secs(42) && until <= after + Duration::from_secs(42),
+            "{:?}",
+            until.duration_since(before)
+        );
+        assert!(
+            wait_until(&provisioning, at(-600), now)
+                .is_some_and(|u| u <= std::time::Instant::now())
+        );
+        assert_eq!(wait_until(&provisioning, None, now), None);
+        assert_eq!(wait_until(&store(StoreStatus::Ready, 1), at(42), now), None);
         // A serving store has no deadline to keep.
         assert_eq!(
             readiness_wait(&store(StoreStatus::Ready, 1), at(-600), phase_timeout, now),

@@ -415,6 +415,30 @@ async fn a_claim_that_binds_on_first_consumer_does_not_hold_the_storage_phase() 
         "{text}"
     );
 
+    // A store's provisioning deadline bounds each phase's wait, whatever the phase
+    // timeout: 2 s left of it, not the 5 minutes a phase may take.
+    let started = std::time::Instant::now();
+    let err = a
+        .apply_store_within(
+            &ns,
+            &id,
+            std::slice::from_ref(&claim),
+            &tx,
+            Duration::from_secs(300),
+            Some(started + Duration::from_secs(2)),
+        )
+        .await
+        .expect_err("the claim stays pending");
+    assert!(
+        matches!(&err, ApplyError::Timeout { after, .. } if *after <= Duration::from_secs(2)),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+
     delete_namespace_and_wait(&client, &ns, Duration::from_secs(120)).await;
     classes
         .delete(&class, &DeleteParams::default())
