@@ -403,9 +403,18 @@ pub struct ApiSettings {
     /// Store creations per client IP: `<count>/<period>`.
     #[arg(long, env = "STOREPLANE_CREATE_RATE_LIMIT", default_value = "10/15m")]
     pub create_rate_limit: RateSpec,
-    /// Login attempts per client IP and, separately, per account: `<count>/<period>`.
+    /// Login attempts per client IP: `<count>/<period>`.
     #[arg(long, env = "STOREPLANE_LOGIN_RATE_LIMIT", default_value = "10/15m")]
     pub login_rate_limit: RateSpec,
+    /// Failed logins per account, from all addresses together: `<count>/<period>`. Once
+    /// used up, every sign-in to the account is refused until it refills. Well above
+    /// the per-IP limit, so that no single address can keep an owner locked out.
+    #[arg(
+        long,
+        env = "STOREPLANE_LOGIN_ACCOUNT_RATE_LIMIT",
+        default_value = "100/15m"
+    )]
+    pub login_account_rate_limit: RateSpec,
     /// Event streams (`GET /api/stores/{id}/events/stream`) one account may have open
     /// at once.
     #[arg(long, env = "STOREPLANE_MAX_STREAMS_PER_USER", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
@@ -444,6 +453,7 @@ impl Default for ApiSettings {
             rate_limit: "100/15m".parse().expect("valid default"),
             create_rate_limit: "10/15m".parse().expect("valid default"),
             login_rate_limit: "10/15m".parse().expect("valid default"),
+            login_account_rate_limit: "100/15m".parse().expect("valid default"),
             max_body_bytes: 64 * 1024,
             max_streams_per_user: 20,
             trusted_proxies: Vec::new(),

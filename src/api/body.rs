@@ -64,15 +64,27 @@ impl<T: Type + ParseFromJSON + CheckBody + Send> ParsePayload for JsonBody<T> {
 
 poem_openapi::impl_apirequest_for_payload!(JsonBody<T>, T: Type + ParseFromJSON + CheckBody + Send);
 
+/// How long a request body may take to arrive. Bodies are small (64 KiB by default):
+/// one that trickles in for longer is a client holding a connection and a task open.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 async fn read_limited(body: &mut RequestBody, limit: usize) -> Result<Vec<u8>, ApiError> {
+    read_limited_within(body, limit, BODY_READ_TIMEOUT).await
+}
+
+async fn read_limited_within(
+    body: &mut RequestBody,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<Vec<u8>, ApiError> {
     let body = body
         .take()
         .map_err(|_| ApiError::bad_request("the request body is missing", Vec::new()))?;
     let mut reader = body.into_async_read().take(limit as u64 + 1);
     let mut bytes = Vec::new();
-    reader
-        .read_to_end(&mut bytes)
+    tokio::time::timeout(timeout, reader.read_to_end(&mut bytes))
         .await
+        .map_err(|_| ApiError::body_timeout(timeout))?
         .map_err(|e| ApiError::bad_request(format!("could not read the body: {e}"), Vec::new()))?;
     if bytes.len() > limit {
         // Read what the client is still sending (bounded) so it reads the 413 instead
@@ -234,6 +246,27 @@ fn json_kind(v: &Value) -> &'static str {
 mod tests {
     use super::*;
     use crate::api::dto::{CreateStoreRequest, LoginRequest};
+
+    #[tokio::test]
+    async fn a_body_that_trickles_in_is_cut_off_with_408() {
+        // The sender stays open and sends part of a body, never the rest.
+        let (mut tx, rx) = tokio::io::duplex(64);
+        tokio::io::AsyncWriteExt::write_all(&mut tx, b"{\"name\":")
+            .await
+            .unwrap();
+        let mut body = RequestBody::new(poem::Body::from_async_read(rx));
+        let started = std::time::Instant::now();
+        let e = read_limited_within(&mut body, 1024, std::time::Duration::from_millis(100))
+            .await
+            .unwrap_err();
+        assert_eq!(e.status.as_u16(), 408);
+        assert!(e.to_string().contains("did not arrive within 100ms"), "{e}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        drop(tx);
+        // A whole body arrives within the time.
+        let mut body = RequestBody::new(poem::Body::from_string("{}".into()));
+        assert_eq!(read_limited(&mut body, 1024).await.unwrap(), b"{}");
+    }
 
     #[test]
     fn malformed_json_is_400() {

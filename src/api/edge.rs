@@ -264,8 +264,12 @@ impl<E: Endpoint> Endpoint for Guarded<E> {
             Ok(resp) => resp,
             Err(err) => problem_response(config, err, &path, &request_id),
         };
+        // A 429 carries the state of the quota that refused it, or none (the cap on open
+        // streams is no rate): never the quotas that let it through, which would read
+        // as room left on a refusal.
+        let refused = resp.status() == StatusCode::TOO_MANY_REQUESTS;
         let headers = resp.headers_mut();
-        if !verdicts.is_empty() && !headers.contains_key(RATELIMIT) {
+        if !verdicts.is_empty() && !refused && !headers.contains_key(RATELIMIT) {
             let policy: Vec<String> = verdicts.iter().map(Verdict::policy_item).collect();
             let state: Vec<String> = verdicts.iter().map(Verdict::state_item).collect();
             if let (Ok(p), Ok(s)) = (

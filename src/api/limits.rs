@@ -107,13 +107,16 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
     }
 
     /// The 429 problem for a request of this quota that may retry in `retry` seconds.
+    /// `RateLimit`'s `t` keeps its meaning, the time until the quota is full again: the
+    /// quota is empty, so one refill interval per request of it after the first.
     fn refusal(&self, retry: u64) -> ApiError {
+        let quota = self.spec.count.get();
         let verdict = Verdict {
             name: self.name,
-            quota: self.spec.count.get(),
+            quota,
             window_secs: ceil_secs(self.spec.period),
             remaining: 0,
-            reset_secs: retry,
+            reset_secs: retry + ceil_secs(self.interval() * (quota - 1)),
         };
         ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -294,7 +297,7 @@ impl Limits {
             global: Limiter::new("global", settings.rate_limit),
             create: Limiter::new("create", settings.create_rate_limit),
             login_ip: Limiter::new("login", settings.login_rate_limit),
-            login_account: FailureLimiter::new("login-account", settings.login_rate_limit),
+            login_account: FailureLimiter::new("login-account", settings.login_account_rate_limit),
             streams: StreamSlots::new(settings.max_streams_per_user as usize),
         }
     }
@@ -359,6 +362,15 @@ mod tests {
         assert_eq!(e.status, StatusCode::TOO_MANY_REQUESTS);
         let retry = retry_after(&e);
         assert!((1..=20).contains(&retry), "{retry}");
+        // `t` on the refusal means what it means on a success: until the quota is full
+        // again, two more refills (20 s each) after the next.
+        let state = e
+            .headers
+            .iter()
+            .find(|(n, _)| n == RATELIMIT)
+            .map(|(_, v)| v.to_str().unwrap().to_owned())
+            .expect("a RateLimit header");
+        assert_eq!(state, format!("\"global\";r=0;t={}", retry + 40));
         // Another key has its own quota.
         assert!(l.check(&IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))).is_ok());
     }

@@ -196,6 +196,18 @@ impl ApiError {
         )
     }
 
+    pub fn body_timeout(after: std::time::Duration) -> Self {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request-timeout",
+            "The request body took too long",
+            format!(
+                "the request body did not arrive within {}; send it at once and retry",
+                humantime::format_duration(after)
+            ),
+        )
+    }
+
     pub fn unavailable(detail: impl Into<String>, retry_after_secs: u64) -> Self {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -443,6 +455,7 @@ fn describe(status: u16) -> &'static str {
         409 => {
             "The request conflicts with the current state (duplicate name, or the store is not in a state that allows it)."
         }
+        408 => "The request body did not arrive in time (30 s); send it at once.",
         413 => "The request body is larger than the server accepts.",
         415 => "The body is not sent as `application/json`.",
         422 => "The request is well-formed but invalid: every refused field is listed in `errors`.",

@@ -37,6 +37,11 @@ use tokio_util::sync::CancellationToken;
 
 /// How long in-flight requests may finish after shutdown starts.
 const GRACE: Duration = Duration::from_secs(10);
+
+/// A connection that neither sends nor receives for this long is closed, so idle
+/// keep-alive connections cannot pile up. Longer than an event stream's 15 s
+/// keep-alive, which keeps a quiet stream's connection open.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often idle rate-limiter keys are dropped.
 const LIMITER_CLEANUP: Duration = Duration::from_secs(60);
 
@@ -336,6 +341,7 @@ pub async fn start(state: Arc<AppState>, listen: &str) -> Result<RunningServer, 
     let signal = stop.clone().cancelled_owned();
     let task = tokio::spawn(async move {
         poem::Server::new_with_acceptor(acceptor)
+            .idle_timeout(IDLE_TIMEOUT)
             .run_with_graceful_shutdown(endpoint, signal, Some(GRACE))
             .await
     });

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 error_set! {
     /// Signing in.
-    LoginErrors = [400, 401, 413, 415, 422, 429, 500, 503];
+    LoginErrors = [400, 401, 408, 413, 415, 422, 429, 500, 503];
     /// Calls that only need a valid token.
     TokenErrors = [401, 429, 500, 503];
 }

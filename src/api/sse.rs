@@ -32,7 +32,9 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// How often a stream checks that its token still stands (sign-out, expiry, a changed
 /// role), so an open stream never outlives the session it was opened with by more.
 pub const REAUTH: Duration = Duration::from_secs(10);
-/// Most events read per poll.
+/// Most events read per poll. A stream further behind (opened from the start of a long
+/// log) reads the next batch without waiting, one batch per step, so its memory stays
+/// one batch and the token check and shutdown still come between batches.
 const BATCH: u64 = 200;
 
 struct Cursor {
@@ -46,6 +48,8 @@ struct Cursor {
     latest: Option<StoreEvent>,
     shown: Option<(StoreStatus, DateTime<Utc>, Option<i64>)>,
     first: bool,
+    /// The last read filled a whole batch: more is waiting, read it without a pause.
+    behind: bool,
     done: bool,
     /// The request's span (with its request id): the stream is read after the handler
     /// returned, outside it, so each step re-enters it for its log lines.
@@ -72,6 +76,7 @@ pub fn store_stream(
         latest: None,
         shown: None,
         first: true,
+        behind: false,
         done: false,
         span: tracing::Span::current(),
         _slot: slot,
@@ -82,7 +87,7 @@ pub fn store_stream(
         if c.done {
             return None;
         }
-        if !c.first {
+        if !c.first && !c.behind {
             tokio::select! {
                 _ = tokio::time::sleep(POLL) => {}
                 _ = c.state.shutdown.cancelled() => return None,
@@ -108,6 +113,9 @@ pub fn store_stream(
                 }
             }
         }
+        if c.behind && c.state.shutdown.is_cancelled() {
+            return None;
+        }
         let batch = poll(&mut c).await;
         c.first = false;
         Some((batch, c))
@@ -118,32 +126,44 @@ pub fn store_stream(
     .boxed()
 }
 
-async fn new_events(c: &mut Cursor, out: &mut Vec<StreamMessage>) -> bool {
-    loop {
-        match c.state.db.list_events(c.id, c.after, BATCH).await {
-            Ok(events) => {
-                let full = events.len() as u64 == BATCH;
-                for e in events {
-                    c.after = Some(e.id);
-                    out.push(StreamMessage::Event(Event::from(e.clone())));
-                    c.latest = Some(e);
-                }
-                if !full {
-                    return true;
-                }
+/// What one read of the log found.
+enum Read {
+    CaughtUp,
+    /// A whole batch: there may be more.
+    Behind,
+    Failed,
+}
+
+/// Reads one batch of events after the cursor.
+async fn new_events(c: &mut Cursor, out: &mut Vec<StreamMessage>) -> Read {
+    match c.state.db.list_events(c.id, c.after, BATCH).await {
+        Ok(events) => {
+            let full = events.len() as u64 == BATCH;
+            for e in events {
+                c.after = Some(e.id);
+                out.push(StreamMessage::Event(Event::from(e.clone())));
+                c.latest = Some(e);
             }
-            Err(e) => {
-                tracing::warn!(store_id = %c.id, error = %error_chain(&e), "event stream: could not read events; retrying");
-                return false;
-            }
+            if full { Read::Behind } else { Read::CaughtUp }
+        }
+        Err(e) => {
+            tracing::warn!(store_id = %c.id, error = %error_chain(&e), "event stream: could not read events; retrying");
+            Read::Failed
         }
     }
 }
 
 async fn poll(c: &mut Cursor) -> Vec<StreamMessage> {
     let mut out = Vec::new();
-    if !new_events(c, &mut out).await {
-        return out;
+    // The store is told once the events before it are: its progress names the latest.
+    c.behind = false;
+    match new_events(c, &mut out).await {
+        Read::CaughtUp => {}
+        Read::Behind => {
+            c.behind = true;
+            return out;
+        }
+        Read::Failed => return out,
     }
     let store = match c.owner {
         Some(owner) => c.state.db.get_user_store(owner, c.id).await,
@@ -172,7 +192,10 @@ async fn poll(c: &mut Cursor) -> Vec<StreamMessage> {
         }
         Ok(None) => {
             // The final event is written with the removal; read it before saying so.
-            new_events(c, &mut out).await;
+            if let Read::Behind = new_events(c, &mut out).await {
+                c.behind = true;
+                return out;
+            }
             out.push(StreamMessage::Deleted(StoreDeleted { id: c.id }));
             c.done = true;
         }

@@ -29,6 +29,7 @@ pub struct AppState {
     pub kube: Option<kube::Client>,
     pub(crate) tokens: TokenCache,
     pub(crate) limits: Limits,
+    pub(crate) ready: super::system::ReadyCache,
     /// Cancelled when the server shuts down: ends event streams so that the graceful
     /// shutdown does not wait for them.
     pub(crate) shutdown: CancellationToken,
@@ -55,6 +56,7 @@ impl AppState {
             kube,
             tokens: TokenCache::default(),
             limits,
+            ready: Default::default(),
             shutdown: CancellationToken::new(),
         })
     }

@@ -35,7 +35,7 @@ error_set! {
     /// Reading or deleting one store, or its events.
     ReadErrors = [400, 401, 404, 429, 500, 503];
     /// Creating a store.
-    CreateErrors = [400, 401, 403, 409, 413, 415, 422, 429, 500, 503];
+    CreateErrors = [400, 401, 403, 408, 409, 413, 415, 422, 429, 500, 503];
     /// Retrying a store.
     RetryErrors = [400, 401, 404, 409, 429, 500, 503];
 }

@@ -62,15 +62,40 @@ impl SystemApi {
     /// 200 when the database answers and, if this server is configured with a cluster,
     /// the Kubernetes API server answers within 2 seconds; otherwise 503 with a problem
     /// whose `errors` name each dependency that is down. For readiness probes. Not rate
-    /// limited.
+    /// limited: an answer is reused for a second, however many ask.
     #[oai(path = "/ready", method = "get", operation_id = "ready")]
     async fn ready(
         &self,
         state: Data<&Arc<AppState>>,
     ) -> Result<ReadyResponse, Failure<ReadyErrors>> {
         Ok(ReadyResponse::Ok(Json(
-            readiness(&state.db, state.kube.as_ref()).await?,
+            state.ready.get(&state.db, state.kube.as_ref()).await?,
         )))
+    }
+}
+
+/// The last readiness answer, reused for [`ReadyCache::FRESH`]: `/ready` is public and
+/// not rate limited, and each check pings the database and the Kubernetes API server,
+/// so a flood of probes becomes at most one check a second. Callers arriving during a
+/// check wait for its answer rather than starting their own.
+#[derive(Default)]
+pub struct ReadyCache(
+    tokio::sync::Mutex<Option<(std::time::Instant, Result<Readiness, ApiError>)>>,
+);
+
+impl ReadyCache {
+    pub const FRESH: Duration = Duration::from_secs(1);
+
+    pub async fn get(&self, db: &Db, kube: Option<&kube::Client>) -> Result<Readiness, ApiError> {
+        let mut last = self.0.lock().await;
+        if let Some((at, answer)) = last.as_ref()
+            && at.elapsed() < Self::FRESH
+        {
+            return answer.clone();
+        }
+        let answer = readiness(db, kube).await;
+        *last = Some((std::time::Instant::now(), answer.clone()));
+        answer
     }
 }
 

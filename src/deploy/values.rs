@@ -161,6 +161,7 @@ pub struct Api {
     pub rate_limit: String,
     pub create_rate_limit: String,
     pub login_rate_limit: String,
+    pub login_account_rate_limit: String,
     pub trusted_proxies: Vec<String>,
     pub cors_origins: Vec<String>,
     pub token_ttl: String,
@@ -588,6 +589,10 @@ impl Values {
             ("api.rate_limit", &self.api.rate_limit),
             ("api.create_rate_limit", &self.api.create_rate_limit),
             ("api.login_rate_limit", &self.api.login_rate_limit),
+            (
+                "api.login_account_rate_limit",
+                &self.api.login_account_rate_limit,
+            ),
         ] {
             if let Err(e) = v.parse::<RateSpec>() {
                 p.push(format!("`{key}`: {e}"));

@@ -273,7 +273,7 @@ export interface paths {
          * @description 200 when the database answers and, if this server is configured with a cluster,
          *     the Kubernetes API server answers within 2 seconds; otherwise 503 with a problem
          *     whose `errors` name each dependency that is down. For readiness probes. Not rate
-         *     limited.
+         *     limited: an answer is reused for a second, however many ask.
          */
         get: operations["ready"];
         put?: never;
@@ -1027,6 +1027,21 @@ export interface operations {
             };
             /** @description The caller may not do this (the problem says why, e.g. the store limit with its value). */
             403: {
+                headers: {
+                    /** @description The request's id (a client's own `X-Request-Id` is kept when it is plain); the server's log lines of the request carry it. */
+                    "X-Request-Id": string;
+                    /** @description On rate-limited routes: `"<policy>";r=<remaining>;t=<seconds until the quota is full again>` for each policy that applied. */
+                    RateLimit?: string;
+                    /** @description On rate-limited routes: `"<policy>";q=<quota>;w=<window in seconds>` for each policy that applied. */
+                    "RateLimit-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request body did not arrive in time (30 s); send it at once. */
+            408: {
                 headers: {
                     /** @description The request's id (a client's own `X-Request-Id` is kept when it is plain); the server's log lines of the request carry it. */
                     "X-Request-Id": string;
@@ -2016,6 +2031,21 @@ export interface operations {
                     "RateLimit-Policy"?: string;
                     /** @description `Bearer realm="storeplane"`: the scheme to authenticate with. */
                     "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request body did not arrive in time (30 s); send it at once. */
+            408: {
+                headers: {
+                    /** @description The request's id (a client's own `X-Request-Id` is kept when it is plain); the server's log lines of the request carry it. */
+                    "X-Request-Id": string;
+                    /** @description On rate-limited routes: `"<policy>";r=<remaining>;t=<seconds until the quota is full again>` for each policy that applied. */
+                    RateLimit?: string;
+                    /** @description On rate-limited routes: `"<policy>";q=<quota>;w=<window in seconds>` for each policy that applied. */
+                    "RateLimit-Policy"?: string;
                     [name: string]: unknown;
                 };
                 content: {
