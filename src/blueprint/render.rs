@@ -387,17 +387,38 @@ fn parse_yaml(doc: &str) -> Result<Value, serde_yaml::Error> {
 /// `text` with every secret value, as is and base64-encoded (the form a Secret's
 /// `data` holds), replaced by `<secret>`.
 fn redact_secrets(text: &str, secrets: &StoreSecrets) -> String {
-    use base64::Engine as _;
     let mut out = text.to_owned();
     for (_, value) in secrets.iter().filter(|(_, v)| !v.is_empty()) {
-        let encoded = base64::engine::general_purpose::STANDARD.encode(value);
-        for form in [value, encoded.as_str()] {
-            if out.contains(form) {
-                out = out.replace(form, "<secret>");
+        let mut forms = vec![value.to_owned()];
+        forms.extend(base64_cores(value.as_bytes()));
+        for form in &forms {
+            if out.contains(form.as_str()) {
+                out = out.replace(form.as_str(), "<secret>");
             }
         }
     }
     out
+}
+
+/// The base64 text a value becomes inside any encoded string that contains it (a
+/// connection URL holding a password, encoded whole in a Secret's `data`): at each of
+/// the three byte offsets it can start at, the characters that depend on its bytes
+/// alone. Cores shorter than 8 characters are left out: too short to tell apart from
+/// other text.
+fn base64_cores(value: &[u8]) -> Vec<String> {
+    use base64::Engine as _;
+    (0..3usize)
+        .filter_map(|offset| {
+            let mut bytes = vec![0u8; offset];
+            bytes.extend_from_slice(value);
+            let encoded = base64::engine::general_purpose::STANDARD.encode(&bytes);
+            // Characters are 6 bits: skip those holding any bit of the offset, stop
+            // before the first holding a bit of what follows the value.
+            let start = (offset * 8).div_ceil(6);
+            let end = (bytes.len() * 8) / 6;
+            (end >= start + 8).then(|| encoded[start..end].to_owned())
+        })
+        .collect()
 }
 
 fn line_text(text: &str, line: usize) -> String {
@@ -956,6 +977,36 @@ fn merge_into(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_are_redacted_inside_encoded_composites() {
+        use base64::Engine as _;
+        let password = "Kq3vX9pLm2Zt7RbW4nYc8HsJ";
+        let secrets: StoreSecrets = [("postgres_password".to_owned(), password.to_owned())]
+            .into_iter()
+            .collect();
+        // The password at each byte offset of a larger value, as a Secret's `data`
+        // holds a connection URL: none of its encoded bytes survive the redaction.
+        for prefix in ["", "a", "ab", "postgres://medusa:"] {
+            let url = format!("{prefix}{password}@postgres:5432/medusa?sslmode=disable");
+            let encoded = base64::engine::general_purpose::STANDARD.encode(&url);
+            let text = format!("DATABASE_URL: {encoded}");
+            let out = redact_secrets(&text, &secrets);
+            assert!(out.contains("<secret>"), "offset {}: {out}", prefix.len());
+            for core in base64_cores(password.as_bytes()) {
+                assert!(!out.contains(&core), "{out}");
+            }
+        }
+        // As written and encoded alone, as before.
+        let alone = base64::engine::general_purpose::STANDARD.encode(password);
+        let out = redact_secrets(&format!("{password} {alone}"), &secrets);
+        assert!(
+            !out.contains(password) && !out.contains(&alone[..30]),
+            "{out}"
+        );
+        // Text with no secret is untouched.
+        assert_eq!(redact_secrets("plain text", &secrets), "plain text");
+    }
 
     #[test]
     fn documents_split_on_separator_lines_only() {
