@@ -142,18 +142,23 @@ impl Drop for WorkingOn {
     }
 }
 
-/// Claims up to `limit` due stores for this process (`owner`), none that one of its
-/// workers is on; each comes with its place in `working`.
+/// Claims up to `limit` due stores for this process (`instance`), none that one of its
+/// workers is on; each comes with its place in `working`. The leases are written as
+/// `<instance>#<token of this claim>`: every lease write is conditional on its owner,
+/// and an owner unique to each claim keeps a late write of an earlier attempt (a
+/// release that timed out here and reached the database after the lease expired and
+/// this replica claimed the store again) from ending the newer lease.
 async fn claim(
     db: &Db,
-    owner: &str,
+    instance: &str,
     lease: Duration,
     now: chrono::DateTime<Utc>,
     limit: u64,
     working: &Working,
 ) -> Result<Vec<(Store, WorkingOn)>, DbError> {
+    let owner = format!("{instance}#{:016x}", rand::random::<u64>());
     let stores = db
-        .claim_due_except(owner, lease, now, limit, &working.ids())
+        .claim_due_except(&owner, lease, now, limit, &working.ids())
         .await?;
     Ok(stores
         .into_iter()
@@ -168,6 +173,32 @@ async fn claim(
             }
         })
         .collect())
+}
+
+/// Waits (bounded) for a claim given up on and hands back every store it won, due now.
+async fn hand_back(
+    ctx: Arc<Context>,
+    task: tokio::task::JoinHandle<Result<Vec<(Store, WorkingOn)>, DbError>>,
+) {
+    let Ok(Ok(Ok(won))) = tokio::time::timeout(DB_CALL_TIMEOUT, task).await else {
+        return;
+    };
+    let now = Utc::now();
+    for (store, on) in won {
+        let released = tokio::time::timeout(
+            DB_CALL_TIMEOUT,
+            ctx.db.release(
+                store.id,
+                store.lease_owner.as_deref().unwrap_or(&ctx.instance),
+                Some(now),
+            ),
+        )
+        .await;
+        if !matches!(released, Ok(Ok(()))) {
+            tracing::warn!(store_id = %store.id, "could not hand back a store claimed too late; its lease expires by itself");
+        }
+        drop(on);
+    }
 }
 
 /// The orchestrator of one replica.
@@ -279,10 +310,13 @@ impl Orchestrator {
             if free > 0 {
                 // Bounded, and given up at shutdown: a database that stops answering
                 // (not refusing) must neither hang the loop nor keep it from stopping.
-                let claimed = tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    r = tokio::time::timeout(
-                        DB_CALL_TIMEOUT,
+                // The claim runs as its own task, so that one given up is not dropped
+                // half-way with stores already won: those are handed back, due now,
+                // rather than left leased with no worker until their leases expire.
+                let mut task = tokio::spawn({
+                    let ctx = ctx.clone();
+                    let working = working.clone();
+                    async move {
                         claim(
                             &ctx.db,
                             &ctx.instance,
@@ -290,8 +324,24 @@ impl Orchestrator {
                             Utc::now(),
                             free as u64,
                             &working,
-                        ),
-                    ) => r,
+                        )
+                        .await
+                    }
+                });
+                let claimed = tokio::select! {
+                    _ = shutdown.cancelled() => {
+                        hand_back(ctx.clone(), task).await;
+                        break;
+                    }
+                    r = tokio::time::timeout(DB_CALL_TIMEOUT, &mut task) => match r {
+                        Ok(joined) => Ok(joined.unwrap_or_else(|e| {
+                            Err(DbError::Query(sea_orm::DbErr::Custom(format!("the claim task failed: {e}"))))
+                        })),
+                        Err(elapsed) => {
+                            tokio::spawn(hand_back(ctx.clone(), task));
+                            Err(elapsed)
+                        }
+                    },
                 };
                 match claimed {
                     Ok(Ok(stores)) => {

@@ -115,6 +115,14 @@ impl WorkError {
 /// Works on `store` (already leased by this replica since `claimed_at` or earlier)
 /// until done, failed or interrupted. Returns when the store should next be looked at
 /// by this replica's timers (the database holds the same time for every replica).
+/// The lease this attempt holds: the owner its claim wrote — this replica's instance
+/// and a token of that claim (see `reconcile::claim`) — so that a late write of an
+/// earlier attempt of this same replica (a release that timed out here but still
+/// reached the database) cannot touch a lease claimed after it.
+fn holder<'a>(ctx: &'a Context, store: &'a Store) -> &'a str {
+    store.lease_owner.as_deref().unwrap_or(&ctx.instance)
+}
+
 pub(crate) async fn work(
     ctx: &Context,
     store: Store,
@@ -136,7 +144,7 @@ pub(crate) async fn work(
     // task): a dead worker must not keep its lease alive.
     let renewer = {
         let db = ctx.db.clone();
-        let owner = ctx.instance.clone();
+        let owner = holder(ctx, &store).to_owned();
         let faults = ctx.faults.clone();
         let stop = stop.clone();
         let renew = {
@@ -215,7 +223,9 @@ pub(crate) async fn work(
             // Interrupted (shutdown, a lease that could not be renewed), or stale: hand
             // the store back due now, so this or another replica starts on its current
             // generation at once. A lost lease has nothing to hand back.
-            match tokio::time::timeout(bound, ctx.db.release(id, &ctx.instance, Some(now))).await {
+            match tokio::time::timeout(bound, ctx.db.release(id, holder(ctx, &store), Some(now)))
+                .await
+            {
                 Ok(Ok(())) => Some(now),
                 Ok(Err(DbError::LeaseLost { .. })) => None,
                 Ok(Err(e)) => {
@@ -361,7 +371,7 @@ fn step<'a>(
                 ctx.db
                     .record(
                         store.id,
-                        &ctx.instance,
+                        holder(ctx, store),
                         finished(
                             store,
                             StoreUpdate {
@@ -391,14 +401,16 @@ async fn delete(
 ) -> Result<Option<DateTime<Utc>>, WorkError> {
     if let Teardown::Terminating { elapsed } = applier.start_teardown(&store.namespace).await? {
         let next = Utc::now() + to_chrono(teardown_poll(elapsed));
-        ctx.db.release(store.id, &ctx.instance, Some(next)).await?;
+        ctx.db
+            .release(store.id, holder(ctx, store), Some(next))
+            .await?;
         tracing::debug!(namespace = %store.namespace, terminating_ms = elapsed.as_millis() as u64, "namespace terminating; looking again shortly");
         return Ok(Some(next));
     }
     ctx.db
         .delete_store(
             store.id,
-            &ctx.instance,
+            holder(ctx, store),
             NewEvent::new(
                 EventType::NamespaceDeleted,
                 format!("namespace {} deleted; store removed", store.namespace),
@@ -446,7 +458,7 @@ async fn provision(
         ctx.db
             .record(
                 store.id,
-                &ctx.instance,
+                holder(ctx, store),
                 guarded(
                     store,
                     StoreUpdate {
@@ -518,7 +530,7 @@ async fn provision(
                 ctx.db
                     .record(
                         store.id,
-                        &ctx.instance,
+                        holder(ctx, store),
                         guarded(store, StoreUpdate::default()),
                         Some(event.by(&ctx.instance)),
                     )
@@ -602,7 +614,7 @@ async fn provision(
         ctx.db
             .record_events(
                 store.id,
-                &ctx.instance,
+                holder(ctx, store),
                 finished(
                     store,
                     StoreUpdate {
@@ -651,7 +663,7 @@ async fn provision(
         ctx.db
             .record(
                 store.id,
-                &ctx.instance,
+                holder(ctx, store),
                 finished(
                     store,
                     StoreUpdate {
@@ -704,7 +716,7 @@ async fn credentials(
         ctx.db
             .record(
                 store.id,
-                &ctx.instance,
+                holder(ctx, store),
                 guarded(
                     store,
                     StoreUpdate {
@@ -747,7 +759,7 @@ async fn fail_inner(ctx: &Context, store: &Store, err: WorkError) -> Option<Date
         .db
         .record(
             store.id,
-            &ctx.instance,
+            holder(ctx, store),
             finished(store, update),
             event.map(|e| e.by(&ctx.instance)),
         )
@@ -757,7 +769,7 @@ async fn fail_inner(ctx: &Context, store: &Store, err: WorkError) -> Option<Date
         Err(DbError::GenerationChanged { .. }) => {
             // A new request arrived while this attempt failed: it wins.
             ctx.db
-                .release(store.id, &ctx.instance, Some(now))
+                .release(store.id, holder(ctx, store), Some(now))
                 .await
                 .ok()
                 .map(|_| now)

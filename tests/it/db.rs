@@ -917,6 +917,29 @@ async fn release_gives_the_lease_up_and_schedules_the_next_look() {
     .await;
 }
 
+/// The orchestrator writes each claim's lease as `<instance>#<token>`: a release of an
+/// earlier lease of the same replica that reaches the database late — after that lease
+/// ran out and the store was claimed again — must leave the newer lease alone.
+#[tokio::test]
+async fn a_late_release_of_an_earlier_claim_leaves_the_newer_lease_alone() {
+    each_backend(|t: TestDb| async move {
+        let u = user(&t, "a@example.com", 10).await;
+        let s = store(&t, &u, "shop").await;
+        let now = t0();
+        assert!(t.claim(s.id, "replica-1#0001", LEASE, now).await.unwrap());
+        // The first lease ran out; the same replica claims the store again.
+        let later = now + secs(LEASE.as_secs() as i64 + 1);
+        assert!(t.claim(s.id, "replica-1#0002", LEASE, later).await.unwrap());
+        assert!(matches!(
+            t.release(s.id, "replica-1#0001", Some(later)).await,
+            Err(DbError::LeaseLost { .. })
+        ));
+        let row = t.get_store(s.id).await.unwrap().unwrap();
+        assert_eq!(row.lease_owner.as_deref(), Some("replica-1#0002"));
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn deleting_a_store_keeps_its_event_log() {
     each_backend(|t: TestDb| async move {
