@@ -241,8 +241,8 @@ impl FromStr for PodLabels {
 /// The orchestrator.
 #[derive(Debug, Clone, Args)]
 pub struct OrchestratorSettings {
-    /// Name of this replica in leases and logs, before a random suffix that keeps two
-    /// replicas given one name apart. Defaults to `<hostname>-<pid>`.
+    /// Name of this replica in leases, events and logs, before a random suffix that
+    /// keeps two replicas given one name apart. Defaults to `<hostname>-<pid>`.
     #[arg(long, env = "STOREPLANE_INSTANCE_ID")]
     pub instance_id: Option<String>,
     /// Stores worked on at once by this replica.
@@ -271,7 +271,7 @@ pub struct OrchestratorSettings {
 impl OrchestratorSettings {
     /// This replica's name in leases and event actors: a readable prefix (the
     /// configured `--instance-id`, else `<hostname>-<pid>`) and a random suffix,
-    /// `<prefix>-<8 hex digits>`. Lease checks compare owners, so two replicas with
+    /// `<prefix>-<8 hex digits>` (a lease adds `#<token>` of the claim that wrote it). Lease checks compare owners, so two replicas with
     /// one name would pass each other's: the same id configured twice, or containers
     /// that share a hostname and all run as PID 1. The suffix is drawn on every call:
     /// call this once per orchestrator and keep the result (`Orchestrator::instance`).

@@ -259,6 +259,15 @@ describe("the dashboard against storeplane serve on testenv", () => {
             `no horizontal scroll at ${width} px with a ${longName.length}-character name`,
           );
         }
+        // Its detail page (name, badge, URLs, timeline) at the narrowest width too.
+        await page.setViewportSize({ width: 360, height: 740 });
+        await page.goto(`${server.url}/stores/${long.id}`);
+        await page.getByRole("heading", { level: 1, name: new RegExp(longName) }).waitFor();
+        await page.locator(".timeline .event").first().waitFor();
+        assert.ok(
+          await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth),
+          "no horizontal scroll on the detail page at 360 px",
+        );
       } finally {
         await deleteStore(server.url, long.id, token);
       }

@@ -2,7 +2,8 @@
 //! body with `T`'s schema (like poem-openapi's `Json<T>`) but reads it itself, so that
 //! a body that is not JSON is a 400, and unknown fields, missing fields, values of the
 //! wrong type and `T`'s own checks ([`CheckBody`]) are a 422 listing every refused
-//! field. The body is read up to the configured size limit (413 beyond).
+//! field. The body is read up to the configured size limit (413 beyond), and must
+//! arrive within [`BODY_READ_TIMEOUT`] (408 after).
 //!
 //! Owns parsing only; handlers decide what valid input means beyond the schema.
 

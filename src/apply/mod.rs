@@ -76,8 +76,8 @@ impl fmt::Display for ObjectKey {
     }
 }
 
-/// Kinds Storeplane may create inside a store's namespace, and so may prune from it.
-/// Pruning only ever touches objects that carry the store's id label *and* whose
+/// Kinds Storeplane may create inside a store's namespace, and so may prune from it
+/// (all but [`KEPT_ON_PRUNE`], which it keeps and reports). Pruning only ever touches objects that carry the store's id label *and* whose
 /// fields are owned by the `storeplane` field manager, so objects created by
 /// controllers (pods, ReplicaSets, a StatefulSet's claims) are never pruned.
 pub const PRUNABLE_KINDS: &[(&str, &str, &str)] = &[
@@ -747,7 +747,8 @@ impl Applier {
 
     /// Applies a whole store phase by phase: each phase applied, then awaited until
     /// ready (unless the apply's answers already show it ready), before the next
-    /// starts; then prunes what the render no longer contains. Each finished phase is
+    /// starts; then prunes what the render no longer contains (keeping claims: see
+    /// [`KEPT_ON_PRUNE`]). Each finished phase is
     /// reported on `progress` as it completes.
     ///
     /// When the render and the inventory are exactly those of an earlier apply that

@@ -69,10 +69,9 @@ impl Db {
         self.claim_due_except(owner, lease, now, limit, &[]).await
     }
 
-    /// [`Db::claim_due`], never claiming one of `except`: the stores this owner's own
-    /// workers are on. The lease names a process, not a worker, so a store whose lease
-    /// ran out under a worker of this process that is still running would otherwise be
-    /// claimed again by the same owner, and both workers would pass every owner check.
+    /// [`Db::claim_due`], never claiming one of `except`: the stores the caller's own
+    /// workers are on. A store whose lease ran out under a worker of the caller that is
+    /// still running would otherwise get a second worker alongside the first.
     ///
     /// Replicas woken together read the same oldest candidates; one that lost some of
     /// them to another replica reads the next ones, for up to ten rounds,

@@ -96,11 +96,11 @@ impl Faults {
     }
 }
 
-/// The stores this process's workers are on. A lease names the process, not the
-/// worker, so the database cannot tell two workers of one process apart: a store whose
-/// lease ran out while its worker was still running (renewals failing, a paused
-/// process) would be claimed again by the same owner, and both workers would pass
-/// every owner check. Claims skip these stores.
+/// The stores this process's workers are on. A store whose lease ran out while its
+/// worker was still running (renewals failing, a paused process) is free in the
+/// database, and a claim of this process would start a second worker on it alongside
+/// the first (whose fence has closed, but which may still be finishing). Claims skip
+/// these stores until their workers have ended.
 #[derive(Clone, Default)]
 struct Working(Arc<Mutex<HashSet<Uuid>>>);
 

@@ -112,9 +112,6 @@ impl WorkError {
     }
 }
 
-/// Works on `store` (already leased by this replica since `claimed_at` or earlier)
-/// until done, failed or interrupted. Returns when the store should next be looked at
-/// by this replica's timers (the database holds the same time for every replica).
 /// The lease this attempt holds: the owner its claim wrote — this replica's instance
 /// and a token of that claim (see `reconcile::claim`) — so that a late write of an
 /// earlier attempt of this same replica (a release that timed out here but still
@@ -123,6 +120,9 @@ fn holder<'a>(ctx: &'a Context, store: &'a Store) -> &'a str {
     store.lease_owner.as_deref().unwrap_or(&ctx.instance)
 }
 
+/// Works on `store` (already leased by this replica since `claimed_at` or earlier)
+/// until done, failed or interrupted. Returns when the store should next be looked at
+/// by this replica's timers (the database holds the same time for every replica).
 pub(crate) async fn work(
     ctx: &Context,
     store: Store,
