@@ -102,17 +102,19 @@ pub struct PlatformSettings {
     #[arg(
         long,
         env = "STOREPLANE_BASE_DOMAIN",
-        default_value = "stores.localtest.me"
+        default_value = "stores.localtest.me",
+        value_parser = parse_dns_name
     )]
     pub base_domain: String,
     /// IngressClass for store Ingresses.
-    #[arg(long, env = "STOREPLANE_INGRESS_CLASS", default_value = "nginx")]
+    #[arg(long, env = "STOREPLANE_INGRESS_CLASS", default_value = "nginx", value_parser = parse_dns_name)]
     pub ingress_class: String,
     /// Namespace the ingress controller runs in (allowed through store NetworkPolicies).
     #[arg(
         long,
         env = "STOREPLANE_INGRESS_NAMESPACE",
-        default_value = "ingress-nginx"
+        default_value = "ingress-nginx",
+        value_parser = parse_dns_label
     )]
     pub ingress_namespace: String,
     /// Labels of the ingress controller's pods: store NetworkPolicies admit only the
@@ -126,17 +128,18 @@ pub struct PlatformSettings {
     )]
     pub ingress_pod_labels: PodLabels,
     /// cert-manager ClusterIssuer for store TLS; no TLS when unset.
-    #[arg(long, env = "STOREPLANE_TLS_ISSUER")]
+    #[arg(long, env = "STOREPLANE_TLS_ISSUER", value_parser = parse_dns_name)]
     pub tls_issuer: Option<String>,
     /// StorageClass for store volumes; the cluster default when unset.
-    #[arg(long, env = "STOREPLANE_STORAGE_CLASS")]
+    #[arg(long, env = "STOREPLANE_STORAGE_CLASS", value_parser = parse_dns_name)]
     pub storage_class: Option<String>,
     /// Hosts no store may be served at, besides the base domain itself: the platform's
     /// own host, for one. Repeat the flag, or separate them with commas in the env.
     #[arg(
         long = "reserved-host",
         env = "STOREPLANE_RESERVED_HOSTS",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = parse_dns_name
     )]
     pub reserved_hosts: Vec<String>,
 }
@@ -246,10 +249,10 @@ pub struct OrchestratorSettings {
     #[arg(long, env = "STOREPLANE_INSTANCE_ID")]
     pub instance_id: Option<String>,
     /// Stores worked on at once by this replica.
-    #[arg(long, env = "STOREPLANE_WORKERS", default_value_t = 8)]
+    #[arg(long, env = "STOREPLANE_WORKERS", default_value_t = 8, value_parser = parse_concurrency)]
     pub workers: usize,
     /// Objects of one phase applied at once.
-    #[arg(long, env = "STOREPLANE_APPLY_CONCURRENCY", default_value_t = 8)]
+    #[arg(long, env = "STOREPLANE_APPLY_CONCURRENCY", default_value_t = 8, value_parser = parse_concurrency)]
     pub apply_concurrency: usize,
     /// How long a claimed store stays leased without renewal.
     #[arg(long, env = "STOREPLANE_LEASE_DURATION", default_value = "30s", value_parser = parse_duration)]
@@ -368,9 +371,101 @@ impl Default for OrchestratorSettings {
     }
 }
 
+/// A DNS name (a domain, a host, an IngressClass, a ClusterIssuer, a StorageClass):
+/// checked at start-up, not when the first store's objects are refused.
+fn parse_dns_name(s: &str) -> Result<String, String> {
+    if crate::blueprint::is_dns1123_subdomain(s) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "`{s}` is not a DNS name: lowercase letters, digits, '-' and '.', e.g. stores.example.com (no scheme, no port)"
+        ))
+    }
+}
+
+/// A namespace name.
+fn parse_dns_label(s: &str) -> Result<String, String> {
+    if crate::blueprint::is_dns1123_label(s) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "`{s}` is not a namespace name: at most 63 lowercase letters, digits and '-'"
+        ))
+    }
+}
+
+/// A browser origin, `scheme://host[:port]`, as browsers send it in `Origin` (a
+/// trailing `/` is dropped); empty entries (a trailing comma) are ignored.
+fn parse_origin(s: &str) -> Result<String, String> {
+    let trimmed = s.trim().trim_end_matches('/');
+    if trimmed.is_empty() {
+        return Ok(String::new());
+    }
+    let hint = "write an origin as scheme://host[:port], e.g. https://app.example.com";
+    let url =
+        url::Url::parse(trimmed).map_err(|e| format!("`{s}` is not an origin ({e}); {hint}"))?;
+    let plain = matches!(url.scheme(), "http" | "https")
+        && url.host_str().is_some()
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.path() == "/"
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && !trimmed.ends_with('?')
+        && !trimmed.ends_with('#');
+    if plain {
+        Ok(trimmed.to_owned())
+    } else {
+        Err(format!("`{s}` is not an origin; {hint}"))
+    }
+}
+
+/// A request body limit: at least 1 KiB (a sign-in or a store's creation fits), at
+/// most 16 MiB (bodies are read whole into memory).
+fn parse_body_limit(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of bytes, e.g. 65536"))?;
+    if (1024..=16 << 20).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!(
+            "{n} bytes is outside 1024..=16777216: below 1 KiB not even a sign-in fits"
+        ))
+    }
+}
+
+/// A built dashboard: a folder holding `index.html` (a mistyped one would otherwise
+/// serve the "not built" page to whoever opens `/`).
+fn parse_dashboard_dir(s: &str) -> Result<PathBuf, String> {
+    let dir = PathBuf::from(s);
+    if dir.join("index.html").is_file() {
+        Ok(dir)
+    } else {
+        Err(format!(
+            "{} holds no index.html: build the dashboard (scripts/dashboard build) and point this at its dist/ folder",
+            dir.display()
+        ))
+    }
+}
+
+/// Workers or objects at once: 1 to 1024.
+fn parse_concurrency(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a whole number"))?;
+    if (1..=1024).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!("{n} is outside 1..=1024"))
+    }
+}
+
 /// A listen address is `host:port` (`127.0.0.1:8080`, `[::]:80`, `localhost:0`),
 /// checked before anything starts.
-fn parse_listen(s: &str) -> Result<String, String> {
+pub fn parse_listen(s: &str) -> Result<String, String> {
     let port = s
         .rsplit_once(':')
         .filter(|(host, _)| !host.is_empty())
@@ -395,7 +490,7 @@ pub struct ApiSettings {
     pub metrics_listen: Option<String>,
     /// Origins allowed to call the API from a browser (comma-separated). Same-origin
     /// requests from the bundled dashboard need no entry.
-    #[arg(long, env = "STOREPLANE_CORS_ORIGINS", value_delimiter = ',')]
+    #[arg(long, env = "STOREPLANE_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
     pub cors_origins: Vec<String>,
     /// Requests per client IP: `<count>/<period>`, e.g. `100/15m`.
     #[arg(long, env = "STOREPLANE_RATE_LIMIT", default_value = "100/15m")]
@@ -420,7 +515,7 @@ pub struct ApiSettings {
     #[arg(long, env = "STOREPLANE_MAX_STREAMS_PER_USER", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_streams_per_user: u32,
     /// Largest request body accepted, in bytes.
-    #[arg(long, env = "STOREPLANE_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    #[arg(long, env = "STOREPLANE_MAX_BODY_BYTES", default_value_t = 64 * 1024, value_parser = parse_body_limit)]
     pub max_body_bytes: usize,
     /// Proxies whose `X-Forwarded-For` is believed: addresses or CIDRs, comma-separated
     /// (e.g. the ingress controller's pod network, `10.42.0.0/16`). A request from one
@@ -440,7 +535,7 @@ pub struct ApiSettings {
     #[arg(long, env = "STOREPLANE_TOKEN_TTL", default_value = "12h", value_parser = parse_token_ttl)]
     pub token_ttl: Duration,
     /// Serve the dashboard from this folder instead of the copy built into the binary.
-    #[arg(long, env = "STOREPLANE_DASHBOARD_DIR")]
+    #[arg(long, env = "STOREPLANE_DASHBOARD_DIR", value_parser = parse_dashboard_dir)]
     pub dashboard_dir: Option<PathBuf>,
 }
 
@@ -539,6 +634,77 @@ impl SettingsError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn platform_and_api_values_are_checked_at_start_up() {
+        assert_eq!(
+            parse_dns_name("stores.example.com").as_deref(),
+            Ok("stores.example.com")
+        );
+        for bad in [
+            "https://stores.example.com",
+            "Stores.Example.com",
+            "stores.example.com:443",
+            "",
+        ] {
+            assert!(
+                parse_dns_name(bad)
+                    .unwrap_err()
+                    .contains("is not a DNS name"),
+                "{bad}"
+            );
+        }
+        assert!(parse_dns_label("ingress-nginx").is_ok());
+        assert!(parse_dns_label("kube.system").is_err());
+        assert_eq!(
+            parse_origin(" https://app.example.com/ ").as_deref(),
+            Ok("https://app.example.com")
+        );
+        assert_eq!(
+            parse_origin("http://localhost:5173").as_deref(),
+            Ok("http://localhost:5173")
+        );
+        assert_eq!(parse_origin("").as_deref(), Ok(""));
+        for bad in [
+            "*",
+            "app.example.com",
+            "https://app.example.com/path",
+            "ftp://x.example",
+            "https://u:p@x.example",
+        ] {
+            assert!(
+                parse_origin(bad)
+                    .unwrap_err()
+                    .contains("scheme://host[:port]"),
+                "{bad}"
+            );
+        }
+        assert_eq!(parse_body_limit("65536"), Ok(65536));
+        assert!(parse_body_limit("0").unwrap_err().contains("1024"));
+        assert!(parse_body_limit("lots").is_err());
+        assert_eq!(parse_concurrency("8"), Ok(8));
+        assert!(parse_concurrency("0").is_err() && parse_concurrency("100000000").is_err());
+        // Through clap, as an operator meets them: the flag's name and the reason.
+        let err = <ServeArgsForTest as clap::Parser>::try_parse_from([
+            "x",
+            "--base-domain",
+            "https://stores.example.com",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("--base-domain") && err.contains("is not a DNS name"),
+            "{err}"
+        );
+    }
+
+    #[derive(Debug, clap::Parser)]
+    struct ServeArgsForTest {
+        #[command(flatten)]
+        _platform: PlatformSettings,
+        #[command(flatten)]
+        _api: ApiSettings,
+    }
 
     #[test]
     fn rate_specs() {

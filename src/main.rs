@@ -87,7 +87,8 @@ struct OrchestrateArgs {
     #[arg(
         long,
         env = "STOREPLANE_PROBE_LISTEN",
-        default_value = "127.0.0.1:9090"
+        default_value = "127.0.0.1:9090",
+        value_parser = storeplane::config::parse_listen
     )]
     listen: String,
     #[command(flatten)]

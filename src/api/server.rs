@@ -59,12 +59,24 @@ pub enum ServeError {
         "cannot connect to the cluster (the orchestrator needs one; `serve --no-orchestrator` runs without)"
     )]
     Cluster(#[from] apply::ConnectError),
-    #[error("cannot listen on {addr}; is another process using it? choose another with --listen")]
+    #[error("cannot listen on {addr}; is another process using it? choose another with {flag}")]
     Bind {
         addr: String,
+        /// The setting that chose the address.
+        flag: &'static str,
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "the credential key file {} does not exist, but {sealed} stores' credentials are sealed with a key: point --secret-key-file (STOREPLANE_SECRET_KEY_FILE) at that key, restored from its backup if need be; a new key could not open them",
+        path.display()
+    )]
+    KeyMissing {
+        path: std::path::PathBuf,
+        sealed: u64,
+    },
+    #[error("the orchestrator stopped unexpectedly; see the log above")]
+    OrchestratorEnded,
     #[error("the HTTP server failed")]
     Server(#[source] std::io::Error),
 }
@@ -282,12 +294,16 @@ fn joined(result: Result<std::io::Result<()>, tokio::task::JoinError>) -> Result
     }
 }
 
-async fn bind(listen: &str) -> Result<(poem::listener::TcpAcceptor, SocketAddr), ServeError> {
+async fn bind(
+    listen: &str,
+    flag: &'static str,
+) -> Result<(poem::listener::TcpAcceptor, SocketAddr), ServeError> {
     let acceptor = TcpListener::bind(listen.to_owned())
         .into_acceptor()
         .await
         .map_err(|source| ServeError::Bind {
             addr: listen.to_owned(),
+            flag,
             source,
         })?;
     let addr = acceptor
@@ -296,6 +312,7 @@ async fn bind(listen: &str) -> Result<(poem::listener::TcpAcceptor, SocketAddr),
         .and_then(|a| a.as_socket_addr().copied())
         .ok_or_else(|| ServeError::Bind {
             addr: listen.to_owned(),
+            flag,
             source: std::io::Error::other("the listener has no address"),
         })?;
     Ok((acceptor, addr))
@@ -303,7 +320,7 @@ async fn bind(listen: &str) -> Result<(poem::listener::TcpAcceptor, SocketAddr),
 
 /// Serves the API on `listen` (e.g. `127.0.0.1:0`) until [`RunningServer::stop`].
 pub async fn start(state: Arc<AppState>, listen: &str) -> Result<RunningServer, ServeError> {
-    let (acceptor, addr) = bind(listen).await?;
+    let (acceptor, addr) = bind(listen, "--listen").await?;
     let stop = CancellationToken::new();
     let cleanup_state = state.clone();
     let cleanup_stop = stop.clone();
@@ -318,7 +335,7 @@ pub async fn start(state: Arc<AppState>, listen: &str) -> Result<RunningServer, 
     });
     let (metrics_addr, metrics_task) = match &state.settings.metrics_listen {
         Some(listen) => {
-            let (acceptor, addr) = bind(listen).await?;
+            let (acceptor, addr) = bind(listen, "--metrics-listen").await?;
             let probes = probe_endpoint(
                 Probes {
                     db: state.db.clone(),
@@ -403,7 +420,7 @@ struct OrchestratorTask {
 
 impl OrchestratorTask {
     #[allow(clippy::too_many_arguments)]
-    fn start(
+    async fn start(
         opts: &ServeOptions,
         db: &Db,
         catalog: Arc<Catalog>,
@@ -411,9 +428,17 @@ impl OrchestratorTask {
         waker: &Waker,
         metrics: Metrics,
     ) -> Result<OrchestratorTask, ServeError> {
-        let vault = Arc::new(Vault::load_or_create(
-            &opts.secrets.key_path(&opts.database.data_dir),
-        )?);
+        let path = opts.secrets.key_path(&opts.database.data_dir);
+        // A new key is made only for a database that has nothing sealed yet: a key file
+        // that is missing (a mistyped path, another working directory, a volume not
+        // mounted) must not be replaced by one that opens none of the stores.
+        if !path.exists() {
+            let sealed = db.count_sealed_stores().await?;
+            if sealed > 0 {
+                return Err(ServeError::KeyMissing { path, sealed });
+            }
+        }
+        let vault = Arc::new(Vault::load_or_create(&path)?);
         let applier = Applier::new(
             client,
             ApplySettings {
@@ -441,6 +466,25 @@ impl OrchestratorTask {
         self.stop.cancel();
         if let Err(e) = self.task.await {
             tracing::error!(error = %e, "the orchestrator task ended abnormally");
+        }
+    }
+
+    /// Until shutdown is asked for (`Ok`), or the orchestrator ends by itself — it
+    /// never should; a process whose probes stay green while nothing is provisioned
+    /// must exit instead, so that it is restarted (`Err`).
+    async fn run_until_shutdown(mut self) -> Result<(), ServeError> {
+        tokio::select! {
+            () = shutdown_signal() => {
+                self.stop().await;
+                Ok(())
+            }
+            ended = &mut self.task => {
+                match ended {
+                    Ok(()) => tracing::error!("the orchestrator stopped by itself"),
+                    Err(e) => tracing::error!(error = %e, "the orchestrator task ended abnormally"),
+                }
+                Err(ServeError::OrchestratorEnded)
+            }
         }
     }
 }
@@ -477,40 +521,48 @@ pub async fn run_serve(opts: ServeOptions) -> Result<(), ServeError> {
     let metrics = Metrics::new();
     let waker = Waker::new(db.clone());
     let client = cluster(opts.run_orchestrator).await?;
-    let orchestrator = match (&client, opts.run_orchestrator) {
-        (Some(client), true) => Some(OrchestratorTask::start(
-            &opts,
-            &db,
-            catalog.clone(),
-            client.clone(),
-            &waker,
-            metrics.clone(),
-        )?),
-        _ => None,
-    };
     let state = AppState::new(
         db.clone(),
-        catalog,
-        waker,
-        metrics,
+        catalog.clone(),
+        waker.clone(),
+        metrics.clone(),
         opts.api.clone(),
         opts.platform.clone(),
-        client,
+        client.clone(),
     );
+    // Listening first: an address in use (a common first-run mistake) fails before
+    // the orchestrator has claimed any store.
     let server = start(state, &opts.api.listen).await?;
+    let orchestrator = match (&client, opts.run_orchestrator) {
+        (Some(client), true) => {
+            match OrchestratorTask::start(&opts, &db, catalog, client.clone(), &waker, metrics)
+                .await
+            {
+                Ok(o) => Some(o),
+                Err(e) => {
+                    let _ = server.stop().await;
+                    return Err(e);
+                }
+            }
+        }
+        _ => None,
+    };
     announce(&server.url(), opts.run_orchestrator);
     if let Some(addr) = server.metrics_addr {
         tracing::info!("metrics on http://{addr}/metrics (with /health and /ready)");
     }
-    shutdown_signal().await;
+    let orchestrated = match orchestrator {
+        Some(o) => o.run_until_shutdown().await,
+        None => {
+            shutdown_signal().await;
+            Ok(())
+        }
+    };
     tracing::info!("shutting down: finishing in-flight requests");
     let served = server.stop().await;
-    if let Some(o) = orchestrator {
-        o.stop().await;
-    }
     let _ = db.close().await;
     tracing::info!("stopped");
-    served
+    orchestrated.and(served)
 }
 
 fn announce(url: &str, orchestrator: bool) {
@@ -589,8 +641,11 @@ pub async fn run_orchestrate(opts: ServeOptions) -> Result<(), ServeError> {
     let metrics = Metrics::new();
     let waker = Waker::new(db.clone());
     let client = apply::connect().await?;
+    // Listening first: an address in use fails before any store is claimed.
+    let (acceptor, addr) = bind(&opts.api.listen, "--listen").await?;
     let orchestrator =
-        OrchestratorTask::start(&opts, &db, catalog, client.clone(), &waker, metrics.clone())?;
+        OrchestratorTask::start(&opts, &db, catalog, client.clone(), &waker, metrics.clone())
+            .await?;
     let probes = probe_endpoint(
         Probes {
             db: db.clone(),
@@ -599,7 +654,6 @@ pub async fn run_orchestrate(opts: ServeOptions) -> Result<(), ServeError> {
         },
         &opts.api,
     );
-    let (acceptor, addr) = bind(&opts.api.listen).await?;
     let stop = CancellationToken::new();
     let signal = stop.clone().cancelled_owned();
     let server = tokio::spawn(async move {
@@ -616,14 +670,13 @@ pub async fn run_orchestrate(opts: ServeOptions) -> Result<(), ServeError> {
         );
         let _ = out.flush();
     }
-    shutdown_signal().await;
+    let orchestrated = orchestrator.run_until_shutdown().await;
     tracing::info!("shutting down the orchestrator");
-    orchestrator.stop().await;
     stop.cancel();
     let served = match server.await {
         Ok(r) => r.map_err(ServeError::Server),
         Err(e) => Err(ServeError::Server(std::io::Error::other(e))),
     };
     let _ = db.close().await;
-    served
+    orchestrated.and(served)
 }

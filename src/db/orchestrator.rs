@@ -33,6 +33,16 @@ fn lease_free(now: DateTime<Utc>) -> Condition {
 }
 
 impl Db {
+    /// How many stores have credentials sealed with the credential key: a key file
+    /// that is missing must not be replaced by a new key while any has.
+    pub async fn count_sealed_stores(&self) -> Result<u64, DbError> {
+        stores::Entity::find()
+            .filter(stores::Column::SecretsSealed.is_not_null())
+            .count(&self.conn)
+            .await
+            .map_err(self.e())
+    }
+
     /// The namespace of each of these stores that has a row (store id → namespace),
     /// read in chunks, so any number of ids is one call. For the orphan audit.
     pub async fn store_namespaces(

@@ -1499,6 +1499,59 @@ mod cli {
         assert!(!dir.path().join("data").exists());
     }
 
+    /// A credential key file that is missing while stores' credentials are sealed (a
+    /// mistyped path, a volume not mounted) stops the orchestrator with what to do,
+    /// rather than a new key that opens none of them.
+    #[tokio::test]
+    async fn a_missing_key_file_with_sealed_stores_is_refused_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("sp.db").display());
+        {
+            let (db, _) = super::Db::open(&url).await.unwrap();
+            let u = super::user(&db, "a@example.com", 10).await;
+            let s = super::store(&db, &u, "shop").await;
+            assert!(
+                db.claim(s.id, "test", super::LEASE, super::t0())
+                    .await
+                    .unwrap()
+            );
+            db.record(
+                s.id,
+                "test",
+                super::StoreUpdate {
+                    secrets_sealed: Some(Some("sealed-with-the-lost-key".into())),
+                    release_lease: true,
+                    ..Default::default()
+                },
+                None,
+            )
+            .await
+            .unwrap();
+            db.close().await.unwrap();
+        }
+        let key = dir.path().join("mistyped").join("secret.key");
+        let out = tokio::task::spawn_blocking(move || {
+            storeplane(
+                &["orchestrate", "--listen", "127.0.0.1:0"],
+                &[
+                    ("STOREPLANE_DATABASE_URL", &url),
+                    ("STOREPLANE_SECRET_KEY_FILE", key.to_str().unwrap()),
+                ],
+                None,
+            )
+        })
+        .await
+        .unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("does not exist, but 1 stores' credentials are sealed with a key")
+                && stderr.contains("STOREPLANE_SECRET_KEY_FILE"),
+            "{stderr}"
+        );
+        assert!(!dir.path().join("mistyped").exists(), "a new key was made");
+    }
+
     #[test]
     fn a_bad_database_url_is_a_clear_error_and_a_failed_exit() {
         let out = storeplane(
