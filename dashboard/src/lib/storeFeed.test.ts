@@ -1,6 +1,6 @@
 // The live feed against a fake server: which answers end it, waiting out a 429, reading
-// the whole event log, keeping the newest store, and that stopping it leaves no timer or
-// open stream behind.
+// the whole event log, keeping the store set here over a refresh that crossed it, and
+// that stopping it leaves no timer or open stream behind.
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import * as session from "../api/session";
 import type { StoreEvent } from "../api/types";
@@ -252,16 +252,20 @@ describe("StoreFeed", () => {
     expect(f.getState()).toMatchObject({ mode: "polling", error: null });
   });
 
-  it("keeps a newer store set here (after Retry) over the older copy a refresh in flight brings", async () => {
+  it("keeps the store set here (after Retry) over a refresh in flight, and takes the next refresh's", async () => {
+    // The times say nothing of which is newer: each server writes `updated_at` with its
+    // own clock, and these run behind one another.
     const failed = aStore({ status: "failed", updated_at: "2024-05-01T10:00:00Z" });
-    const retried = aStore({ status: "provisioning", updated_at: "2024-05-01T10:01:00Z" });
+    const retried = aStore({ status: "provisioning", updated_at: "2024-05-01T09:59:00Z" });
+    const ready = aStore({ status: "ready", updated_at: "2024-05-01T09:58:00Z" });
+    let current = failed;
     const held: Array<() => void> = [];
     let gets = 0;
     serve(async (_req, path) => {
       if (path.endsWith("/stream")) return problem(503);
       if (path.endsWith("/events")) return json(200, { items: [] });
       if (++gets > 1) await new Promise<void>((resolve) => held.push(resolve));
-      return json(200, failed);
+      return json(200, current);
     });
     const f = start(failed.id, { pollMs: 1 });
     await vi.waitFor(() => expect(held).toHaveLength(1)); // a refresh's getStore in flight
@@ -269,12 +273,29 @@ describe("StoreFeed", () => {
     held[0]?.();
     await vi.waitFor(() => expect(held).toHaveLength(2)); // its answer was dealt with
     expect(f.getState().store).toEqual(retried);
-    // A copy as recent as the one held is taken.
-    const same = aStore({ status: "ready", updated_at: retried.updated_at });
-    f.setStore(same);
-    expect(f.getState().store).toEqual(same);
-    f.setStore(failed);
-    expect(f.getState().store).toEqual(same);
+    // The next refresh was asked for after Retry: its store is taken, older time or not.
+    current = ready;
+    held[1]?.();
+    await vi.waitFor(() => expect(held).toHaveLength(3));
+    expect(f.getState().store).toEqual(ready);
+  });
+
+  it("takes every store the stream sends, even one with an older updated_at than the one held", async () => {
+    const store = aStore({ status: "failed", updated_at: "2024-05-01T10:00:00Z" });
+    const opened: Array<ReturnType<typeof eventStream>> = [];
+    serve((req, path) => {
+      if (!path.endsWith("/stream")) return json(200, store);
+      const s = eventStream(req.signal);
+      opened.push(s);
+      return s.response;
+    });
+    const f = start(store.id);
+    await vi.waitFor(() => expect(f.getState().mode).toBe("live"));
+    f.setStore(aStore({ status: "provisioning", updated_at: "2024-05-01T10:01:00Z" }));
+    // Written by an orchestrator whose clock is behind the API pod's.
+    const ready = aStore({ status: "ready", updated_at: "2024-05-01T10:00:30Z" });
+    opened[0]?.send("store", ready);
+    await vi.waitFor(() => expect(f.getState().store).toEqual(ready));
   });
 
   it("aborts the open stream when stopped and leaves no timer behind", async () => {

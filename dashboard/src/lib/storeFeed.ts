@@ -56,11 +56,6 @@ export function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
-/** `a` changed less recently than `b`. */
-function older(a: Store, b: Store): boolean {
-  return Date.parse(a.updated_at) < Date.parse(b.updated_at);
-}
-
 function isAbort(e: unknown): boolean {
   return e instanceof DOMException && e.name === "AbortError";
 }
@@ -76,6 +71,8 @@ export class StoreFeed {
   private readonly listeners = new Set<() => void>();
   private controller: AbortController | null = null;
   private readonly opts: FeedOptions;
+  /** How many times `setStore` was called: a refresh notes it before asking. */
+  private localWrites = 0;
 
   constructor(readonly id: string, opts: Partial<FeedOptions> = {}) {
     this.opts = { ...DEFAULTS, ...opts };
@@ -89,17 +86,25 @@ export class StoreFeed {
   getState = (): FeedState => this.state;
 
   private update(patch: Partial<FeedState>): void {
-    // Answers can cross: a refresh that was in flight while Retry answered brings an
-    // older copy of the store. The newest one wins (`updated_at`); an equal one is fresh.
-    const stale = patch.store && this.state.store && older(patch.store, this.state.store);
-    this.state = { ...this.state, ...patch, ...(stale ? { store: this.state.store } : {}) };
+    this.state = { ...this.state, ...patch };
     for (const l of this.listeners) l();
   }
 
-  /** A fresher store from an action (retry, delete) on this page; an older copy than the
-   * one held is dropped. */
+  /** A fresher store from an action (retry, delete) on this page. */
   setStore(store: Store): void {
+    this.localWrites++;
     this.update({ store });
+  }
+
+  /** The store a refresh read, as a patch: none when `setStore` was called after the
+   * refresh noted `writes` (`localWrites` before its request). Answers can cross: a
+   * refresh in flight while Retry answered may bring the store as it was before. Which
+   * copy is newer is decided by when the request started, on this page, not by
+   * `updated_at`: API pods and orchestrators write that with their own clocks, and one
+   * running behind would make a newer store look older. The stream's `store` messages
+   * are not checked: they come in the server's order on one connection. */
+  private refreshed(store: Store, writes: number): Partial<FeedState> {
+    return this.localWrites === writes ? { store } : {};
   }
 
   private get lastId(): number | undefined {
@@ -138,7 +143,9 @@ export class StoreFeed {
 
   private async run(signal: AbortSignal): Promise<void> {
     try {
-      this.update({ store: await this.getStore(signal), error: null, limitedMs: null });
+      const writes = this.localWrites;
+      const store = await this.getStore(signal);
+      this.update({ ...this.refreshed(store, writes), error: null, limitedMs: null });
     } catch (e) {
       if (isAbort(e) || signal.aborted) return;
       if (isFinal(e)) return this.goneWith(e);
@@ -194,7 +201,9 @@ export class StoreFeed {
     if (!this.state.store) {
       // The stream sends the store only when it changes: read it now if the first read failed.
       try {
-        this.update({ store: await this.getStore(signal) });
+        const writes = this.localWrites;
+        const store = await this.getStore(signal);
+        this.update(this.refreshed(store, writes));
       } catch (e) {
         void data.cancel().catch(() => undefined);
         throw e;
@@ -245,6 +254,7 @@ export class StoreFeed {
     let readUpTo: string | null = null;
     for (let round = 0; round < this.opts.pollRounds && !signal.aborted && !this.state.gone; round++) {
       try {
+        const writes = this.localWrites;
         const store = await this.getStore(signal);
         const latest = store.progress?.at ?? null;
         if (readUpTo === null || latest !== readUpTo) {
@@ -262,7 +272,9 @@ export class StoreFeed {
           }
           readUpTo = latest ?? "";
         }
-        this.update({ store, error: null, limitedMs: null, mode: "polling" });
+        // Checked now, after the event log too: a `setStore` while that was read also
+        // came after this store was asked for.
+        this.update({ ...this.refreshed(store, writes), error: null, limitedMs: null, mode: "polling" });
       } catch (e) {
         if (isAbort(e) || signal.aborted) return;
         if (isFinal(e)) return this.goneWith(null);
