@@ -128,10 +128,10 @@ pub struct PlatformSettings {
     )]
     pub ingress_pod_labels: PodLabels,
     /// cert-manager ClusterIssuer for store TLS; no TLS when unset.
-    #[arg(long, env = "STOREPLANE_TLS_ISSUER", value_parser = parse_dns_name)]
+    #[arg(long, env = "STOREPLANE_TLS_ISSUER", value_parser = parse_dns_name_or_empty)]
     pub tls_issuer: Option<String>,
     /// StorageClass for store volumes; the cluster default when unset.
-    #[arg(long, env = "STOREPLANE_STORAGE_CLASS", value_parser = parse_dns_name)]
+    #[arg(long, env = "STOREPLANE_STORAGE_CLASS", value_parser = parse_dns_name_or_empty)]
     pub storage_class: Option<String>,
     /// Hosts no store may be served at, besides the base domain itself: the platform's
     /// own host, for one. Repeat the flag, or separate them with commas in the env.
@@ -139,7 +139,7 @@ pub struct PlatformSettings {
         long = "reserved-host",
         env = "STOREPLANE_RESERVED_HOSTS",
         value_delimiter = ',',
-        value_parser = parse_dns_name
+        value_parser = parse_dns_name_or_empty
     )]
     pub reserved_hosts: Vec<String>,
 }
@@ -380,6 +380,16 @@ fn parse_dns_name(s: &str) -> Result<String, String> {
         Err(format!(
             "`{s}` is not a DNS name: lowercase letters, digits, '-' and '.', e.g. stores.example.com (no scheme, no port)"
         ))
+    }
+}
+
+/// [`parse_dns_name`], or empty: an env value set to "" (or a trailing comma) means
+/// none, as it always has.
+fn parse_dns_name_or_empty(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        Ok(String::new())
+    } else {
+        parse_dns_name(s)
     }
 }
 
@@ -654,6 +664,8 @@ mod tests {
                 "{bad}"
             );
         }
+        assert_eq!(parse_dns_name_or_empty("").as_deref(), Ok(""));
+        assert!(parse_dns_name_or_empty("Bad_Issuer").is_err());
         assert!(parse_dns_label("ingress-nginx").is_ok());
         assert!(parse_dns_label("kube.system").is_err());
         assert_eq!(

@@ -412,6 +412,22 @@ async fn cluster(required: bool) -> Result<Option<kube::Client>, ServeError> {
     }
 }
 
+/// The credential key file's path, once it is known that loading (or creating) the key
+/// there is right: a new key is made only for a database that has nothing sealed yet.
+/// A key file that is missing (a mistyped path, another working directory, a volume
+/// not mounted) must not be replaced by one that opens none of the stores. Checked
+/// before anything else needs the cluster.
+async fn key_path_checked(opts: &ServeOptions, db: &Db) -> Result<std::path::PathBuf, ServeError> {
+    let path = opts.secrets.key_path(&opts.database.data_dir);
+    if !path.exists() {
+        let sealed = db.count_sealed_stores().await?;
+        if sealed > 0 {
+            return Err(ServeError::KeyMissing { path, sealed });
+        }
+    }
+    Ok(path)
+}
+
 /// A started orchestrator task.
 struct OrchestratorTask {
     stop: CancellationToken,
@@ -428,16 +444,7 @@ impl OrchestratorTask {
         waker: &Waker,
         metrics: Metrics,
     ) -> Result<OrchestratorTask, ServeError> {
-        let path = opts.secrets.key_path(&opts.database.data_dir);
-        // A new key is made only for a database that has nothing sealed yet: a key file
-        // that is missing (a mistyped path, another working directory, a volume not
-        // mounted) must not be replaced by one that opens none of the stores.
-        if !path.exists() {
-            let sealed = db.count_sealed_stores().await?;
-            if sealed > 0 {
-                return Err(ServeError::KeyMissing { path, sealed });
-            }
-        }
+        let path = key_path_checked(opts, db).await?;
         let vault = Arc::new(Vault::load_or_create(&path)?);
         let applier = Applier::new(
             client,
@@ -469,15 +476,12 @@ impl OrchestratorTask {
         }
     }
 
-    /// Until shutdown is asked for (`Ok`), or the orchestrator ends by itself — it
-    /// never should; a process whose probes stay green while nothing is provisioned
-    /// must exit instead, so that it is restarted (`Err`).
-    async fn run_until_shutdown(mut self) -> Result<(), ServeError> {
+    /// Until shutdown is asked for (`Ok(self)`, still running: stop it), or the
+    /// orchestrator ends by itself — it never should; a process whose probes stay green
+    /// while nothing is provisioned must exit instead, so that it is restarted (`Err`).
+    async fn until_shutdown(mut self) -> Result<OrchestratorTask, ServeError> {
         tokio::select! {
-            () = shutdown_signal() => {
-                self.stop().await;
-                Ok(())
-            }
+            () = shutdown_signal() => Ok(self),
             ended = &mut self.task => {
                 match ended {
                     Ok(()) => tracing::error!("the orchestrator stopped by itself"),
@@ -520,6 +524,9 @@ pub async fn run_serve(opts: ServeOptions) -> Result<(), ServeError> {
     let catalog = Arc::new(Catalog::load(&opts.blueprints)?);
     let metrics = Metrics::new();
     let waker = Waker::new(db.clone());
+    if opts.run_orchestrator {
+        key_path_checked(&opts, &db).await?;
+    }
     let client = cluster(opts.run_orchestrator).await?;
     let state = AppState::new(
         db.clone(),
@@ -551,15 +558,23 @@ pub async fn run_serve(opts: ServeOptions) -> Result<(), ServeError> {
     if let Some(addr) = server.metrics_addr {
         tracing::info!("metrics on http://{addr}/metrics (with /health and /ready)");
     }
-    let orchestrated = match orchestrator {
-        Some(o) => o.run_until_shutdown().await,
+    let running = match orchestrator {
+        Some(o) => o.until_shutdown().await.map(Some),
         None => {
             shutdown_signal().await;
-            Ok(())
+            Ok(None)
         }
     };
     tracing::info!("shutting down: finishing in-flight requests");
-    let served = server.stop().await;
+    // Both drain at once, within one grace period, not one after the other.
+    let (served, orchestrated) = match running {
+        Ok(Some(o)) => {
+            let (served, ()) = tokio::join!(server.stop(), o.stop());
+            (served, Ok(()))
+        }
+        Ok(None) => (server.stop().await, Ok(())),
+        Err(e) => (server.stop().await, Err(e)),
+    };
     let _ = db.close().await;
     tracing::info!("stopped");
     orchestrated.and(served)
@@ -640,6 +655,8 @@ pub async fn run_orchestrate(opts: ServeOptions) -> Result<(), ServeError> {
     let catalog = Arc::new(Catalog::load(&opts.blueprints)?);
     let metrics = Metrics::new();
     let waker = Waker::new(db.clone());
+    // The key before the cluster: a missing key is a mistake to fix wherever it runs.
+    key_path_checked(&opts, &db).await?;
     let client = apply::connect().await?;
     // Listening first: an address in use fails before any store is claimed.
     let (acceptor, addr) = bind(&opts.api.listen, "--listen").await?;
@@ -670,8 +687,14 @@ pub async fn run_orchestrate(opts: ServeOptions) -> Result<(), ServeError> {
         );
         let _ = out.flush();
     }
-    let orchestrated = orchestrator.run_until_shutdown().await;
-    tracing::info!("shutting down the orchestrator");
+    let orchestrated = match orchestrator.until_shutdown().await {
+        Ok(o) => {
+            tracing::info!("shutting down the orchestrator");
+            o.stop().await;
+            Ok(())
+        }
+        Err(e) => Err(e),
+    };
     stop.cancel();
     let served = match server.await {
         Ok(r) => r.map_err(ServeError::Server),

@@ -101,8 +101,19 @@ impl ReadyCache {
 
 /// Checks the database and the cluster (when given).
 pub async fn readiness(db: &Db, kube: Option<&kube::Client>) -> Result<Readiness, ApiError> {
-    let mut checks = Vec::new();
-    let database = match tokio::time::timeout(PROBE_TIMEOUT, db.ping()).await {
+    // Both at once: a check takes one probe timeout at most, not one per dependency.
+    let (database, cluster) = tokio::join!(database_check(db), async {
+        match kube {
+            Some(client) => Some(cluster_check(client).await),
+            None => None,
+        }
+    });
+    let checks: Vec<Check> = std::iter::once(database).chain(cluster).collect();
+    verdict(checks)
+}
+
+async fn database_check(db: &Db) -> Check {
+    match tokio::time::timeout(PROBE_TIMEOUT, db.ping()).await {
         Ok(Ok(())) => Check {
             name: "database".into(),
             ok: true,
@@ -125,34 +136,36 @@ pub async fn readiness(db: &Db, kube: Option<&kube::Client>) -> Result<Readiness
                 PROBE_TIMEOUT.as_secs()
             ),
         },
-    };
-    checks.push(database);
-    if let Some(client) = kube {
-        let cluster = match tokio::time::timeout(PROBE_TIMEOUT, client.apiserver_version()).await {
-            Ok(Ok(info)) => Check {
-                name: "cluster".into(),
-                ok: true,
-                detail: format!("Kubernetes {}", info.git_version),
-            },
-            Ok(Err(e)) => {
-                tracing::warn!(error = %error_chain(&e), "readiness: the cluster does not answer");
-                Check {
-                    name: "cluster".into(),
-                    ok: false,
-                    detail: "the Kubernetes API server does not answer".into(),
-                }
-            }
-            Err(_) => Check {
+    }
+}
+
+async fn cluster_check(client: &kube::Client) -> Check {
+    match tokio::time::timeout(PROBE_TIMEOUT, client.apiserver_version()).await {
+        Ok(Ok(info)) => Check {
+            name: "cluster".into(),
+            ok: true,
+            detail: format!("Kubernetes {}", info.git_version),
+        },
+        Ok(Err(e)) => {
+            tracing::warn!(error = %error_chain(&e), "readiness: the cluster does not answer");
+            Check {
                 name: "cluster".into(),
                 ok: false,
-                detail: format!(
-                    "the Kubernetes API server did not answer within {} s",
-                    PROBE_TIMEOUT.as_secs()
-                ),
-            },
-        };
-        checks.push(cluster);
+                detail: "the Kubernetes API server does not answer".into(),
+            }
+        }
+        Err(_) => Check {
+            name: "cluster".into(),
+            ok: false,
+            detail: format!(
+                "the Kubernetes API server did not answer within {} s",
+                PROBE_TIMEOUT.as_secs()
+            ),
+        },
     }
+}
+
+fn verdict(checks: Vec<Check>) -> Result<Readiness, ApiError> {
     let down: Vec<&Check> = checks.iter().filter(|c| !c.ok).collect();
     if down.is_empty() {
         return Ok(Readiness {

@@ -608,6 +608,19 @@ impl Applier {
         objects: &[&Desired],
         before: &Inventory,
     ) -> Result<(ApplyCounts, bool), ApplyError> {
+        self.apply_objects_within(namespace, objects, before, self.settings.phase_timeout)
+            .await
+    }
+
+    /// [`Applier::apply_objects`], waiting at most `wait` for a replaced object (a
+    /// changed Job) to go.
+    async fn apply_objects_within(
+        &self,
+        namespace: &str,
+        objects: &[&Desired],
+        before: &Inventory,
+        wait: Duration,
+    ) -> Result<(ApplyCounts, bool), ApplyError> {
         let mut counts = ApplyCounts::default();
         let mut all_ready = true;
         let (cluster, namespaced): (Vec<&Desired>, Vec<&Desired>) = objects
@@ -618,7 +631,7 @@ impl Applier {
             type Applied = Result<(ApplyCounts, bool), ApplyError>;
             let applies: Vec<futures::future::BoxFuture<'_, Applied>> = batch
                 .into_iter()
-                .map(|d| Box::pin(self.apply_one(namespace, d, before)) as _)
+                .map(|d| Box::pin(self.apply_one(namespace, d, before, wait)) as _)
                 .collect();
             let results = stream::iter(applies)
                 .buffer_unordered(self.settings.concurrency)
@@ -637,6 +650,7 @@ impl Applier {
         namespace: &str,
         desired: &Desired,
         before: &Inventory,
+        wait: Duration,
     ) -> Result<(ApplyCounts, bool), ApplyError> {
         let key = desired.key();
         let (api, _) = self.api_for(&desired.gvk, namespace).await?;
@@ -644,7 +658,7 @@ impl Applier {
         let params = PatchParams::apply(FIELD_MANAGER).force();
         // Deletes the object, waits until it is gone, and applies it anew.
         let replace = || async {
-            self.delete_and_wait(&api, namespace, &key).await?;
+            self.delete_and_wait(&api, namespace, &key, wait).await?;
             self.fence.check(&key)?;
             api.patch(&key.name, &params, &Patch::Apply(&body))
                 .await
@@ -709,6 +723,7 @@ impl Applier {
         api: &Api<DynamicObject>,
         namespace: &str,
         key: &ObjectKey,
+        wait: Duration,
     ) -> Result<(), ApplyError> {
         let dp = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Foreground),
@@ -731,7 +746,7 @@ impl Applier {
             |o: Option<&DynamicObject>| o.is_none(),
         );
         let started = Instant::now();
-        let reason = match tokio::time::timeout(self.settings.phase_timeout, gone).await {
+        let reason = match tokio::time::timeout(wait, gone).await {
             Ok(Ok(_)) => return Ok(()),
             Ok(Err(e)) => format!("watching it failed: {}", error_chain(&e)),
             Err(_) => format!(
@@ -832,18 +847,23 @@ impl Applier {
                 continue;
             }
             let started = Instant::now();
-            let (counts, all_ready) = self.apply_objects(namespace, &objects, &before).await?;
-            // Already ready by the apply's answers (a resync of a ready store, usually):
-            // no watch to open. Otherwise watch until ready, or say why not.
-            if !all_ready {
-                let wait = until.map_or(phase_timeout, |until| {
+            // What this phase may wait, for a replaced Job to go and then to be ready.
+            let budget = || {
+                until.map_or(phase_timeout, |until| {
                     phase_timeout.min(
                         until
                             .saturating_duration_since(Instant::now())
                             .max(MIN_PHASE_WAIT),
                     )
-                });
-                wait::wait_ready(self, namespace, phase, &objects, wait).await?;
+                })
+            };
+            let (counts, all_ready) = self
+                .apply_objects_within(namespace, &objects, &before, budget())
+                .await?;
+            // Already ready by the apply's answers (a resync of a ready store, usually):
+            // no watch to open. Otherwise watch until ready, or say why not.
+            if !all_ready {
+                wait::wait_ready(self, namespace, phase, &objects, budget()).await?;
                 waited = true;
             }
             report.counts.add(&counts);

@@ -389,7 +389,13 @@ fn parse_yaml(doc: &str) -> Result<Value, serde_yaml::Error> {
 fn redact_secrets(text: &str, secrets: &StoreSecrets) -> String {
     let mut out = text.to_owned();
     for (_, value) in secrets.iter().filter(|(_, v)| !v.is_empty()) {
-        let mut forms = vec![value.to_owned()];
+        use base64::Engine as _;
+        // Longest first: the value, its whole encoding (with the padding), then the
+        // encodings of it inside a longer value.
+        let mut forms = vec![
+            value.to_owned(),
+            base64::engine::general_purpose::STANDARD.encode(value),
+        ];
         forms.extend(base64_cores(value.as_bytes()));
         for form in &forms {
             if out.contains(form.as_str()) {
@@ -738,7 +744,18 @@ impl Blueprint {
             .cloned()
             .unwrap_or_else(|| Value::Object(Default::default()));
         let host = store_host(&store.name, &params, input.platform);
-        let scheme = if input.platform.tls_issuer.is_some() {
+        // An issuer or class set to "" (an empty env value) is none.
+        let tls_issuer = input
+            .platform
+            .tls_issuer
+            .as_deref()
+            .filter(|s| !s.is_empty());
+        let storage_class = input
+            .platform
+            .storage_class
+            .as_deref()
+            .filter(|s| !s.is_empty());
+        let scheme = if tls_issuer.is_some() {
             "https"
         } else {
             "http"
@@ -758,8 +775,8 @@ impl Blueprint {
                 ingress_class => &input.platform.ingress_class,
                 ingress_namespace => &input.platform.ingress_namespace,
                 ingress_pod_labels => &input.platform.ingress_pod_labels.0,
-                tls_issuer => &input.platform.tls_issuer,
-                storage_class => &input.platform.storage_class,
+                tls_issuer => tls_issuer,
+                storage_class => storage_class,
             },
             plan => JValue::from_serialize(&plan),
             labels => JValue::from_object(super::engine::Labels(std_labels.clone())),

@@ -257,6 +257,22 @@ fn builtins_render_what_the_issue_asks_for() {
     );
 }
 
+/// An issuer or class set to "" (an empty env value) is none: no TLS, no class.
+#[test]
+fn empty_platform_values_mean_none() {
+    let empty = PlatformSettings {
+        tls_issuer: Some(String::new()),
+        storage_class: Some(String::new()),
+        ..PlatformSettings::default()
+    };
+    for bp in CATALOG.iter() {
+        let with_empty = render_with(bp, &store(), json!({}), &empty).unwrap();
+        let with_none = render(&bp.name, json!({})).unwrap();
+        assert_eq!(with_empty.to_yaml(), with_none.to_yaml(), "{}", bp.name);
+        assert!(with_empty.urls.iter().all(|u| u.url.starts_with("http://")));
+    }
+}
+
 #[test]
 fn same_inputs_give_byte_identical_output() {
     for bp in CATALOG.iter() {

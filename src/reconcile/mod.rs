@@ -175,31 +175,50 @@ async fn claim(
         .collect())
 }
 
-/// Waits (bounded) for a claim given up on and hands back every store it won, due now.
+/// Waits for a claim given up on and hands back every store it won, due now, all at
+/// once. `within` bounds the whole (at shutdown, inside the grace period); without it
+/// the claim is awaited to its end (the pool's own timeouts bound it), so that no
+/// store it wins late is left leased with no worker.
 async fn hand_back(
     ctx: Arc<Context>,
     task: tokio::task::JoinHandle<Result<Vec<(Store, WorkingOn)>, DbError>>,
+    within: Option<Duration>,
 ) {
-    let Ok(Ok(Ok(won))) = tokio::time::timeout(DB_CALL_TIMEOUT, task).await else {
-        return;
+    let work = async {
+        let won = match task.await {
+            Ok(Ok(won)) => won,
+            Ok(Err(_)) | Err(_) => return,
+        };
+        let now = Utc::now();
+        let releases = won.into_iter().map(|(store, on)| {
+            let ctx = ctx.clone();
+            async move {
+                let owner = store.lease_owner.as_deref().unwrap_or(&ctx.instance);
+                let released =
+                    tokio::time::timeout(DB_CALL_TIMEOUT, ctx.db.release(store.id, owner, Some(now)))
+                        .await;
+                if !matches!(released, Ok(Ok(()))) {
+                    tracing::warn!(store_id = %store.id, "could not hand back a store claimed too late; its lease expires by itself");
+                }
+                drop(on);
+            }
+        });
+        futures::future::join_all(releases).await;
     };
-    let now = Utc::now();
-    for (store, on) in won {
-        let released = tokio::time::timeout(
-            DB_CALL_TIMEOUT,
-            ctx.db.release(
-                store.id,
-                store.lease_owner.as_deref().unwrap_or(&ctx.instance),
-                Some(now),
-            ),
-        )
-        .await;
-        if !matches!(released, Ok(Ok(()))) {
-            tracing::warn!(store_id = %store.id, "could not hand back a store claimed too late; its lease expires by itself");
+    match within {
+        Some(bound) => {
+            if tokio::time::timeout(bound, work).await.is_err() {
+                tracing::warn!(
+                    "stopped handing back a late claim's stores; their leases expire by themselves"
+                );
+            }
         }
-        drop(on);
+        None => work.await,
     }
 }
+
+/// How long shutdown waits for a claim in flight to hand its stores back.
+const HAND_BACK_AT_SHUTDOWN: Duration = Duration::from_secs(3);
 
 /// The orchestrator of one replica.
 pub struct Orchestrator {
@@ -330,7 +349,7 @@ impl Orchestrator {
                 });
                 let claimed = tokio::select! {
                     _ = shutdown.cancelled() => {
-                        hand_back(ctx.clone(), task).await;
+                        hand_back(ctx.clone(), task, Some(HAND_BACK_AT_SHUTDOWN)).await;
                         break;
                     }
                     r = tokio::time::timeout(DB_CALL_TIMEOUT, &mut task) => match r {
@@ -338,7 +357,7 @@ impl Orchestrator {
                             Err(DbError::Query(sea_orm::DbErr::Custom(format!("the claim task failed: {e}"))))
                         })),
                         Err(elapsed) => {
-                            tokio::spawn(hand_back(ctx.clone(), task));
+                            tokio::spawn(hand_back(ctx.clone(), task, None));
                             Err(elapsed)
                         }
                     },

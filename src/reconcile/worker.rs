@@ -640,7 +640,9 @@ async fn provision(
         }
         tracing::info!(took_ms = took.as_millis() as u64, "store ready");
     } else {
-        let drift = report.counts.changed() > 0 || !report.pruned.is_empty();
+        // A claim kept on its own is told too: it is what a person has to act on.
+        let drift =
+            report.counts.changed() > 0 || !report.pruned.is_empty() || !report.kept.is_empty();
         let event = drift.then(|| {
             NewEvent::new(
                 EventType::DriftRepaired,
