@@ -343,7 +343,7 @@ fn blueprint_list_and_lint() {
     let lines: Vec<&str> = table.lines().collect();
     assert!(lines[0].starts_with("ENGINE"), "{table}");
     assert!(
-        lines[1].starts_with("medusa ") && lines[1].contains("1.0.1"),
+        lines[1].starts_with("medusa ") && lines[1].contains("1.0.2"),
         "{table}"
     );
     assert!(
