@@ -430,20 +430,37 @@ fn parse_origin(s: &str) -> Result<String, String> {
     }
 }
 
-/// A request body limit: at least 1 KiB (a sign-in or a store's creation fits), at
-/// most 16 MiB (bodies are read whole into memory).
-fn parse_body_limit(s: &str) -> Result<usize, String> {
+/// A whole number within `range`: `what` names it, `why` explains the range.
+fn parse_within(
+    s: &str,
+    range: std::ops::RangeInclusive<usize>,
+    what: &str,
+    why: &str,
+) -> Result<usize, String> {
     let n: usize = s
         .trim()
         .parse()
-        .map_err(|_| format!("`{s}` is not a number of bytes, e.g. 65536"))?;
-    if (1024..=16 << 20).contains(&n) {
+        .map_err(|_| format!("`{s}` is not {what}"))?;
+    if range.contains(&n) {
         Ok(n)
     } else {
         Err(format!(
-            "{n} bytes is outside 1024..=16777216: below 1 KiB not even a sign-in fits"
+            "{n} is outside {}..={}{why}",
+            range.start(),
+            range.end()
         ))
     }
+}
+
+/// A request body limit: at least 1 KiB (a sign-in or a store's creation fits), at
+/// most 16 MiB (bodies are read whole into memory).
+fn parse_body_limit(s: &str) -> Result<usize, String> {
+    parse_within(
+        s,
+        1024..=16 << 20,
+        "a number of bytes, e.g. 65536",
+        ": below 1 KiB not even a sign-in fits",
+    )
 }
 
 /// A built dashboard: a folder holding `index.html` (a mistyped one would otherwise
@@ -462,15 +479,7 @@ fn parse_dashboard_dir(s: &str) -> Result<PathBuf, String> {
 
 /// Workers or objects at once: 1 to 1024.
 fn parse_concurrency(s: &str) -> Result<usize, String> {
-    let n: usize = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not a whole number"))?;
-    if (1..=1024).contains(&n) {
-        Ok(n)
-    } else {
-        Err(format!("{n} is outside 1..=1024"))
-    }
+    parse_within(s, 1..=1024, "a whole number", "")
 }
 
 /// A listen address is `host:port` (`127.0.0.1:8080`, `[::]:80`, `localhost:0`),

@@ -62,9 +62,7 @@ fn readiness_wait(
     phase_timeout: Duration,
     now: DateTime<Utc>,
 ) -> Duration {
-    let converging =
-        store.status == StoreStatus::Provisioning || store.observed_generation < store.generation;
-    if converging {
+    if converging(store) {
         match deadline_at {
             Some(deadline) => phase_timeout.min(
                 (deadline - now)
@@ -79,6 +77,12 @@ fn readiness_wait(
     }
 }
 
+/// Whether the store is still on its way to its current generation (provisioning, or a
+/// new request on a ready store), as opposed to a serving store's re-apply.
+fn converging(store: &Store) -> bool {
+    store.status == StoreStatus::Provisioning || store.observed_generation < store.generation
+}
+
 /// The provisioning deadline as an instant of this process's clock, while the store
 /// converges (a serving store's re-apply has none: [`RESYNC_READINESS_WAIT`] bounds it).
 fn wait_until(
@@ -86,10 +90,8 @@ fn wait_until(
     deadline_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> Option<std::time::Instant> {
-    let converging =
-        store.status == StoreStatus::Provisioning || store.observed_generation < store.generation;
     let left = (deadline_at? - now).to_std().unwrap_or(Duration::ZERO);
-    converging.then(|| std::time::Instant::now() + left)
+    converging(store).then(|| std::time::Instant::now() + left)
 }
 
 impl WorkError {
@@ -449,8 +451,7 @@ async fn provision(
     applier: &Applier,
     store: &Store,
 ) -> Result<Option<DateTime<Utc>>, WorkError> {
-    let converging =
-        store.status == StoreStatus::Provisioning || store.observed_generation < store.generation;
+    let converging = converging(store);
     let mut deadline_at = store.provision_deadline_at;
     if converging && deadline_at.is_none() {
         let deadline = Utc::now() + to_chrono(ctx.settings.provision_deadline);
@@ -821,8 +822,7 @@ fn after_failure(
 ) -> Failure {
     let attempts = store.attempts.saturating_add(1);
     let deleting = store.status == StoreStatus::Deleting;
-    let converging =
-        store.status == StoreStatus::Provisioning || store.observed_generation < store.generation;
+    let converging = converging(store);
     let serving = store.status == StoreStatus::Ready && !converging;
     let past_deadline = converging && store.provision_deadline_at.is_some_and(|d| now >= d);
     let repeated = store
