@@ -17,8 +17,9 @@ pub struct StatusLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ApplyErrorLabels {
-    /// `transient` or `permanent`.
-    pub class: String,
+    /// `retried` (the store will be worked again on its own) or `failed` (the store
+    /// became `failed` and waits for a retry request).
+    pub outcome: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -58,7 +59,12 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("storeplane");
         let stores = Family::<StatusLabel, Gauge>::default();
-        registry.register("stores", "Stores by status", stores.clone());
+        registry.register(
+            "stores",
+            "Stores by status, counted in the shared database (every replica reports the \
+             same numbers: aggregate with max, not sum)",
+            stores.clone(),
+        );
         let provisioning_seconds = Histogram::new(exponential_buckets(0.25, 2.0, 14));
         registry.register(
             "provisioning_duration_seconds",
@@ -68,13 +74,15 @@ impl Metrics {
         let apply_errors = Family::<ApplyErrorLabels, Counter>::default();
         registry.register(
             "apply_errors",
-            "Failed store applies, by whether they will be retried",
+            "Failed store attempts (apply, render, database), by whether the store will be \
+             retried or became failed",
             apply_errors.clone(),
         );
         let queue_depth = Gauge::default();
         registry.register(
             "queue_depth",
-            "Stores due for work and not yet claimed by this replica",
+            "Stores due for work and leased by no replica, counted in the shared database \
+             (every replica reports the same number: aggregate with max, not sum)",
             queue_depth.clone(),
         );
         let workers_busy = Gauge::default();

@@ -167,10 +167,19 @@ pub fn assess(kind: &str, obj: Option<&DynamicObject>) -> Readiness {
             }
         }
         "Job" => {
-            if condition(status, "Complete").is_some_and(is_true) {
+            // Since Kubernetes 1.31 the outcome comes first as `SuccessCriteriaMet` or
+            // `FailureTarget`, and `Complete` or `Failed` only once the Job's pods are
+            // gone: either tells the outcome, which never changes after.
+            if ["Complete", "SuccessCriteriaMet"]
+                .iter()
+                .any(|t| condition(status, t).is_some_and(is_true))
+            {
                 return Readiness::Ready;
             }
-            if let Some(c) = condition(status, "Failed").filter(|c| is_true(c)) {
+            if let Some(c) = ["Failed", "FailureTarget"]
+                .iter()
+                .find_map(|t| condition(status, t).filter(|c| is_true(c)))
+            {
                 return Readiness::Failed(format!("job failed: {}", condition_text(c)));
             }
             let active = int_at(status, "active").unwrap_or(0);
@@ -359,19 +368,24 @@ pub fn event_problem(event: &Event) -> Option<(String, String, bool, String)> {
 pub fn create_refusal_is_hopeless(message: &str) -> bool {
     !message.contains("status unknown for quota")
         && !message.contains("error looking up service account")
+        // The namespace is being deleted under the store: it is made again once gone
+        // (a refusal at apply time says the same and is retried).
+        && !message.contains("because it is being terminated")
         && (message.contains("exceeded quota")
             || message.contains("violates PodSecurity")
             || message.contains("forbidden")
             || message.contains("is invalid"))
 }
 
-/// Whether a Job has failed for good (condition `Failed=True`): it never runs again, so
-/// a later apply of the same spec must replace it for the work to be tried again.
+/// Whether a Job has failed for good (condition `Failed=True`, or `FailureTarget=True`
+/// while its pods are still stopping): it never runs again, so a later apply of the
+/// same spec must replace it for the work to be tried again.
 pub fn job_failed(obj: &DynamicObject) -> bool {
-    obj.data
-        .get("status")
-        .and_then(|s| condition(s, "Failed"))
-        .is_some_and(is_true)
+    obj.data.get("status").is_some_and(|s| {
+        ["Failed", "FailureTarget"]
+            .iter()
+            .any(|t| condition(s, t).is_some_and(is_true))
+    })
 }
 
 fn condition<'a>(status: &'a Value, type_: &str) -> Option<&'a Value> {
@@ -497,6 +511,8 @@ mod tests {
              store-shop-1a2b3c4d/default: serviceaccount \"default\" not found",
             "Internal error occurred: failed calling webhook \"policy.example.com\": \
              context deadline exceeded",
+            "pods \"web-1\" is forbidden: unable to create new content in namespace \
+             store-shop-1a2b3c4d because it is being terminated",
         ] {
             match assess("Deployment", Some(&failing(transient))) {
                 Readiness::Pending(m) => assert!(m.contains(transient), "{m}"),
@@ -529,6 +545,22 @@ mod tests {
             {"type": "FailureTarget", "status": "True", "reason": "DeadlineExceeded"},
             {"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}
         ]))));
+        // Failing: the outcome is known while its pods still stop.
+        assert!(job_failed(&job(json!([
+            {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded"}
+        ]))));
+        assert!(matches!(assess("Job", Some(&job(json!([
+                {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded"}
+            ])))), Readiness::Failed(m) if m.contains("BackoffLimitExceeded")));
+        assert!(
+            assess(
+                "Job",
+                Some(&job(
+                    json!([{"type": "SuccessCriteriaMet", "status": "True"}])
+                ))
+            )
+            .is_ready()
+        );
         assert!(!job_failed(&job(
             json!([{"type": "Failed", "status": "False"}])
         )));

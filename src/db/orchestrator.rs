@@ -10,6 +10,7 @@
 use super::entity::stores;
 use super::stores::insert_event;
 use super::{Db, DbError, NewEvent, Store, StoreUpdate, at, now, plus};
+use crate::domain::StoreStatus;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, SimpleExpr};
 use sea_orm::{
@@ -23,6 +24,22 @@ use uuid::Uuid;
 /// claims every candidate it read (for this replica or another), so replicas racing for
 /// the same stores run out of them in a few rounds.
 const CLAIM_ROUNDS: usize = 10;
+
+/// 1 for a ready store with nothing new to apply (a resync), 0 for a request: the
+/// order in which due stores are claimed.
+fn resync_last() -> SimpleExpr {
+    Expr::case(
+        Condition::all()
+            .add(stores::Column::Status.eq(StoreStatus::Ready.as_str()))
+            .add(
+                Expr::col(stores::Column::ObservedGeneration)
+                    .gte(Expr::col(stores::Column::Generation)),
+            ),
+        1,
+    )
+    .finally(0)
+    .into()
+}
 
 /// No live lease at `now`: never leased, released, or expired.
 fn lease_free(now: DateTime<Utc>) -> Condition {
@@ -66,7 +83,10 @@ impl Db {
     }
 
     /// Claims up to `limit` stores that are due (`next_reconcile_at <= now`) and not
-    /// leased by anyone else, oldest due first. Each is claimed by its own
+    /// leased by anyone else: requests first (stores provisioning, deleting, or ready
+    /// with a newer generation to apply), then resyncs of ready stores, oldest due
+    /// first within each, so a backlog of resyncs never holds up a new store or a
+    /// delete. Each is claimed by its own
     /// compare-and-set, so several replicas calling this at once split the stores
     /// between them; only the stores this owner won are returned.
     pub async fn claim_due(
@@ -113,6 +133,7 @@ impl Db {
                 query = query.filter(stores::Column::Id.is_not_in(skip.iter().copied()));
             }
             let candidates: Vec<Uuid> = match query
+                .order_by_asc(resync_last())
                 .order_by_asc(stores::Column::NextReconcileAt)
                 .limit(want)
                 .into_tuple()

@@ -82,6 +82,7 @@ pub(crate) struct Context {
 #[derive(Clone, Default)]
 pub struct Faults {
     renewals_fail: Arc<AtomicBool>,
+    attempts_panic: Arc<AtomicBool>,
 }
 
 impl Faults {
@@ -93,6 +94,15 @@ impl Faults {
 
     pub(crate) fn renewals_fail(&self) -> bool {
         self.renewals_fail.load(Ordering::Relaxed)
+    }
+
+    /// While `true`, every attempt on a store panics as it starts (a bug's stand-in).
+    pub fn panic_attempts(&self, panic: bool) {
+        self.attempts_panic.store(panic, Ordering::Relaxed);
+    }
+
+    pub(crate) fn attempts_panic(&self) -> bool {
+        self.attempts_panic.load(Ordering::Relaxed)
     }
 }
 
@@ -430,11 +440,13 @@ impl Orchestrator {
                         .forget_converged_older_than(3 * ctx.settings.resync_period);
                     ctx.metrics.stores_known_converged.set(known as i64);
                 }
-                Some(at) = due_rx.recv() => {
+                // Neither while paused: each would start a claim before the backoff is
+                // over (their timers and ended workers are taken up after it).
+                Some(at) = due_rx.recv(), if !claim_failed => {
                     timers.push(Reverse(at));
                     continue;
                 }
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() && !claim_failed => {}
                 _ = sleep_until(next_timer) => {}
             }
         }

@@ -10,6 +10,7 @@ use crate::domain::{EventType, Phase, StoreStatus};
 use crate::metrics::ApplyErrorLabels;
 use crate::telemetry::error_chain;
 use chrono::{DateTime, Utc};
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -34,13 +35,23 @@ pub(crate) enum WorkError {
     Credentials(String),
     #[error(transparent)]
     Db(#[from] DbError),
+    /// The attempt panicked: a bug, which the same input would hit again. Recorded as
+    /// a failure like any other (the store fails, a deletion keeps retrying), so the
+    /// store is not picked up again every lease period with nothing to show for it.
+    #[error(
+        "the attempt crashed on an internal error (a bug in Storeplane; the orchestrator's \
+         log has the details)"
+    )]
+    Crashed,
 }
 
 /// How many attempts a quota refusal at apply time is retried before the store fails:
-/// with the backoff (2 s doubling to 120 s) the last one comes ~6 minutes after the
-/// first, past the quota controller's default 5-minute recount (see
-/// `ApplyError::is_quota_refusal`). A quota that is really too small still fails.
-const QUOTA_REFUSAL_ATTEMPTS: u32 = 8;
+/// with the backoff (2 s doubling to 120 s, each delay drawn from half to all of that)
+/// the last one comes at least 303 s after the first, past the quota controller's
+/// default 5-minute recount (see `ApplyError::is_quota_refusal`), however the jitter
+/// falls. A quota that is really too small still fails (and the provisioning deadline
+/// bounds the whole).
+const QUOTA_REFUSAL_ATTEMPTS: u32 = 11;
 
 /// Longest wait for a phase to become ready when re-applying a store that is ready (a
 /// resync, a drift repair). Its objects exist and were ready: a re-apply that changed
@@ -109,7 +120,7 @@ impl WorkError {
             WorkError::Apply(e) => e.is_transient(),
             WorkError::QuotaRefusal(_) => true,
             WorkError::Db(e) => e.is_unavailable(),
-            WorkError::Blueprint(_) | WorkError::Credentials(_) => false,
+            WorkError::Blueprint(_) | WorkError::Credentials(_) | WorkError::Crashed => false,
         }
     }
 }
@@ -205,7 +216,15 @@ pub(crate) async fn work(
     let span =
         tracing::info_span!("store", store_id = %id, name = %store.name, status = %store.status);
     let outcome = tokio::select! {
-        r = tracing::Instrument::instrument(step(ctx, &applier, &store), span) => Some(r),
+        r = std::panic::AssertUnwindSafe(tracing::Instrument::instrument(step(ctx, &applier, &store), span)).catch_unwind() => Some(r.unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(store_id = %id, panic = %what, "the attempt on the store panicked");
+            Err(WorkError::Crashed)
+        })),
         _ = interrupt.cancelled() => None,
         _ = stop.cancelled() => None,
     };
@@ -362,6 +381,9 @@ fn step<'a>(
     store: &'a Store,
 ) -> BoxFuture<'a, Result<Option<DateTime<Utc>>, WorkError>> {
     Box::pin(async move {
+        if ctx.faults.attempts_panic() {
+            panic!("an attempt on store {} panics (injected fault)", store.id);
+        }
         match store.status {
             StoreStatus::Deleting => delete(ctx, applier, store).await,
             StoreStatus::Provisioning | StoreStatus::Ready => provision(ctx, applier, store).await,
@@ -746,18 +768,21 @@ fn fail<'a>(
 async fn fail_inner(ctx: &Context, store: &Store, err: WorkError) -> Option<DateTime<Utc>> {
     let attempts = store.attempts.saturating_add(1);
     let transient = err.is_transient_at(attempts);
-    ctx.metrics
-        .apply_errors
-        .get_or_create(&ApplyErrorLabels {
-            class: if transient { "transient" } else { "permanent" }.into(),
-        })
-        .inc();
     let now = Utc::now();
     let Failure {
         update,
         event,
         next,
     } = after_failure(store, transient, error_chain(&err), &ctx.settings, now);
+    // Labelled by what happens next, which is not the error's class alone: a deletion
+    // retries a permanent error, a ready store retries at the next resync, and a
+    // converging store past its deadline gives up on a transient one.
+    ctx.metrics
+        .apply_errors
+        .get_or_create(&ApplyErrorLabels {
+            outcome: if next.is_some() { "retried" } else { "failed" }.into(),
+        })
+        .inc();
     match ctx
         .db
         .record(
@@ -1254,6 +1279,19 @@ mod tests {
             assert_eq!(stop, want);
             assert!(took < LEASE * 2 / 3, "{want:?} after {took:?}");
         }
+    }
+
+    #[test]
+    fn a_quota_refusal_is_retried_past_the_quota_controllers_recount() {
+        // The shortest the jitter can make it: half of each delay's ceiling.
+        let earliest_last_attempt: Duration = (1..QUOTA_REFUSAL_ATTEMPTS)
+            .map(|attempt| backoff::ceiling(attempt) / 2)
+            .sum();
+        assert!(
+            earliest_last_attempt > Duration::from_secs(300),
+            "the last attempt may come {earliest_last_attempt:?} after the first, before the \
+             quota controller's 5-minute recount"
+        );
     }
 
     #[test]

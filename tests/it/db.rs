@@ -604,6 +604,51 @@ async fn a_claim_skips_the_stores_its_owner_is_already_working_on() {
     .await;
 }
 
+/// A backlog of resyncs (ready stores due long ago) does not hold up a request: a new
+/// store is claimed before them, then the resyncs oldest first.
+#[tokio::test]
+async fn requests_are_claimed_before_a_backlog_of_resyncs() {
+    each_backend(|t: TestDb| async move {
+        let u = user(&t, "a@example.com", 10).await;
+        let now = t0();
+        let mut resyncs = Vec::new();
+        for (name, overdue) in [("older", 200), ("old", 100)] {
+            let s = store(&t, &u, name).await;
+            assert!(t.claim(s.id, "me", LEASE, now).await.unwrap());
+            t.record(
+                s.id,
+                "me",
+                StoreUpdate {
+                    status: Some(StoreStatus::Ready),
+                    observed_generation: Some(s.generation),
+                    next_reconcile_at: Some(Some(now - secs(overdue))),
+                    release_lease: true,
+                    ..Default::default()
+                },
+                None,
+            )
+            .await
+            .unwrap();
+            resyncs.push(s.id);
+        }
+        let fresh = store(&t, &u, "fresh").await;
+        let later = now + secs(1);
+        let first = t.claim_due("me", LEASE, later, 1).await.unwrap();
+        assert_eq!(
+            first.iter().map(|s| s.id).collect::<Vec<_>>(),
+            [fresh.id],
+            "the new store comes before resyncs due earlier"
+        );
+        let rest = t.claim_due("me", LEASE, later, 10).await.unwrap();
+        assert_eq!(
+            rest.iter().map(|s| s.id).collect::<Vec<_>>(),
+            resyncs,
+            "then the resyncs, oldest due first"
+        );
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_claimed_store_that_cannot_be_read_is_released_and_does_not_block_the_others() {
     each_backend(|t: TestDb| async move {

@@ -857,6 +857,50 @@ async fn a_store_that_cannot_fit_fails_with_the_reason_and_no_retry_storm() {
     .await;
 }
 
+/// An attempt that panics (a bug) fails the store with a message that says so, once,
+/// instead of the store being picked up again every lease period for ever; a retry
+/// once the bug is gone brings it to ready.
+#[tokio::test]
+async fn an_attempt_that_panics_fails_the_store_once_and_a_retry_recovers_it() {
+    let t = fresh(Backend::Sqlite).await;
+    let catalog = Arc::new(Catalog::builtin().unwrap());
+    let owner = user(&t.db, 5).await;
+    let (replica, waker) =
+        Replica::start(&t.db, catalog.clone(), vault(), settings("panics")).await;
+    replica.faults.panic_attempts(true);
+    let name = format!("panics-{}", &Uuid::new_v4().simple().to_string()[..5]);
+    let store = create(&t.db, &catalog, owner, "woocommerce", &name).await;
+    waker.wake(store.id).await;
+    let failed = wait_for(&t.db, store.id, "failed", |s| {
+        s.is_some_and(|s| s.status == StoreStatus::Failed)
+    })
+    .await
+    .unwrap();
+    let message = failed.error_message.clone().unwrap();
+    assert!(
+        message.contains("crashed on an internal error"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("injected fault"),
+        "the panic's text stays in the log: {message}"
+    );
+    assert_eq!(failed.next_reconcile_at, None, "not retried by itself");
+    assert!(failed.lease_owner.is_none(), "the lease is handed back");
+    let metrics = replica.metrics.encode();
+    assert!(
+        metrics.contains("storeplane_apply_errors_total{outcome=\"failed\"} 1"),
+        "{metrics}"
+    );
+
+    replica.faults.panic_attempts(false);
+    t.db.request_retry(store.id).await.unwrap();
+    waker.wake(store.id).await;
+    ready(&t.db, store.id).await;
+    delete_all(&t, &catalog, &[store], "panics-cleanup").await;
+    replica.stop().await;
+}
+
 #[tokio::test]
 async fn a_delete_during_provisioning_wins() {
     each_backend(|t: TestDb| async move {
