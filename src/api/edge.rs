@@ -136,10 +136,7 @@ fn client_ip(peer: IpAddr, headers: &poem::http::HeaderMap, trusted: &[ipnet::Ip
     let lines: Vec<&HeaderValue> = headers.get_all("x-forwarded-for").into_iter().collect();
     for line in lines.into_iter().rev() {
         for entry in line.as_bytes().rsplit(|&b| b == b',') {
-            let Some(ip) = std::str::from_utf8(entry)
-                .ok()
-                .and_then(|s| s.trim().parse::<IpAddr>().ok())
-            else {
+            let Some(ip) = std::str::from_utf8(entry).ok().and_then(forwarded_address) else {
                 return client;
             };
             client = ip.to_canonical();
@@ -149,6 +146,24 @@ fn client_ip(peer: IpAddr, headers: &poem::http::HeaderMap, trusted: &[ipnet::Ip
         }
     }
     client
+}
+
+/// One `X-Forwarded-For` entry's address: bare (`203.0.113.7`, `2001:db8::1`), or as
+/// some proxies and load balancers write it, with a port (`203.0.113.7:5555`,
+/// `[2001:db8::1]:443`) or in brackets (`[2001:db8::1]`).
+fn forwarded_address(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| {
+            entry
+                .strip_prefix('[')
+                .and_then(|e| e.strip_suffix(']'))
+                .and_then(|e| e.parse::<std::net::Ipv6Addr>().ok())
+                .map(IpAddr::V6)
+        })
 }
 
 /// Whether the path is rate limited: the API, except its spec.
@@ -440,12 +455,10 @@ fn security_headers(headers: &mut poem::http::HeaderMap, path: &str, hsts: bool)
         set(headers, "strict-transport-security", HSTS);
     }
     // Answers about accounts, tokens and stores are the caller's alone: no cache (a
-    // proxy's, the browser's back button) keeps them. The spec and the dashboard's
-    // files set their own caching.
-    if path.starts_with("/api/")
-        && path != "/api/openapi.json"
-        && !headers.contains_key(poem::http::header::CACHE_CONTROL)
-    {
+    // proxy's, the browser's back button) keeps them — the event stream included,
+    // whose `no-cache` (set by the SSE response) would still let a cache store it.
+    // The spec and the dashboard's files set their own caching.
+    if path.starts_with("/api/") && path != "/api/openapi.json" {
         set(headers, "cache-control", "no-store");
     }
 }
@@ -520,6 +533,14 @@ mod tests {
             ip("203.0.113.7")
         );
         assert_eq!(from(ip("fd00::1"), &[b"203.0.113.7"]), ip("203.0.113.7"));
+        // Entries with a port, or an IPv6 address in brackets, as some proxies write.
+        assert_eq!(from(proxy, &[b"203.0.113.7:5555"]), ip("203.0.113.7"));
+        assert_eq!(
+            from(proxy, &[b"192.0.2.9, [2001:db8::1]:443"]),
+            ip("2001:db8::1")
+        );
+        assert_eq!(from(proxy, &[b"[2001:db8::1]"]), ip("2001:db8::1"));
+        assert_eq!(from(proxy, &[b"[203.0.113.7]"]), proxy);
         // No usable entry: the proxy itself (every such request shares one key).
         assert_eq!(from(proxy, &[b"not an address"]), proxy);
         assert_eq!(from(proxy, &[]), proxy);

@@ -143,7 +143,12 @@ impl Endpoint for Router {
             .into()),
             "/metrics" => {
                 get_only(&req)?;
-                Ok(system::metrics_response(&self.state.db, &self.state.metrics).await)
+                Ok(system::metrics_response(
+                    &self.state.db,
+                    &self.state.metrics,
+                    &self.state.counted,
+                )
+                .await)
             }
             p if p == "/api" || p.starts_with("/api/") || p == "/health" || p == "/ready" => {
                 self.api.call(req).await
@@ -341,6 +346,7 @@ pub async fn start(state: Arc<AppState>, listen: &str) -> Result<RunningServer, 
                     db: state.db.clone(),
                     kube: state.kube.clone(),
                     metrics: state.metrics.clone(),
+                    counted: Default::default(),
                 },
                 &state.settings,
             );
@@ -600,6 +606,7 @@ struct Probes {
     db: Db,
     kube: Option<kube::Client>,
     metrics: Metrics,
+    counted: system::CountCache,
 }
 
 impl Endpoint for Probes {
@@ -619,7 +626,9 @@ impl Endpoint for Probes {
                 }))
                 .into_response())
             }
-            "/metrics" => Ok(system::metrics_response(&self.db, &self.metrics).await),
+            "/metrics" => {
+                Ok(system::metrics_response(&self.db, &self.metrics, &self.counted).await)
+            }
             _ => Err(
                 ApiError::not_found("the probe listener serves /health, /ready and /metrics")
                     .into(),
@@ -668,6 +677,7 @@ pub async fn run_orchestrate(opts: ServeOptions) -> Result<(), ServeError> {
             db: db.clone(),
             kube: Some(client),
             metrics,
+            counted: Default::default(),
         },
         &opts.api,
     );

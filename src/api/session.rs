@@ -109,6 +109,9 @@ impl SessionApi {
             tracing::info!("login refused: wrong email or password");
             return Err(ApiError::unauthorized("wrong email or password").into());
         };
+        // Before the token exists: a failure here must not leave a valid token that
+        // nobody was given.
+        let me = me_of(&state, &user).await?;
         let (token, hash) = crate::auth::generate_token();
         let expires_at = crate::db::plus(crate::db::now(), state.settings.token_ttl);
         // Only if the password checked is still the account's: a reset that happened
@@ -131,7 +134,7 @@ impl SessionApi {
         Ok(LoginResponse::Ok(Json(Session {
             token,
             expires_at,
-            user: me_of(&state, &user).await?,
+            user: me,
         })))
     }
 

@@ -30,6 +30,7 @@ pub struct AppState {
     pub(crate) tokens: TokenCache,
     pub(crate) limits: Limits,
     pub(crate) ready: super::system::ReadyCache,
+    pub(crate) counted: super::system::CountCache,
     /// Cancelled when the server shuts down: ends event streams so that the graceful
     /// shutdown does not wait for them.
     pub(crate) shutdown: CancellationToken,
@@ -57,6 +58,7 @@ impl AppState {
             tokens: TokenCache::default(),
             limits,
             ready: Default::default(),
+            counted: Default::default(),
             shutdown: CancellationToken::new(),
         })
     }

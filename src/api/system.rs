@@ -187,8 +187,25 @@ fn verdict(checks: Vec<Check>) -> Result<Readiness, ApiError> {
     Err(err)
 }
 
-/// The Prometheus text, after refreshing the stores-by-status gauge.
-pub async fn metrics_response(db: &Db, metrics: &Metrics) -> Response {
+/// When the stores-by-status gauge was last counted for `/metrics`. A scrape within
+/// [`CountCache::FRESH`] of that reuses the gauge: `/metrics` is public on the API
+/// listener unless `--metrics-listen` moves it, and must not cost a count of every
+/// store however often it is asked.
+#[derive(Default)]
+pub struct CountCache(tokio::sync::Mutex<Option<std::time::Instant>>);
+
+impl CountCache {
+    pub const FRESH: Duration = Duration::from_secs(1);
+}
+
+/// The Prometheus text, after refreshing the stores-by-status gauge (at most once per
+/// [`CountCache::FRESH`]; concurrent scrapes wait for the one count).
+pub async fn metrics_response(db: &Db, metrics: &Metrics, counted: &CountCache) -> Response {
+    let mut last = counted.0.lock().await;
+    if last.is_some_and(|at| at.elapsed() < CountCache::FRESH) {
+        return metrics_text(metrics);
+    }
+    *last = Some(std::time::Instant::now());
     match tokio::time::timeout(PROBE_TIMEOUT, db.count_stores_by_status()).await {
         Ok(Ok(counts)) => {
             for status in StoreStatus::ALL {
@@ -210,6 +227,11 @@ pub async fn metrics_response(db: &Db, metrics: &Metrics) -> Response {
         }
         Err(_) => tracing::debug!("counting stores for /metrics timed out"),
     }
+    drop(last);
+    metrics_text(metrics)
+}
+
+fn metrics_text(metrics: &Metrics) -> Response {
     Response::builder()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(metrics.encode())

@@ -135,6 +135,24 @@ async fn probes_spec_docs_metrics_and_security_headers() {
             r.text
         );
         assert!(r.text.contains("storeplane_http_request_duration_seconds"));
+        // The count is reused for a second (`/metrics` is public here): a store made
+        // just after a scrape shows at the first scrape a second later.
+        create(&ts, &alice.token, "metered-too").await;
+        let r = ts.get("/metrics", None).await;
+        assert!(
+            r.text
+                .contains("storeplane_stores{status=\"provisioning\"} 1"),
+            "{}",
+            r.text
+        );
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let r = ts.get("/metrics", None).await;
+        assert!(
+            r.text
+                .contains("storeplane_stores{status=\"provisioning\"} 2"),
+            "{}",
+            r.text
+        );
         ts.stop().await;
 
         // With --metrics-listen, /metrics moves off the API listener (which a public
@@ -1237,6 +1255,11 @@ impl Sse {
                 .to_str()
                 .unwrap()
                 .starts_with("text/event-stream")
+        );
+        assert_eq!(
+            resp.headers()["cache-control"],
+            "no-store",
+            "the stream carries the store's data: no cache may keep it"
         );
         Sse {
             stream: resp.bytes_stream().map(|c| c.map(|b| b.to_vec())).boxed(),
