@@ -3,6 +3,14 @@
 
 set -euo pipefail
 
+# A login-less environment (a service manager, `env -i`) may have no HOME: take the
+# account's, which the caches below and Go's build cache need.
+if [ -z "${HOME:-}" ]; then
+  HOME="$(getent passwd "$(id -u)" | cut -d: -f6)"
+  [ -n "$HOME" ] || { echo "error: HOME is not set and the account has no home directory; set HOME" >&2; exit 1; }
+  export HOME
+fi
+
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE_DIR="${STOREPLANE_CACHE_DIR:-$HOME/.cache/storeplane}"
 export STOREPLANE_CACHE_DIR="$CACHE_DIR"
@@ -27,7 +35,8 @@ apt_install() {
     $sudo apt-get update -qq >&2 || die "apt-get update failed"
     _apt_updated=1
   fi
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 \
+  # Through `env`: sudo resets the environment, and debconf would then prompt.
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 \
     || die "could not install ${missing[*]} with apt-get"
 }
 
