@@ -332,6 +332,55 @@ pub fn pod_predates(pod: &Pod, applied_at: Option<&Time>) -> bool {
     }
 }
 
+/// The revision a StatefulSet rolls out (`status.updateRevision`), once its controller
+/// has observed the spec last written; `None` while that is not known. With it, the
+/// revision its pods are of (`controller-revision-hash`) tells current pods from
+/// those of an earlier spec.
+pub fn statefulset_update_revision(sts: &DynamicObject) -> Option<&str> {
+    let generation = sts.metadata.generation.unwrap_or(0);
+    let status = sts.data.get("status")?;
+    (int_at(status, "observedGeneration").unwrap_or(0) >= generation)
+        .then(|| str_at(status, "updateRevision"))
+        .flatten()
+}
+
+/// Whether a pod of a StatefulSet is of a revision other than the one `update_revision`
+/// rolls out: its state explains, but cannot fail, the wait (the change may be what
+/// fixes it), as [`pod_predates`] for a Deployment's.
+pub fn pod_of_earlier_revision(pod: &Pod, update_revision: &str) -> bool {
+    pod.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("controller-revision-hash"))
+        .is_some_and(|r| r != update_revision)
+}
+
+/// Whether a StatefulSet pod holds the StatefulSet's rollout back for good: of an
+/// earlier revision than the one being rolled out, not ready, and not already going.
+/// Under the default `OrderedReady` pod management the controller replaces a pod of an
+/// earlier revision only once it is ready, so a broken one (a bad image, a crash loop)
+/// is never replaced — Kubernetes calls the remedy "forced rollback": delete the pod,
+/// and the controller makes it again from the current revision.
+pub fn holds_rollout_back(sts: &DynamicObject, pod: &Pod) -> bool {
+    let Some(update) = statefulset_update_revision(sts) else {
+        return false;
+    };
+    let rolling = sts
+        .data
+        .get("status")
+        .and_then(|s| str_at(s, "currentRevision"))
+        .is_some_and(|current| current != update);
+    let ready = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    rolling
+        && pod_of_earlier_revision(pod, update)
+        && pod.metadata.deletion_timestamp.is_none()
+        && !ready
+}
+
 /// A warning Event about one of our objects that explains a failure:
 /// `(kind, name, hopeless, reason)`.
 pub fn event_problem(event: &Event) -> Option<(String, String, bool, String)> {
@@ -732,6 +781,54 @@ mod tests {
             ),
             other => panic!("a stalled rollout can still end ready: {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_broken_pod_of_an_earlier_revision_holds_a_statefulset_back() {
+        let sts = |observed: i64, current: &str, update: &str| {
+            obj(json!({
+                "apiVersion": "apps/v1", "kind": "StatefulSet",
+                "metadata": {"name": "db", "generation": 2},
+                "spec": {"replicas": 1},
+                "status": {"observedGeneration": observed, "currentRevision": current,
+                           "updateRevision": update, "replicas": 1}
+            }))
+        };
+        let pod = |revision: &str, ready: &str, deleting: bool| -> Pod {
+            let mut p = json!({
+                "metadata": {"name": "db-0", "labels": {"controller-revision-hash": revision}},
+                "status": {"conditions": [{"type": "Ready", "status": ready}]}
+            });
+            if deleting {
+                p["metadata"]["deletionTimestamp"] = json!("2026-11-28T12:00:00Z");
+            }
+            serde_json::from_value(p).unwrap()
+        };
+        let rolling = sts(2, "db-a", "db-b");
+        assert!(holds_rollout_back(&rolling, &pod("db-a", "False", false)));
+        // Ready: the controller replaces it itself. Current, or already going: not ours.
+        assert!(!holds_rollout_back(&rolling, &pod("db-a", "True", false)));
+        assert!(!holds_rollout_back(&rolling, &pod("db-b", "False", false)));
+        assert!(!holds_rollout_back(&rolling, &pod("db-a", "False", true)));
+        // No rollout, or the spec just written not observed yet (its revision unknown).
+        assert!(!holds_rollout_back(
+            &sts(2, "db-a", "db-a"),
+            &pod("db-a", "False", false)
+        ));
+        assert!(!holds_rollout_back(
+            &sts(1, "db-a", "db-b"),
+            &pod("db-a", "False", false)
+        ));
+        assert_eq!(statefulset_update_revision(&sts(1, "db-a", "db-b")), None);
+        assert_eq!(statefulset_update_revision(&rolling), Some("db-b"));
+        assert!(pod_of_earlier_revision(
+            &pod("db-a", "False", false),
+            "db-b"
+        ));
+        assert!(!pod_of_earlier_revision(
+            &pod("db-b", "False", false),
+            "db-b"
+        ));
     }
 
     #[test]

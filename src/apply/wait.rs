@@ -3,8 +3,9 @@
 //! until it is gone. No sleeps: every state change arrives on a watch.
 
 use super::readiness::{
-    Readiness, assess, binds_on_first_consumer, event_problem, needs_wait, pending_claim_class,
-    pod_owner, pod_predates, pod_problem,
+    Readiness, assess, binds_on_first_consumer, event_problem, holds_rollout_back, needs_wait,
+    pending_claim_class, pod_of_earlier_revision, pod_owner, pod_predates, pod_problem,
+    statefulset_update_revision,
 };
 use super::{Applier, ApplyError, Desired, ObjectKey, Teardown, applied_at};
 use crate::domain::Phase;
@@ -15,7 +16,8 @@ use k8s_openapi::api::core::v1::{Event, Namespace, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{
-    Api, DeleteParams, DynamicObject, GroupVersionKind, ListParams, PropagationPolicy,
+    Api, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Preconditions,
+    PropagationPolicy,
 };
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
@@ -45,9 +47,43 @@ struct Tracked {
     applied_at: Option<Time>,
     /// Whether the object has been seen (present or absent) by its watch.
     seen: bool,
-    /// Hopeless pods of this Deployment seen before the object: they fail the wait
-    /// if they turn out to be of its current template.
+    /// Hopeless pods of this Deployment seen before the object (of this StatefulSet,
+    /// before the revision it rolls out is known): they fail the wait if they turn out
+    /// to be of its current template.
     early_pods: Vec<(Box<Pod>, String)>,
+    /// A StatefulSet as last seen, and its pods by name: a broken pod of an earlier
+    /// revision holds its rollout back and is replaced ([`replace_blockers`]).
+    statefulset: Option<Box<DynamicObject>>,
+    pods: BTreeMap<String, Box<Pod>>,
+    /// Uids of the pods deleted for that, each deleted once.
+    replaced: Vec<String>,
+}
+
+impl Tracked {
+    /// Whether a hopeless pod of this object fails the wait: not when it is of an
+    /// earlier template (a Deployment's pod created before the last apply, a
+    /// StatefulSet's of an earlier revision), which the rollout replaces.
+    fn fails_on(&self, pod: &Pod) -> bool {
+        match (self.key.kind.as_str(), self.update_revision()) {
+            ("StatefulSet", Some(update)) => !pod_of_earlier_revision(pod, update),
+            _ => !pod_predates(pod, self.applied_at.as_ref()),
+        }
+    }
+
+    fn update_revision(&self) -> Option<&str> {
+        self.statefulset
+            .as_deref()
+            .and_then(statefulset_update_revision)
+    }
+
+    /// Whether which template a pod is of cannot be told yet.
+    fn template_unknown(&self) -> bool {
+        match self.key.kind.as_str() {
+            "Deployment" => !self.seen,
+            "StatefulSet" => self.update_revision().is_none(),
+            _ => false,
+        }
+    }
 }
 
 pub(super) async fn wait_ready(
@@ -74,6 +110,9 @@ pub(super) async fn wait_ready(
             applied_at: None,
             seen: false,
             early_pods: Vec::new(),
+            statefulset: None,
+            pods: BTreeMap::new(),
+            replaced: Vec::new(),
         });
         let (api, _) = applier.api_for(&d.gvk, namespace).await?;
         streams.push(
@@ -155,19 +194,25 @@ pub(super) async fn wait_ready(
                         reason: reason.clone(),
                     });
                 }
-                if t.key.kind == "Deployment"
-                    && let Some(o) = obj.as_ref().as_ref()
-                {
-                    t.applied_at = applied_at(&o.metadata);
-                    let early = std::mem::take(&mut t.early_pods);
-                    if let Some((_, reason)) = early
-                        .into_iter()
-                        .find(|(pod, _)| !pod_predates(pod, t.applied_at.as_ref()))
-                    {
-                        return Err(ApplyError::Failed {
-                            object: t.key.clone(),
-                            reason,
-                        });
+                if let Some(o) = obj.as_ref().as_ref() {
+                    match t.key.kind.as_str() {
+                        "Deployment" => t.applied_at = applied_at(&o.metadata),
+                        "StatefulSet" => t.statefulset = Some(Box::new(o.clone())),
+                        _ => {}
+                    }
+                    if !t.template_unknown() {
+                        let early = std::mem::take(&mut t.early_pods);
+                        if let Some((_, reason)) =
+                            early.into_iter().find(|(pod, _)| t.fails_on(pod))
+                        {
+                            return Err(ApplyError::Failed {
+                                object: t.key.clone(),
+                                reason,
+                            });
+                        }
+                    }
+                    if t.key.kind == "StatefulSet" {
+                        replace_blockers(applier, namespace, t).await?;
                     }
                 }
                 if let Some(uid) = obj.as_ref().as_ref().and_then(|o| o.metadata.uid.clone()) {
@@ -183,27 +228,33 @@ pub(super) async fn wait_ready(
             }
             Update::Pod(pod) => {
                 observed_any = true;
-                let (Some((kind, name)), Some((hopeless, reason))) =
-                    (pod_owner(&pod), pod_problem(&pod))
+                let Some((kind, name)) = pod_owner(&pod) else {
+                    continue;
+                };
+                let Some(t) = tracked
+                    .iter_mut()
+                    .find(|t| t.key.kind == kind && t.key.name == name)
                 else {
                     continue;
                 };
-                if let Some(t) = tracked
-                    .iter_mut()
-                    .find(|t| t.key.kind == kind && t.key.name == name)
-                {
-                    if hopeless && kind == "Deployment" && !t.seen {
-                        // Which template it is of is known once the object is seen.
-                        t.early_pods.push((pod, reason.clone()));
-                    } else if hopeless && !pod_predates(&pod, t.applied_at.as_ref()) {
-                        // (Only a Deployment's own apply time is known: a pod of any
-                        // other kind never predates it.)
+                if let Some((hopeless, reason)) = pod_problem(&pod) {
+                    if hopeless && t.template_unknown() {
+                        // Which template it is of is known once the object is seen
+                        // (a StatefulSet's: once it has observed the spec applied).
+                        t.early_pods.push((pod.clone(), reason.clone()));
+                    } else if hopeless && t.fails_on(&pod) {
                         return Err(ApplyError::Failed {
                             object: t.key.clone(),
                             reason,
                         });
                     }
                     t.hint = Some(reason);
+                }
+                if kind == "StatefulSet"
+                    && let Some(pod_name) = pod.metadata.name.clone()
+                {
+                    t.pods.insert(pod_name, pod);
+                    replace_blockers(applier, namespace, t).await?;
                 }
             }
             Update::Event(event) => {
@@ -311,6 +362,61 @@ async fn class_binds_late(
             error_chain(&e)
         )),
     }
+}
+
+/// Deletes, once each, the pods of the StatefulSet `t` that hold its rollout back
+/// ([`holds_rollout_back`]: of an earlier revision, not ready, never replaced under
+/// `OrderedReady`), so that its controller makes them again from the revision being
+/// rolled out — a store whose database image was broken is fixed by the change that
+/// fixes the image, with no one deleting pods by hand. A pod that cannot be deleted is
+/// reported in the wait's hint, and the wait goes on.
+async fn replace_blockers(
+    applier: &Applier,
+    namespace: &str,
+    t: &mut Tracked,
+) -> Result<(), ApplyError> {
+    let Some(sts) = t.statefulset.as_deref() else {
+        return Ok(());
+    };
+    let blockers: Vec<(String, String)> = t
+        .pods
+        .values()
+        .filter(|p| holds_rollout_back(sts, p))
+        .filter_map(|p| Some((p.metadata.name.clone()?, p.metadata.uid.clone()?)))
+        .filter(|(_, uid)| !t.replaced.contains(uid))
+        .collect();
+    for (name, uid) in blockers {
+        applier.fence.check(format!("Pod/{name}"))?;
+        t.replaced.push(uid.clone());
+        let pods: Api<Pod> = Api::namespaced(applier.client.clone(), namespace);
+        let dp = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match pods.delete(&name, &dp).await {
+            Ok(_) => {
+                tracing::info!(namespace, pod = %name, object = %t.key, "deleted a pod of the previous revision that was not ready and held the rollout back");
+                t.hint = Some(format!(
+                    "pod {name} of the previous revision was not ready and held the rollout \
+                     back; deleted so that it is made again from the current revision"
+                ));
+            }
+            // Gone already, or replaced by another of the same name meanwhile.
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+            Err(e) => {
+                tracing::warn!(namespace, pod = %name, error = %error_chain(&e), "could not delete a pod that holds a StatefulSet's rollout back");
+                t.hint = Some(format!(
+                    "pod {name} of the previous revision is not ready and holds the rollout \
+                     back; deleting it failed ({}): delete it by hand",
+                    error_chain(&e)
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A StatefulSet's pods are `<name>-<ordinal>`; a Job's pods `<name>-<suffix>`.

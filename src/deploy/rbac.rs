@@ -15,7 +15,10 @@
 //!   ([`KEPT_ON_PRUNE`]: claims, which only the namespace's deletion removes); plus
 //!   `watch` for kinds with a readiness rule (`watch_object` lists and watches by
 //!   name). No `get`: nothing reads them by name.
-//! - pods and events: `list`+`watch` (to explain why a phase is not ready).
+//! - pods and events: `list`+`watch` (to explain why a phase is not ready); pods also
+//!   `delete` (a StatefulSet's pod of an earlier revision that is not ready holds the
+//!   rollout back for good under `OrderedReady`: the wait deletes it, see
+//!   `apply::wait::replace_blockers`).
 //! - storageclasses: `get` (a claim still pending is ready when its class binds on
 //!   first consumer).
 //! - API discovery (`/api`, `/apis/<group>/<version>`): granted to every authenticated
@@ -40,7 +43,7 @@ pub const WAIT_VERBS: &[&str] = &["watch"];
 /// Read-only resources read to judge or explain a phase that is not ready:
 /// `(API group, resource, verbs)`.
 pub const OBSERVED: &[(&str, &str, &[&str])] = &[
-    ("", "pods", &["list", "watch"]),
+    ("", "pods", &["list", "watch", "delete"]),
     ("", "events", &["list", "watch"]),
     ("storage.k8s.io", "storageclasses", &["get"]),
 ];
@@ -217,7 +220,7 @@ mod tests {
                 r#""batch" cronjobs [list,create,patch,delete]"#,
                 r#""networking.k8s.io" ingresses,networkpolicies [list,create,patch,delete]"#,
                 r#""policy" poddisruptionbudgets [list,create,patch,delete]"#,
-                r#""" pods [list,watch]"#,
+                r#""" pods [list,watch,delete]"#,
                 r#""" events [list,watch]"#,
                 r#""storage.k8s.io" storageclasses [get]"#,
             ]

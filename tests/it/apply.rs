@@ -508,6 +508,84 @@ async fn a_broken_pod_of_the_previous_template_does_not_fail_the_fix() {
     delete_namespace_and_wait(&client, &ns, Duration::from_secs(120)).await;
 }
 
+/// A StatefulSet of one replica under the default `OrderedReady` pod management never
+/// replaces a pod of its previous revision that is not ready: a broken database pod
+/// would hold back the very change that fixes it. The wait deletes that pod (once), the
+/// controller makes it again from the current revision, and the store becomes ready.
+#[tokio::test]
+async fn a_broken_statefulset_pod_of_the_previous_revision_is_replaced_by_the_fix() {
+    use k8s_openapi::api::apps::v1::StatefulSet;
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Patch, PatchParams};
+    let client = kube_client().await;
+    let ns = unique_name("it-sts-fix");
+    let id = unique_name("id");
+    let a = applier(client.clone());
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let desired = store(&ns, &id, "4");
+    a.apply_store(&ns, &id, &desired, &tx)
+        .await
+        .expect("the first rollout");
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let broken_uid = pods.get("db-0").await.unwrap().metadata.uid.unwrap();
+    // What the kubelet would report for a container that cannot start (kwok runs none).
+    pods.patch_status(
+        "db-0",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {
+            "conditions": [{"type": "Ready", "status": "False", "reason": "ContainersNotReady"},
+                           {"type": "ContainersReady", "status": "False", "reason": "ContainersNotReady"}],
+            "containerStatuses": [{
+                "name": "db", "image": "registry.example/app:1", "imageID": "", "ready": false,
+                "restartCount": 0,
+                "state": {"waiting": {"reason": "InvalidImageName",
+                                      "message": "couldn't parse image name"}}}]}})),
+    )
+    .await
+    .unwrap();
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while sets
+        .get("db")
+        .await
+        .unwrap()
+        .status
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0)
+        > 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the StatefulSet never saw its pod not ready"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let mut fixed = desired.clone();
+    let db = fixed
+        .iter_mut()
+        .find(|d| d.gvk.kind == "StatefulSet")
+        .unwrap();
+    db.object.data["spec"]["template"]["spec"]["containers"][0]["image"] =
+        json!("registry.example/app:2");
+    a.apply_store(&ns, &id, &fixed, &tx)
+        .await
+        .expect("the fix rolls out: the broken pod of the previous revision is replaced");
+    let replaced = pods.get("db-0").await.unwrap();
+    assert_ne!(
+        replaced.metadata.uid.unwrap(),
+        broken_uid,
+        "db-0 was made again"
+    );
+    assert_eq!(
+        replaced.spec.unwrap().containers[0].image.as_deref(),
+        Some("registry.example/app:2")
+    );
+
+    delete_namespace_and_wait(&client, &ns, Duration::from_secs(120)).await;
+}
+
 /// An applier whose write fence has closed (its worker's lease ran out) sends no write:
 /// not the store's objects, not a prune, not the namespace's deletion. The same applier
 /// with an open fence writes as usual.
