@@ -390,7 +390,11 @@ pub fn event_problem(event: &Event) -> Option<(String, String, bool, String)> {
     let reason = event.reason.as_deref().unwrap_or("");
     if !matches!(
         reason,
-        "FailedCreate" | "FailedScheduling" | "ProvisioningFailed"
+        "FailedCreate"
+            | "FailedScheduling"
+            | "ProvisioningFailed"
+            | "FailedMount"
+            | "FailedAttachVolume"
     ) {
         return None;
     }
@@ -829,6 +833,25 @@ mod tests {
             &pod("db-b", "False", false),
             "db-b"
         ));
+    }
+
+    #[test]
+    fn a_volume_that_cannot_be_mounted_explains_but_does_not_fail() {
+        let ev: Event = serde_json::from_value(json!({
+            "metadata": {"name": "e"}, "type": "Warning", "reason": "FailedMount",
+            "message": "MountVolume.SetUp failed for volume \"creds\": secret \"creds\" not found",
+            "involvedObject": {"kind": "Pod", "name": "wp-install-x7k2p"}
+        }))
+        .unwrap();
+        let (kind, name, hopeless, reason) = event_problem(&ev).unwrap();
+        assert_eq!(
+            (kind.as_str(), name.as_str(), hopeless),
+            ("Pod", "wp-install-x7k2p", false)
+        );
+        assert!(
+            reason.starts_with("FailedMount: MountVolume.SetUp failed"),
+            "{reason}"
+        );
     }
 
     #[test]

@@ -43,7 +43,8 @@ struct Tracked {
     /// object itself: they fail the wait if the uid turns out to be this object's.
     early: Vec<(String, String)>,
     /// When Storeplane last changed the object (its managed-fields time), once seen:
-    /// a Deployment's pods created before are of an earlier template.
+    /// a Deployment's pods created before are of an earlier template, and warning
+    /// events from before are about an earlier spec of the object.
     applied_at: Option<Time>,
     /// Whether the object has been seen (present or absent) by its watch.
     seen: bool,
@@ -66,7 +67,10 @@ impl Tracked {
     fn fails_on(&self, pod: &Pod) -> bool {
         match (self.key.kind.as_str(), self.update_revision()) {
             ("StatefulSet", Some(update)) => !pod_of_earlier_revision(pod, update),
-            _ => !pod_predates(pod, self.applied_at.as_ref()),
+            // Only a Deployment's pods are judged by time: a pod of any other kind never
+            // predates it (a changed Job is replaced, its pods with it).
+            ("Deployment", _) => !pod_predates(pod, self.applied_at.as_ref()),
+            _ => true,
         }
     }
 
@@ -160,6 +164,10 @@ pub(super) async fn wait_ready(
 
     let mut last_watch_error: Option<String> = None;
     let mut observed_any = false;
+    // Pod name → the tracked kind and name that own it, from the pod watch: warning
+    // events about a pod (it cannot be scheduled, a volume cannot be mounted) explain
+    // its owner.
+    let mut pod_owners: HashMap<String, (String, String)> = HashMap::new();
     // StorageClass name → binds on first consumer; a class's binding mode is immutable.
     let mut late_binding: HashMap<String, bool> = HashMap::new();
     loop {
@@ -195,10 +203,9 @@ pub(super) async fn wait_ready(
                     });
                 }
                 if let Some(o) = obj.as_ref().as_ref() {
-                    match t.key.kind.as_str() {
-                        "Deployment" => t.applied_at = applied_at(&o.metadata),
-                        "StatefulSet" => t.statefulset = Some(Box::new(o.clone())),
-                        _ => {}
+                    t.applied_at = applied_at(&o.metadata);
+                    if t.key.kind == "StatefulSet" {
+                        t.statefulset = Some(Box::new(o.clone()));
                     }
                     if !t.template_unknown() {
                         let early = std::mem::take(&mut t.early_pods);
@@ -231,6 +238,9 @@ pub(super) async fn wait_ready(
                 let Some((kind, name)) = pod_owner(&pod) else {
                     continue;
                 };
+                if let Some(pod_name) = &pod.metadata.name {
+                    pod_owners.insert(pod_name.clone(), (kind.clone(), name.clone()));
+                }
                 let Some(t) = tracked
                     .iter_mut()
                     .find(|t| t.key.kind == kind && t.key.name == name)
@@ -259,23 +269,39 @@ pub(super) async fn wait_ready(
             }
             Update::Event(event) => {
                 observed_any = true;
-                let recent = event
+                let at = event
                     .last_timestamp
                     .as_ref()
                     .map(|t| t.0)
                     .or(event.event_time.as_ref().map(|t| t.0))
-                    .or(event.metadata.creation_timestamp.as_ref().map(|t| t.0))
-                    // With no time at all it cannot be shown to be about this attempt.
-                    .is_some_and(|t| t.as_second() >= since);
-                if !recent {
+                    .or(event.metadata.creation_timestamp.as_ref().map(|t| t.0));
+                // With no time at all it cannot be shown to be about this attempt.
+                if at.is_none_or(|t| t.as_second() < since) {
                     continue;
                 }
-                let Some((kind, name, hopeless, reason)) = event_problem(&event) else {
+                let Some((mut kind, mut name, hopeless, reason)) = event_problem(&event) else {
                     continue;
                 };
+                if kind == "Pod"
+                    && let Some((owner_kind, owner)) = pod_owners.get(&name)
+                {
+                    (kind, name) = (owner_kind.clone(), owner.clone());
+                }
                 if let Some(t) = tracked.iter_mut().find(|t| {
-                    t.key.kind == kind && (t.key.name == name || pod_of(&name, &t.key.name))
+                    (t.key.kind == kind && t.key.name == name)
+                        // A pod not seen by the pod watch yet: a StatefulSet's or a
+                        // Job's by its name.
+                        || ((kind == "Pod" || kind == t.key.kind)
+                            && matches!(t.key.kind.as_str(), "StatefulSet" | "Job")
+                            && pod_of(&name, &t.key.name))
                 }) {
+                    // From before the object's last change by Storeplane: about an
+                    // earlier spec, which that change may have fixed.
+                    if let (Some(at), Some(changed)) = (at, &t.applied_at)
+                        && at < changed.0
+                    {
+                        continue;
+                    }
                     // About the object itself (not one of its pods or ReplicaSets): only
                     // if it is this object, not an earlier one of the same name.
                     let involved = &event.involved_object;

@@ -586,6 +586,55 @@ async fn a_broken_statefulset_pod_of_the_previous_revision_is_replaced_by_the_fi
     delete_namespace_and_wait(&client, &ns, Duration::from_secs(120)).await;
 }
 
+/// A pod the scheduler cannot place says so, with the scheduler's reason, in the
+/// phase's timeout: the pod (`web-<hash>-<hash>`) is tied to its Deployment.
+#[tokio::test]
+async fn a_pod_that_cannot_be_scheduled_is_named_with_the_reason_when_the_phase_times_out() {
+    let client = kube_client().await;
+    let ns = unique_name("it-unschedulable");
+    let id = unique_name("id");
+    let a = Applier::new(
+        client.clone(),
+        ApplySettings {
+            concurrency: 4,
+            phase_timeout: Duration::from_secs(15),
+            teardown_timeout: Duration::from_secs(120),
+        },
+    );
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut desired = store(&ns, &id, "4");
+    let web = desired
+        .iter_mut()
+        .find(|d| d.gvk.kind == "Deployment")
+        .unwrap();
+    web.object.data["spec"]["template"]["spec"]["nodeSelector"] =
+        json!({"storeplane.test/no-such-node": "true"});
+    let err = a
+        .apply_store(&ns, &id, &desired, &tx)
+        .await
+        .expect_err("no node fits");
+    let text = err.to_string();
+    assert!(
+        matches!(
+            &err,
+            ApplyError::Timeout {
+                phase: Phase::Application,
+                ..
+            }
+        ),
+        "{text}"
+    );
+    assert!(text.contains("Deployment/web"), "{text}");
+    assert!(
+        // From the pod's status or from the scheduler's event about the pod, whichever
+        // came last: both tie the pod to its Deployment.
+        (text.contains("cannot be scheduled") || text.contains("FailedScheduling"))
+            && text.contains("node affinity/selector"),
+        "the scheduler's reason: {text}"
+    );
+    delete_namespace_and_wait(&client, &ns, Duration::from_secs(120)).await;
+}
+
 /// An applier whose write fence has closed (its worker's lease ran out) sends no write:
 /// not the store's objects, not a prune, not the namespace's deletion. The same applier
 /// with an open fence writes as usual.
@@ -764,10 +813,14 @@ async fn a_failed_job_is_replaced_when_the_store_is_applied_again() {
         "the failed job was replaced"
     );
     assert!(
-        job.status.and_then(|s| s.conditions).is_some_and(|c| c
-            .iter()
-            .any(|c| c.type_ == "Complete" && c.status == "True")),
-        "the new job completed"
+        job.status
+            .and_then(|s| s.conditions)
+            .is_some_and(|c| c.iter().any(|c| matches!(
+                c.type_.as_str(),
+                "Complete" | "SuccessCriteriaMet"
+            ) && c.status == "True")),
+        "the new job completed (or, since Kubernetes 1.31, met its success criteria while \
+         its pod stops: the wait takes either)"
     );
     // Applied once more, the completed Job is kept.
     a.apply_store(&ns, &id, &desired("1"), &tx)
