@@ -378,6 +378,46 @@ fn missing_secrets_are_named() {
     );
 }
 
+/// Values the installers would read as command-line options (a leading `-`), or that
+/// WordPress's `is_email` refuses, are refused at the API with the field, not at
+/// install time as a failed store.
+#[test]
+fn admin_names_and_emails_that_installers_refuse_are_refused_up_front() {
+    let woo = CATALOG.get("woocommerce").unwrap();
+    let medusa = CATALOG.get("medusa").unwrap();
+    for bad in [
+        json!({"admin_user": "--admin"}),
+        json!({"admin_user": "-u"}),
+        json!({"admin_email": "--help@example.com"}),
+        json!({"admin_email": "a\"b@example.com"}),
+        json!({"admin_email": "owner@-example.com"}),
+        json!({"admin_email": "owner@example"}),
+    ] {
+        let errs = woo.validate_params(&bad).unwrap_err();
+        let field = bad.as_object().unwrap().keys().next().unwrap();
+        let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, [format!("/{field}")], "{bad}: {errs}");
+    }
+    assert!(
+        medusa
+            .validate_params(&json!({"admin_email": "-x@example.com"}))
+            .is_err()
+    );
+    for good in [
+        json!({"admin_user": "admin"}),
+        json!({"admin_user": "shop.owner@example"}),
+        json!({"admin_user": "_ops-1"}),
+        json!({"admin_email": "first.last+shop@mail.example.co.uk"}),
+        json!({"admin_email": ""}),
+    ] {
+        woo.validate_params(&good)
+            .unwrap_or_else(|e| panic!("{good}: {e}"));
+    }
+    medusa
+        .validate_params(&json!({"admin_email": "o'brien@example.com"}))
+        .unwrap();
+}
+
 #[test]
 fn parameters_are_validated_with_every_violation_listed() {
     let bp = CATALOG.get("woocommerce").unwrap();
