@@ -110,7 +110,7 @@ pub const KEPT_ON_PRUNE: &[&str] = &["PersistentVolumeClaim"];
 /// What went wrong while applying, waiting or tearing down, naming the object.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
-    #[error("the cluster does not serve {gvk}: {source}")]
+    #[error("cannot resolve {gvk} from the cluster's API discovery: {source}")]
     Discovery {
         gvk: String,
         #[source]

@@ -160,10 +160,12 @@ pub fn assess(kind: &str, obj: Option<&DynamicObject>) -> Readiness {
         "DaemonSet" => {
             let want = int_at(status, "desiredNumberScheduled").unwrap_or(0);
             let ready = int_at(status, "numberReady").unwrap_or(0);
-            if observed >= generation && ready >= want {
+            // Rolled out too: every scheduled pod of the current template.
+            let updated = int_at(status, "updatedNumberScheduled").unwrap_or(0);
+            if observed >= generation && ready >= want && updated >= want {
                 Readiness::Ready
             } else {
-                Readiness::Pending(format!("{ready}/{want} pods ready"))
+                Readiness::Pending(format!("{ready}/{want} pods ready, {updated} updated"))
             }
         }
         "Job" => {
@@ -833,6 +835,22 @@ mod tests {
             &pod("db-b", "False", false),
             "db-b"
         ));
+    }
+
+    #[test]
+    fn a_daemonset_is_ready_once_rolled_out_everywhere() {
+        let ds = |ready: i64, updated: i64| {
+            obj(json!({
+                "apiVersion": "apps/v1", "kind": "DaemonSet",
+                "metadata": {"name": "agent", "generation": 2},
+                "status": {"observedGeneration": 2, "desiredNumberScheduled": 3,
+                           "numberReady": ready, "updatedNumberScheduled": updated}
+            }))
+        };
+        assert!(assess("DaemonSet", Some(&ds(3, 3))).is_ready());
+        // Ready, but one node still runs the previous template.
+        assert!(!assess("DaemonSet", Some(&ds(3, 2))).is_ready());
+        assert!(!assess("DaemonSet", Some(&ds(2, 3))).is_ready());
     }
 
     #[test]

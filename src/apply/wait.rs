@@ -190,10 +190,21 @@ pub(super) async fn wait_ready(
                     && !t.readiness.is_ready()
                     && let Some(class) = obj.as_ref().as_ref().and_then(pending_claim_class)
                 {
-                    match class_binds_late(applier, &mut late_binding, class).await {
-                        Ok(true) => t.readiness = Readiness::Ready,
-                        Ok(false) => {}
-                        Err(e) => t.hint = Some(e),
+                    // Within the wait's deadline: a read that hangs must not hold the
+                    // phase past it.
+                    match tokio::time::timeout_at(
+                        deadline,
+                        class_binds_late(applier, &mut late_binding, class),
+                    )
+                    .await
+                    {
+                        Ok(Ok(true)) => t.readiness = Readiness::Ready,
+                        Ok(Ok(false)) => {}
+                        Ok(Err(e)) => t.hint = Some(e),
+                        Err(_) => {
+                            t.hint = Some(format!("reading StorageClass {class} timed out"));
+                            break;
+                        }
                     }
                 }
                 if let Readiness::Failed(reason) = &t.readiness {
