@@ -321,7 +321,8 @@ for r in rows:
 PY
 # The plot: matplotlib in a venv of its own under the cache dir, installed once.
 if ! "$PLOT_VENV/bin/python" -c "import matplotlib, sys; sys.exit(matplotlib.__version__ != '$MATPLOTLIB_VERSION')" 2>/dev/null; then
-	python3 -c 'import venv' 2>/dev/null || apt_install python3-venv
+	# Debian's python3 has the venv module without ensurepip (python3-venv adds it).
+	python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
 	python3 -m venv "$PLOT_VENV" || die "could not create a venv in $PLOT_VENV (apt-get install python3-venv)"
 	"$PLOT_VENV/bin/python" -m pip install --quiet "matplotlib==$MATPLOTLIB_VERSION" >&2 \
 		|| die "pip could not install matplotlib==$MATPLOTLIB_VERSION for the plot"
