@@ -198,14 +198,17 @@ impl CountCache {
     pub const FRESH: Duration = Duration::from_secs(1);
 }
 
-/// The Prometheus text, after refreshing the stores-by-status gauge (at most once per
-/// [`CountCache::FRESH`]; concurrent scrapes wait for the one count).
+/// The Prometheus text, after refreshing the stores-by-status gauge: at most once per
+/// [`CountCache::FRESH`], counted after the last count ended, and never by two scrapes
+/// at once (a scrape during a count gets the gauge as it stands, so scrapes do not
+/// queue behind a slow database).
 pub async fn metrics_response(db: &Db, metrics: &Metrics, counted: &CountCache) -> Response {
-    let mut last = counted.0.lock().await;
+    let Ok(mut last) = counted.0.try_lock() else {
+        return metrics_text(metrics);
+    };
     if last.is_some_and(|at| at.elapsed() < CountCache::FRESH) {
         return metrics_text(metrics);
     }
-    *last = Some(std::time::Instant::now());
     match tokio::time::timeout(PROBE_TIMEOUT, db.count_stores_by_status()).await {
         Ok(Ok(counts)) => {
             for status in StoreStatus::ALL {
@@ -227,6 +230,7 @@ pub async fn metrics_response(db: &Db, metrics: &Metrics, counted: &CountCache) 
         }
         Err(_) => tracing::debug!("counting stores for /metrics timed out"),
     }
+    *last = Some(std::time::Instant::now());
     drop(last);
     metrics_text(metrics)
 }

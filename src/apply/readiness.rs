@@ -358,11 +358,14 @@ pub fn pod_of_earlier_revision(pod: &Pod, update_revision: &str) -> bool {
 }
 
 /// Whether a StatefulSet pod holds the StatefulSet's rollout back for good: of an
-/// earlier revision than the one being rolled out, not ready, and not already going.
-/// Under the default `OrderedReady` pod management the controller replaces a pod of an
-/// earlier revision only once it is ready, so a broken one (a bad image, a crash loop)
-/// is never replaced — Kubernetes calls the remedy "forced rollback": delete the pod,
-/// and the controller makes it again from the current revision.
+/// earlier revision than the one being rolled out, not ready, not already going, and
+/// broken — its state says so ([`pod_problem`]: an image that cannot be pulled, a crash
+/// loop, a container that cannot be created), not merely starting (a database
+/// initialising must not be cut off). Under the default `OrderedReady` pod management
+/// the controller replaces a pod of an earlier revision only once it is ready, so a
+/// broken one is never replaced — Kubernetes calls the remedy "forced rollback": delete
+/// the pod, and the controller makes it again from the current revision. A pod whose
+/// ordinal is below the rollout's `partition` keeps its revision by design.
 pub fn holds_rollout_back(sts: &DynamicObject, pod: &Pod) -> bool {
     let Some(update) = statefulset_update_revision(sts) else {
         return false;
@@ -377,10 +380,23 @@ pub fn holds_rollout_back(sts: &DynamicObject, pod: &Pod) -> bool {
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    let partition = sts
+        .data
+        .pointer("/spec/updateStrategy/rollingUpdate/partition")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let ordinal = pod
+        .metadata
+        .name
+        .as_deref()
+        .and_then(|n| n.rsplit_once('-'))
+        .and_then(|(_, o)| o.parse::<i64>().ok());
     rolling
         && pod_of_earlier_revision(pod, update)
         && pod.metadata.deletion_timestamp.is_none()
         && !ready
+        && ordinal.is_some_and(|o| o >= partition)
+        && pod_problem(pod).is_some()
 }
 
 /// A warning Event about one of our objects that explains a failure:
@@ -803,7 +819,11 @@ mod tests {
         let pod = |revision: &str, ready: &str, deleting: bool| -> Pod {
             let mut p = json!({
                 "metadata": {"name": "db-0", "labels": {"controller-revision-hash": revision}},
-                "status": {"conditions": [{"type": "Ready", "status": ready}]}
+                "status": {"conditions": [{"type": "Ready", "status": ready}],
+                           "containerStatuses": [{"name": "db", "image": "db:1", "imageID": "",
+                               "ready": false, "restartCount": 0,
+                               "state": {"waiting": {"reason": "ImagePullBackOff",
+                                                     "message": "Back-off pulling image"}}}]}
             });
             if deleting {
                 p["metadata"]["deletionTimestamp"] = json!("2026-11-28T12:00:00Z");
@@ -816,6 +836,18 @@ mod tests {
         assert!(!holds_rollout_back(&rolling, &pod("db-a", "True", false)));
         assert!(!holds_rollout_back(&rolling, &pod("db-b", "False", false)));
         assert!(!holds_rollout_back(&rolling, &pod("db-a", "False", true)));
+        // Not ready but nothing wrong: starting (a database initialising).
+        let mut starting = pod("db-a", "False", false);
+        starting.status.as_mut().unwrap().container_statuses = None;
+        assert!(!holds_rollout_back(&rolling, &starting));
+        // Below the rollout's partition: kept at its revision on purpose.
+        let mut partitioned = rolling.clone();
+        partitioned.data["spec"]["updateStrategy"] =
+            json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 1}});
+        assert!(!holds_rollout_back(
+            &partitioned,
+            &pod("db-a", "False", false)
+        ));
         // No rollout, or the spec just written not observed yet (its revision unknown).
         assert!(!holds_rollout_back(
             &sts(2, "db-a", "db-a"),

@@ -230,7 +230,7 @@ pub(super) async fn wait_ready(
                         }
                     }
                     if t.key.kind == "StatefulSet" {
-                        replace_blockers(applier, namespace, t).await?;
+                        replace_blockers(applier, namespace, t, deadline).await?;
                     }
                 }
                 if let Some(uid) = obj.as_ref().as_ref().and_then(|o| o.metadata.uid.clone()) {
@@ -275,7 +275,7 @@ pub(super) async fn wait_ready(
                     && let Some(pod_name) = pod.metadata.name.clone()
                 {
                     t.pods.insert(pod_name, pod);
-                    replace_blockers(applier, namespace, t).await?;
+                    replace_blockers(applier, namespace, t, deadline).await?;
                 }
             }
             Update::Event(event) => {
@@ -411,6 +411,7 @@ async fn replace_blockers(
     applier: &Applier,
     namespace: &str,
     t: &mut Tracked,
+    deadline: tokio::time::Instant,
 ) -> Result<(), ApplyError> {
     let Some(sts) = t.statefulset.as_deref() else {
         return Ok(());
@@ -433,7 +434,15 @@ async fn replace_blockers(
             }),
             ..Default::default()
         };
-        match pods.delete(&name, &dp).await {
+        // Within the wait's deadline, like every call the wait makes.
+        let deleted = tokio::time::timeout_at(deadline, pods.delete(&name, &dp))
+            .await
+            .unwrap_or_else(|_| {
+                Err(kube::Error::Service(
+                    "no answer before the phase's deadline".into(),
+                ))
+            });
+        match deleted {
             Ok(_) => {
                 tracing::info!(namespace, pod = %name, object = %t.key, "deleted a pod of the previous revision that was not ready and held the rollout back");
                 t.hint = Some(format!(
