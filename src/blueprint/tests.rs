@@ -168,6 +168,76 @@ fn the_ingress_controller_is_one_peer_of_namespace_and_pod_labels() {
     }
 }
 
+/// WordPress's and MySQL's credentials reach their processes as files (the images read
+/// `<VAR>_FILE`), never as environment variables, where phpinfo() and debug plugins
+/// print them: every `_FILE` variable names a key of a Secret mounted in that
+/// container, and no container takes a credential Secret whole with `envFrom`.
+#[test]
+fn woocommerce_credentials_are_files_not_environment() {
+    let woo = render("woocommerce", json!({})).unwrap();
+    let secrets: BTreeMap<String, &Value> = woo
+        .objects
+        .iter()
+        .filter(|o| o.gvk.kind == "Secret")
+        .map(|o| (o.name().to_owned(), &o.object.data))
+        .collect();
+    let mut files = 0;
+    for o in &woo.objects {
+        let spec = match o.gvk.kind.as_str() {
+            "Deployment" | "StatefulSet" | "Job" => o.object.data.pointer("/spec/template/spec"),
+            "CronJob" => o
+                .object
+                .data
+                .pointer("/spec/jobTemplate/spec/template/spec"),
+            _ => None,
+        };
+        let Some(spec) = spec else { continue };
+        let volumes = spec["volumes"].as_array().cloned().unwrap_or_default();
+        for c in spec["containers"].as_array().unwrap() {
+            let who = format!("{} container {}", o.key(), c["name"]);
+            for from in c["envFrom"].as_array().into_iter().flatten() {
+                let name = from["secretRef"]["name"].as_str().unwrap_or("");
+                assert!(
+                    !["wordpress-credentials", "mysql-credentials"].contains(&name),
+                    "{who} takes {name} into its environment"
+                );
+            }
+            for e in c["env"].as_array().into_iter().flatten() {
+                let name = e["name"].as_str().unwrap();
+                assert!(
+                    e.get("valueFrom").is_none(),
+                    "{who}: {name} comes from a Secret into the environment"
+                );
+                let Some(var) = name.strip_suffix("_FILE") else {
+                    continue;
+                };
+                let path = e["value"].as_str().unwrap();
+                let (dir, key) = path.rsplit_once('/').unwrap();
+                assert_eq!(key, var, "{who}: {name} names the key of its variable");
+                let mount = c["volumeMounts"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|m| m["mountPath"] == dir)
+                    .unwrap_or_else(|| panic!("{who}: nothing mounted at {dir}"));
+                assert_eq!(mount["readOnly"], true, "{who}: {dir}");
+                let volume = volumes
+                    .iter()
+                    .find(|v| v["name"] == mount["name"])
+                    .unwrap_or_else(|| panic!("{who}: no volume {}", mount["name"]));
+                let secret = volume["secret"]["secretName"].as_str().unwrap();
+                assert!(
+                    secrets[secret]["data"].get(key).is_some(),
+                    "{who}: Secret {secret} has no key {key}"
+                );
+                files += 1;
+            }
+        }
+    }
+    // MySQL's two, and WordPress's nine in the server, the installer and the cron.
+    assert_eq!(files, 2 + 3 * 9);
+}
+
 #[test]
 fn builtins_render_what_the_issue_asks_for() {
     let woo = render("woocommerce", json!({})).unwrap();
@@ -673,7 +743,7 @@ fn unknown_fields_name_blueprint_template_and_line() {
     let problems = err.problems();
     assert_eq!(problems.len(), 1, "{problems:?}");
     let p = &problems[0];
-    assert!(p.starts_with("blueprint `woocommerce`, template `wordpress.yaml.j2` line 48 (rendered line 41: `imagePullPolice: IfNotPresent`)"), "{p}");
+    assert!(p.starts_with("blueprint `woocommerce`, template `wordpress.yaml.j2` line 49 (rendered line 41: `imagePullPolice: IfNotPresent`)"), "{p}");
     assert!(
         p.contains("unknown field /spec/template/spec/containers/0/imagePullPolice"),
         "{p}"
@@ -744,7 +814,7 @@ fn undefined_variables_name_the_template_line() {
     assert_eq!(p.len(), 1, "{p:?}");
     assert!(
         p[0].starts_with(
-            "blueprint `woocommerce`, template `mysql.yaml.j2` line 51: undefined value"
+            "blueprint `woocommerce`, template `mysql.yaml.j2` line 53: undefined value"
         ),
         "{}",
         p[0]
@@ -818,7 +888,7 @@ fn blueprints_dir_overrides_and_adds_engines_without_rust() {
     let (dir, _) = planted(
         "woocommerce",
         "blueprint.yaml",
-        replace_once("version: 1.1.0", "version: 1.1.0-custom"),
+        replace_once("version: 1.2.0", "version: 1.2.0-custom"),
     );
     // A new engine: a plain static web server, by folder only.
     let hello = dir.path().join("hello");
@@ -834,7 +904,7 @@ fn blueprints_dir_overrides_and_adds_engines_without_rust() {
     .unwrap();
     assert_eq!(catalog.names(), ["hello", "medusa", "woocommerce"]);
     let woo = catalog.get("woocommerce").unwrap();
-    assert_eq!(woo.version, "1.1.0-custom");
+    assert_eq!(woo.version, "1.2.0-custom");
     assert!(matches!(
         woo.source,
         BlueprintSource::Folder {
@@ -849,7 +919,7 @@ fn blueprints_dir_overrides_and_adds_engines_without_rust() {
     let r = render_with(woo, &store(), json!({}), &PlatformSettings::default()).unwrap();
     assert_eq!(
         r.objects[0].object.metadata.annotations.as_ref().unwrap()["storeplane.dev/blueprint"],
-        "woocommerce@1.1.0-custom"
+        "woocommerce@1.2.0-custom"
     );
 
     let hello = catalog.get("hello").unwrap();
@@ -2041,7 +2111,7 @@ fn template_names_starting_with_at_are_load_errors() {
     let (_d, path) = planted(
         "woocommerce",
         "blueprint.yaml",
-        replace_once("version: 1.1.0", "version: 1.1.1"),
+        replace_once("version: 1.2.0", "version: 1.2.1"),
     );
     std::fs::write(path.join("@url:x.yaml.j2"), "a: {{ params.title }}\n").unwrap();
     let err = Blueprint::from_folder(&path, true).unwrap_err().to_string();

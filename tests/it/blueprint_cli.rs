@@ -329,7 +329,7 @@ fn a_broken_blueprint_fails_without_output() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
         stderr.starts_with(
-            "error: blueprint `woocommerce`, template `mysql.yaml.j2` line 51: undefined value"
+            "error: blueprint `woocommerce`, template `mysql.yaml.j2` line 53: undefined value"
         ),
         "{stderr}"
     );

@@ -156,6 +156,23 @@ additions (the site URL, no loopback WP-cron, direct file writes).
     define('WP_SITEURL', getenv('STOREPLANE_URL'));
     define('DISABLE_WP_CRON', true);
     define('FS_METHOD', 'direct');
+{{- range list "WORDPRESS_DB_PASSWORD" "WORDPRESS_AUTH_KEY" "WORDPRESS_SECURE_AUTH_KEY" "WORDPRESS_LOGGED_IN_KEY" "WORDPRESS_NONCE_KEY" "WORDPRESS_AUTH_SALT" "WORDPRESS_SECURE_AUTH_SALT" "WORDPRESS_LOGGED_IN_SALT" "WORDPRESS_NONCE_SALT" }}
+- name: {{ . }}_FILE
+  value: /run/secrets/wordpress/{{ . }}
+{{- end }}
+{{- end }}
+
+{{/* The wordpress-credentials Secret as files, for the _FILE variables above. */}}
+{{- define "woocommerce.credentialsMount" -}}
+- name: credentials
+  mountPath: /run/secrets/wordpress
+  readOnly: true
+{{- end }}
+{{- define "woocommerce.credentialsVolume" -}}
+- name: credentials
+  secret:
+    secretName: wordpress-credentials
+    defaultMode: 288
 {{- end }}
 
 {{/* Runs a pod on WordPress's node: the content volume is ReadWriteOnce. */}}
