@@ -446,6 +446,35 @@ async fn a_claim_that_binds_on_first_consumer_does_not_hold_the_storage_phase() 
         .unwrap();
 }
 
+/// Writes what the kubelet would report for a pod whose container cannot start (kwok
+/// runs no containers): its image name cannot be parsed; with `not_ready`, the pod's
+/// Ready conditions say so too (without, the pod stays Ready to its controller).
+async fn report_invalid_image(
+    pods: &Api<k8s_openapi::api::core::v1::Pod>,
+    pod: &str,
+    container: &str,
+    not_ready: bool,
+) {
+    use kube::api::{Patch, PatchParams};
+    let mut status = json!({"containerStatuses": [{
+        "name": container, "image": "registry.example/app:1", "imageID": "", "ready": false,
+        "restartCount": 0,
+        "state": {"waiting": {"reason": "InvalidImageName",
+                              "message": "couldn't parse image name"}}}]});
+    if not_ready {
+        status["conditions"] = json!([
+            {"type": "Ready", "status": "False", "reason": "ContainersNotReady"},
+            {"type": "ContainersReady", "status": "False", "reason": "ContainersNotReady"}]);
+    }
+    pods.patch_status(
+        pod,
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": status })),
+    )
+    .await
+    .unwrap();
+}
+
 /// A Deployment of one replica keeps its old pod until the new one is available. When
 /// that old pod is broken (here its container cannot start: the kubelet's state written
 /// by hand, as kwok runs no containers) and the change applied is what fixes it, the
@@ -453,7 +482,7 @@ async fn a_claim_that_binds_on_first_consumer_does_not_hold_the_storage_phase() 
 #[tokio::test]
 async fn a_broken_pod_of_the_previous_template_does_not_fail_the_fix() {
     use k8s_openapi::api::core::v1::Pod;
-    use kube::api::{ListParams, Patch, PatchParams};
+    use kube::api::ListParams;
     let client = kube_client().await;
     let ns = unique_name("it-fix");
     let id = unique_name("id");
@@ -472,17 +501,7 @@ async fn a_broken_pod_of_the_previous_template_does_not_fail_the_fix() {
         .items;
     assert_eq!(web.len(), 1);
     let broken = web[0].metadata.name.clone().unwrap();
-    pods.patch_status(
-        &broken,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"status": {"containerStatuses": [{
-            "name": "web", "image": "registry.example/app:1", "imageID": "", "ready": false,
-            "restartCount": 0,
-            "state": {"waiting": {"reason": "InvalidImageName",
-                                  "message": "couldn't parse image name"}}}]}})),
-    )
-    .await
-    .unwrap();
+    report_invalid_image(&pods, &broken, "web", false).await;
     // The pod predates the fix by at least the managed-fields time's one second.
     tokio::time::sleep(Duration::from_millis(1100)).await;
 
@@ -516,7 +535,6 @@ async fn a_broken_pod_of_the_previous_template_does_not_fail_the_fix() {
 async fn a_broken_statefulset_pod_of_the_previous_revision_is_replaced_by_the_fix() {
     use k8s_openapi::api::apps::v1::StatefulSet;
     use k8s_openapi::api::core::v1::Pod;
-    use kube::api::{Patch, PatchParams};
     let client = kube_client().await;
     let ns = unique_name("it-sts-fix");
     let id = unique_name("id");
@@ -529,21 +547,7 @@ async fn a_broken_statefulset_pod_of_the_previous_revision_is_replaced_by_the_fi
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let broken_uid = pods.get("db-0").await.unwrap().metadata.uid.unwrap();
-    // What the kubelet would report for a container that cannot start (kwok runs none).
-    pods.patch_status(
-        "db-0",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"status": {
-            "conditions": [{"type": "Ready", "status": "False", "reason": "ContainersNotReady"},
-                           {"type": "ContainersReady", "status": "False", "reason": "ContainersNotReady"}],
-            "containerStatuses": [{
-                "name": "db", "image": "registry.example/app:1", "imageID": "", "ready": false,
-                "restartCount": 0,
-                "state": {"waiting": {"reason": "InvalidImageName",
-                                      "message": "couldn't parse image name"}}}]}})),
-    )
-    .await
-    .unwrap();
+    report_invalid_image(&pods, "db-0", "db", true).await;
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while sets

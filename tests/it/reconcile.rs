@@ -193,6 +193,14 @@ async fn ready(db: &Db, id: Uuid) -> Store {
     .expect("ready store")
 }
 
+async fn failed(db: &Db, id: Uuid) -> Store {
+    wait_for(db, id, "failed", |s| {
+        s.is_some_and(|s| s.status == StoreStatus::Failed)
+    })
+    .await
+    .expect("failed store")
+}
+
 async fn gone(db: &Db, id: Uuid) {
     wait_for(db, id, "gone", |s| s.is_none()).await;
 }
@@ -820,11 +828,7 @@ async fn a_store_that_cannot_fit_fails_with_the_reason_and_no_retry_storm() {
         let name = format!("starved-{}", &Uuid::new_v4().simple().to_string()[..5]);
         let store = create(&t.db, &catalog, owner, "starved", &name).await;
         waker.wake(store.id).await;
-        let failed = wait_for(&t.db, store.id, "failed", |s| {
-            s.is_some_and(|s| s.status == StoreStatus::Failed)
-        })
-        .await
-        .unwrap();
+        let failed = failed(&t.db, store.id).await;
         let message = failed.error_message.clone().unwrap();
         assert!(message.contains("Deployment/wordpress"), "{message}");
         assert!(message.contains("exceeded quota"), "{message}");
@@ -871,11 +875,7 @@ async fn an_attempt_that_panics_fails_the_store_once_and_a_retry_recovers_it() {
     let name = format!("panics-{}", &Uuid::new_v4().simple().to_string()[..5]);
     let store = create(&t.db, &catalog, owner, "woocommerce", &name).await;
     waker.wake(store.id).await;
-    let failed = wait_for(&t.db, store.id, "failed", |s| {
-        s.is_some_and(|s| s.status == StoreStatus::Failed)
-    })
-    .await
-    .unwrap();
+    let failed = failed(&t.db, store.id).await;
     let message = failed.error_message.clone().unwrap();
     assert!(
         message.contains("crashed on an internal error"),
