@@ -55,6 +55,22 @@ free_port() {
   die "no free port found on 127.0.0.1"
 }
 
+# drop_settings PATTERN... — unsets every exported STOREPLANE_* variable except those
+# matching a PATTERN (shell globs): Storeplane's settings from the caller's environment
+# (a real STOREPLANE_DATABASE_URL, key file, blueprints dir, …) must not reach the
+# servers a script starts.
+drop_settings() {
+  local var keep
+  while IFS= read -r var; do
+    [[ "$var" == STOREPLANE_* ]] || continue
+    for keep in "$@"; do
+      # shellcheck disable=SC2053 # a glob on purpose
+      [[ "$var" == $keep ]] && continue 2
+    done
+    unset "$var"
+  done < <(compgen -e)
+}
+
 # need_cmd CMD PACKAGE — installs PACKAGE when CMD is missing.
 need_cmd() {
   command -v "$1" >/dev/null 2>&1 || apt_install "$2"
