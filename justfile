@@ -29,11 +29,11 @@ fmt:
 # Formatting and clippy, as CI checks them.
 lint:
     cargo fmt --all --check
-    cargo clippy --workspace --all-targets -- -D warnings
+    cargo clippy --workspace --all-targets --locked -- -D warnings
 
 # Unit and snapshot tests only (no cluster, no PostgreSQL).
 unit:
-    cargo test --workspace --lib --bins
+    cargo test --workspace --lib --bins --locked
 
 # Render a blueprint to stdout, e.g. `just render woocommerce shop --set plan=large`.
 render engine name *args:

@@ -390,9 +390,22 @@ describe("the dashboard against storeplane serve on testenv", () => {
 
     test("signing out ends the session; a revoked token sends the page back to sign-in", { timeout: 120_000 }, async () => {
       const { context, page } = await signIn(alice);
+      const before = await page.evaluate(() => JSON.parse(sessionStorage.getItem("storeplane.session") ?? "{}").token);
+      assert.match(before, /^sp_/);
       await page.getByRole("button", { name: "Sign out" }).click();
       await page.waitForURL("**/signin");
       await page.getByRole("status").filter({ hasText: "You are signed out." }).waitFor();
+      // The page forgot the token at once and revoked it on the server in the background:
+      // it stops working (within the 5 s the server trusts a verified token).
+      const revokedBy = Date.now() + 15_000;
+      for (;;) {
+        const res = await fetch(server.url + "/api/me", { headers: { Authorization: `Bearer ${before}` } });
+        await res.arrayBuffer();
+        if (res.status === 401) break;
+        assert.equal(res.status, 200);
+        assert.ok(Date.now() < revokedBy, "the signed-out token still works after 15 s");
+        await new Promise((r) => setTimeout(r, 500));
+      }
       await page.goto(server.url + "/stores/new");
       await page.waitForURL("**/signin?next=%2Fstores%2Fnew");
 

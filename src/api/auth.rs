@@ -31,12 +31,20 @@ async fn check_bearer(req: &poem::Request, bearer: Bearer) -> poem::Result<Calle
     Ok(authenticate(state, &bearer.token).await?)
 }
 
-/// The account a request is made by.
-#[derive(Debug, Clone)]
+/// The account a request is made by. `Debug` leaves the token's hash out.
+#[derive(Clone)]
 pub struct Caller {
     pub user: User,
     /// The hash of the token it authenticated with (logout deletes it).
     pub token_hash: String,
+}
+
+impl std::fmt::Debug for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Caller")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Caller {
@@ -171,6 +179,18 @@ mod tests {
             store_limit: 10,
             created_at: Utc::now(),
         }
+    }
+
+    #[test]
+    fn a_caller_debugs_without_its_token_hash_or_password_hash() {
+        let caller = Caller {
+            user: user(),
+            token_hash: "0f1e2d3c4b5a69788796a5b4c3d2e1f0".into(),
+        };
+        let text = format!("{caller:?}");
+        assert!(text.contains("a@example.test"), "{text}");
+        assert!(!text.contains("0f1e2d3c"), "{text}");
+        assert!(!text.contains("argon2id"), "{text}");
     }
 
     #[test]

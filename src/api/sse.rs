@@ -1,6 +1,8 @@
-//! The live event stream of one store: polls the database every 500 ms with the keyset
-//! cursor (simple, and right with several replicas, since any replica may have written
-//! the event), and turns what it finds into server-sent events: `store_event` (with the
+//! The live event stream of one store: polls the database with the keyset cursor
+//! (simple, and right with several replicas, since any replica may have written the
+//! event) — every 500 ms while the store is provisioning or being deleted, backing off
+//! to every 4 s while a ready or failed store has no news (a tab left open on it should
+//! cost next to nothing) — and turns what it finds into server-sent events: `store_event` (with the
 //! event id as SSE `id`), `store` when status or progress changed, `deleted` at the end.
 //!
 //! Ends when the store is gone, when the token it was opened with is revoked or expires
@@ -25,8 +27,12 @@ use std::time::Duration;
 use tracing::Instrument as _;
 use uuid::Uuid;
 
-/// How often a stream asks the database for news.
+/// How often a stream asks the database for news while its store is changing, and
+/// right after any news.
 pub const POLL: Duration = Duration::from_millis(500);
+/// The longest pause between reads for a ready or failed store with no news: each read
+/// that finds nothing doubles the pause, from `POLL` up to this.
+pub const IDLE_POLL: Duration = Duration::from_secs(4);
 /// How often a comment is sent to keep idle connections open.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// How often a stream checks that its token still stands (sign-out, expiry, a changed
@@ -50,6 +56,10 @@ struct Cursor {
     first: bool,
     /// The last read filled a whole batch: more is waiting, read it without a pause.
     behind: bool,
+    /// The store was ready or failed at the last read: nothing is expected soon.
+    settled: bool,
+    /// Reads in a row that found nothing to send.
+    quiet: u32,
     done: bool,
     /// The request's span (with its request id): the stream is read after the handler
     /// returned, outside it, so each step re-enters it for its log lines.
@@ -77,6 +87,8 @@ pub fn store_stream(
         shown: None,
         first: true,
         behind: false,
+        settled: false,
+        quiet: 0,
         done: false,
         span: tracing::Span::current(),
         _slot: slot,
@@ -89,7 +101,7 @@ pub fn store_stream(
         }
         if !c.first && !c.behind {
             tokio::select! {
-                _ = tokio::time::sleep(POLL) => {}
+                _ = tokio::time::sleep(pause(c.settled, c.quiet)) => {}
                 _ = c.state.shutdown.cancelled() => return None,
             }
         }
@@ -117,6 +129,7 @@ pub fn store_stream(
             return None;
         }
         let batch = poll(&mut c).await;
+        c.quiet = if batch.is_empty() { c.quiet.saturating_add(1) } else { 0 };
         c.first = false;
         Some((batch, c))
         }
@@ -124,6 +137,15 @@ pub fn store_stream(
     })
     .flat_map(stream::iter)
     .boxed()
+}
+
+/// The pause before the next read: `POLL` while the store changes or just changed,
+/// doubling with every quiet read of a settled store, up to `IDLE_POLL`.
+fn pause(settled: bool, quiet: u32) -> Duration {
+    if !settled {
+        return POLL;
+    }
+    POLL.saturating_mul(1 << quiet.min(8)).min(IDLE_POLL)
 }
 
 /// What one read of the log found.
@@ -171,6 +193,7 @@ async fn poll(c: &mut Cursor) -> Vec<StreamMessage> {
     };
     match store {
         Ok(Some(store)) => {
+            c.settled = matches!(store.status, StoreStatus::Ready | StoreStatus::Failed);
             if c.latest.is_none() {
                 // Started from a cursor: the latest event is before it.
                 if let Ok(mut latest) = c.state.db.latest_events(&[c.id]).await {
@@ -214,5 +237,22 @@ pub fn to_sse(message: StreamMessage) -> sse::Event {
             .id(e.id.to_string()),
         StreamMessage::Store(s) => sse::Event::message(s.to_json_string()).event_type("store"),
         StreamMessage::Deleted(d) => sse::Event::message(d.to_json_string()).event_type("deleted"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_settled_store_is_read_less_and_less_often_and_a_changing_one_every_poll() {
+        // Provisioning or deleting: every POLL, however quiet.
+        for quiet in [0, 1, 5, 1000] {
+            assert_eq!(pause(false, quiet), POLL);
+        }
+        // Ready or failed: 0.5, 1, 2, 4 s, then 4 s for good.
+        let pauses: Vec<u64> = (0..7).map(|q| pause(true, q).as_millis() as u64).collect();
+        assert_eq!(pauses, [500, 1000, 2000, 4000, 4000, 4000, 4000]);
+        assert_eq!(pause(true, u32::MAX), IDLE_POLL);
     }
 }

@@ -230,11 +230,40 @@ mod tests {
             "<html>app</html>"
         );
         assert!(d.serve(&get("/assets/missing.js")).await.is_err());
-        let r = d.serve(&get("/../etc/passwd")).await.unwrap();
-        assert_eq!(
-            r.into_body().into_string().await.unwrap(),
-            "<html>app</html>"
-        );
+    }
+
+    #[tokio::test]
+    async fn never_reads_a_file_outside_the_served_folder() {
+        // The served folder is `root/dist`; a secret lies next to it, one `..` away.
+        let root = tempfile::tempdir().unwrap();
+        let dist = root.path().join("dist");
+        std::fs::create_dir_all(dist.join("assets")).unwrap();
+        std::fs::write(dist.join("index.html"), "<html>app</html>").unwrap();
+        std::fs::write(root.path().join("secret.txt"), "SECRET").unwrap();
+        let d = Dashboard::new(Some(dist));
+        let get = |p: &str| Request::builder().uri(p.parse().unwrap()).finish();
+        for path in [
+            "/../secret.txt",
+            "/a/../../secret.txt",
+            "/assets/../../secret.txt",
+            "/./../secret.txt",
+            "/..%2fsecret.txt",
+            "/%2e%2e/secret.txt",
+        ] {
+            let body = match d.serve(&get(path)).await {
+                Ok(r) => r.into_body().into_string().await.unwrap(),
+                Err(e) => format!("refused: {e:?}"),
+            };
+            assert!(
+                !body.contains("SECRET"),
+                "{path} read the file outside: {body}"
+            );
+        }
+        // The same request path inside the folder is served: the guard, not a missing
+        // file, kept the secret in.
+        std::fs::write(root.path().join("dist/secret.txt"), "INSIDE").unwrap();
+        let r = d.serve(&get("/secret.txt")).await.unwrap();
+        assert_eq!(r.into_body().into_string().await.unwrap(), "INSIDE");
     }
 
     #[tokio::test]

@@ -4,7 +4,7 @@
 //! existence leak); admins see every store.
 //!
 //! Validation order on create: name, engine, parameters (every violation listed), then
-//! the database (duplicate name 409, store limit 403 stating the limit). Changes are
+//! the database (duplicate name 409 first, then the store limit 403 stating the limit). Changes are
 //! made through `crate::db` and the orchestrator is woken through the `Waker`; nothing
 //! here talks to the cluster.
 

@@ -183,7 +183,10 @@ impl Db {
         let mut token = ApiToken::from(token);
         let stale = now - LAST_USED_RESOLUTION;
         if token.last_used_at.is_none_or(|t| t < stale) {
-            // Conditional, so that concurrent requests write once.
+            // Conditional, so that concurrent requests write once. Bookkeeping only:
+            // the token was found valid above, and a database that refuses this write
+            // (a read-only PostgreSQL after a failover, a lock held too long) must not
+            // turn every request into an error.
             let touched = api_tokens::Entity::update_many()
                 .col_expr(api_tokens::Column::LastUsedAt, now.into())
                 .filter(api_tokens::Column::Id.eq(token.id))
@@ -193,10 +196,15 @@ impl Db {
                         .add(api_tokens::Column::LastUsedAt.lt(stale)),
                 )
                 .exec(&self.conn)
-                .await
-                .map_err(self.e())?;
-            if touched.rows_affected > 0 {
-                token.last_used_at = Some(now);
+                .await;
+            match touched {
+                Ok(touched) if touched.rows_affected > 0 => token.last_used_at = Some(now),
+                Ok(_) => {}
+                Err(err) => tracing::warn!(
+                    token_id = %token.id,
+                    error = %err,
+                    "could not record the token's last use; the request goes on"
+                ),
             }
         }
         Ok(Some((user, token)))

@@ -154,8 +154,17 @@ fn sqlx_transient(err: &sea_orm::SqlxError) -> bool {
             }
             // PostgreSQL (SQLSTATE; some are all digits, e.g. 42501 permission denied,
             // which is no reason to wait): connection exceptions (class 08), shutdown /
-            // not yet accepting connections (57P01-57P03), too many connections (53300).
-            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
+            // not yet accepting connections (57P01-57P03), insufficient resources
+            // (class 53: disk full, out of memory, too many connections), a read-only
+            // server (25006: a standby, or the old primary after a failover),
+            // serialization failure and deadlock (40001, 40P01: retrying succeeds),
+            // lock not available (55P03).
+            code.starts_with("08")
+                || code.starts_with("53")
+                || matches!(
+                    &*code,
+                    "57P01" | "57P02" | "57P03" | "25006" | "40001" | "40P01" | "55P03"
+                )
         }
         _ => false,
     }

@@ -74,17 +74,10 @@ impl Db {
         let Some(user) = user else {
             return Err(DbError::NotFound);
         };
-        let limit = u32::try_from(user.store_limit).unwrap_or(0);
-        let count = stores::Entity::find()
-            .filter(stores::Column::UserId.eq(new.user_id))
-            .count(txn)
-            .await
-            .map_err(self.e())?;
-        if count >= u64::from(limit) {
-            return Err(DbError::LimitReached { limit });
-        }
         // A name of the owner's own is the clearer answer than the host it implies
-        // (which the insert would report first on SQLite).
+        // (which the insert would report first on SQLite), and than the limit: a
+        // client that sends its create again after losing the first answer learns
+        // that the store exists, not that it has no room for another.
         let same_name = stores::Entity::find()
             .filter(stores::Column::UserId.eq(new.user_id))
             .filter(stores::Column::Name.eq(new.name.as_str()))
@@ -93,6 +86,15 @@ impl Db {
             .map_err(self.e())?;
         if same_name > 0 {
             return Err(DbError::DuplicateName { name: new.name });
+        }
+        let limit = u32::try_from(user.store_limit).unwrap_or(0);
+        let count = stores::Entity::find()
+            .filter(stores::Column::UserId.eq(new.user_id))
+            .count(txn)
+            .await
+            .map_err(self.e())?;
+        if count >= u64::from(limit) {
+            return Err(DbError::LimitReached { limit });
         }
 
         let now = now();

@@ -142,6 +142,55 @@ async fn a_refused_privilege_on_postgresql_is_an_error_not_an_outage() {
     assert!(text.contains("permission denied"), "{text}");
 }
 
+/// The old primary after a failover, or a standby, refuses writes (SQLSTATE 25006):
+/// that is "unavailable, retry" (a 503), not an internal error, and a valid token still
+/// signs its request in although the bookkeeping write of its last use is refused.
+#[tokio::test]
+async fn a_read_only_postgresql_is_unavailable_and_tokens_still_sign_in() {
+    let t = fresh(Backend::Postgres).await;
+    let u = user(&t, "ro@example.com", 10).await;
+    let (_, hash) = storeplane::auth::generate_token();
+    let now = t0();
+    t.insert_token(u.id, &hash, "cli", None).await.unwrap();
+    t.user_for_token(&hash, now)
+        .await
+        .unwrap()
+        .expect("signed in");
+    let name = t.url.rsplit('/').next().unwrap().split('?').next().unwrap();
+    t.raw(&format!(
+        "ALTER DATABASE {name} SET default_transaction_read_only = on"
+    ))
+    .await;
+    // New sessions get the setting; the test's own pool keeps its old ones.
+    let read_only = Db::open_existing(&t.url).await;
+    let outcome = match &read_only {
+        Ok(db) => Some((
+            db.user_for_token(&hash, now + secs(120)).await,
+            db.create_store(new_store(&u, "after-failover")).await,
+        )),
+        Err(_) => None,
+    };
+    if let Ok(db) = read_only {
+        db.close().await.unwrap();
+    }
+    t.finish().await;
+    let (signed_in, created) = outcome.expect("a read-only database opens for reading");
+    let (who, token) = signed_in
+        .unwrap_or_else(|e| panic!("sign-in on a read-only database: {}", chain(&e)))
+        .expect("the token is valid");
+    assert_eq!(who.id, u.id);
+    assert_eq!(
+        token.last_used_at,
+        Some(storeplane_time(now)),
+        "the refused write is not reported as done"
+    );
+    let Err(err) = created else {
+        panic!("a store was created on a read-only database");
+    };
+    assert!(err.is_unavailable(), "{}", chain(&err));
+    assert!(chain(&err).contains("read-only"), "{}", chain(&err));
+}
+
 #[tokio::test]
 async fn create_store_writes_the_store_and_its_created_event() {
     each_backend(|t: TestDb| async move {
@@ -246,6 +295,18 @@ async fn store_names_are_unique_per_user() {
         // Another user may use the name.
         store(&t, &b, "shop").await;
         assert_eq!(t.list_stores(StoreQuery::default()).await.unwrap().len(), 2);
+        // At the limit, a create sent again (its first answer lost) learns that the
+        // store exists, not that there is no room for it.
+        let c = user(&t, "c@example.com", 1).await;
+        store(&t, &c, "solo").await;
+        assert!(matches!(
+            t.create_store(new_store(&c, "solo")).await,
+            Err(DbError::DuplicateName { .. })
+        ));
+        assert!(matches!(
+            t.create_store(new_store(&c, "other")).await,
+            Err(DbError::LimitReached { limit: 1 })
+        ));
     })
     .await;
 }

@@ -768,7 +768,7 @@ async fn ssa_create_needs_the_create_verb(admin: &Client, namespace: &str) {
 /// store under the same identity, alongside, shows store namespaces stay writable.)
 async fn confined_to_store_namespaces(admin: &Client, namespace: &str) {
     let other = unique_name("it-not-a-store");
-    let leftovers = Leftovers {
+    let mut leftovers = Leftovers {
         cluster_rbac: Vec::new(),
         namespaces: vec![other.clone()],
     };
@@ -838,6 +838,28 @@ async fn confined_to_store_namespaces(admin: &Client, namespace: &str) {
         .await
         .map(drop);
     assert!(refused(r, "creating an unlabelled namespace"), "created");
+    // A store namespace, but one that would let privileged pods run (a stolen token
+    // must not buy host access): refused with and without an explicit level.
+    for level in [Some("privileged"), None] {
+        let name = unique_name("it-privileged");
+        leftovers.namespaces.push(name.clone());
+        let mut labels = json!({"app.kubernetes.io/managed-by": "storeplane",
+                                "storeplane.dev/store-id": "x"});
+        if let Some(level) = level {
+            labels["pod-security.kubernetes.io/enforce"] = json!(level);
+        }
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace",
+                        "metadata": {"name": name, "labels": labels}});
+        match namespaces.patch(&name, &params, &Patch::Apply(&ns)).await {
+            Err(kube::Error::Api(s)) if s.code == 403 => assert!(
+                s.message.contains("Pod Security") && s.message.contains(&name),
+                "{level:?}: {}",
+                s.message
+            ),
+            Ok(_) => panic!("a store namespace with Pod Security {level:?} was created"),
+            Err(e) => panic!("{level:?}: {e}"),
+        }
+    }
     leftovers.cleanup(admin).await;
 }
 

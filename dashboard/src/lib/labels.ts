@@ -21,6 +21,12 @@ export const EVENT_LABELS: Record<EventType, string> = {
   namespace_deleted: "Namespace deleted",
 };
 
+/** The words for an event type; a type this dashboard does not know yet (a newer
+ * server's) is shown as its name. */
+export function eventLabel(t: EventType | string): string {
+  return (EVENT_LABELS as Record<string, string>)[t] ?? t.replaceAll("_", " ");
+}
+
 export function isFailureEvent(t: EventType): boolean {
   return t === "provisioning_failed" || t === "retry_scheduled";
 }

@@ -54,7 +54,7 @@ describe("StoreFeed", () => {
   });
 
   function start(id: string, opts: Partial<FeedOptions> = {}): StoreFeed {
-    feed = new StoreFeed(id, { pollMs: 1, pollRounds: 1_000_000, backoffMs: 1, maxStreamFailures: 2, ...opts });
+    feed = new StoreFeed(id, { pollMs: 1, pollRounds: 1_000_000, backoffMs: 1, maxStreamFailures: 2, jitter: 0, ...opts });
     feed.start();
     return feed;
   }
@@ -145,6 +145,52 @@ describe("StoreFeed", () => {
     expect(requests.filter((p) => p === `/api/stores/${store.id}`).length).toBe(1 + 6);
     await vi.advanceTimersByTimeAsync(200);
     expect(streams()).toBe(3); // the stream again
+  });
+
+  it("counts a stream the server closes at once as a failure, backs off and falls back to refreshing", async () => {
+    vi.useFakeTimers();
+    const store = aStore();
+    // Opens, sends the store, ends: what a server that accepts and then drops the
+    // connection (a proxy's timeout, a crash loop) looks like.
+    const closing = () =>
+      new Response(`event: store\ndata: ${JSON.stringify(store)}\n\n`, {
+        status: 200,
+        headers: { "Content-Type": "text/event-stream" },
+      });
+    answer = (path) =>
+      path.endsWith("/stream") ? closing() : path.endsWith("/events") ? json(200, { items: [] }) : json(200, store);
+    const f = start(store.id, { pollMs: 5000, pollRounds: 6, backoffMs: 1000, maxStreamFailures: 3 });
+    const streams = () => requests.filter((p) => p.endsWith("/stream")).length;
+    // Attempts at 0, 1 s and 3 s (1 s, then 2 s between them), then the refresh.
+    await vi.advanceTimersByTimeAsync(900);
+    expect(streams()).toBe(1);
+    await vi.advanceTimersByTimeAsync(1000); // 1.9 s
+    expect(streams()).toBe(2);
+    await vi.advanceTimersByTimeAsync(1000); // 2.9 s
+    expect(streams()).toBe(2);
+    await vi.advanceTimersByTimeAsync(200); // 3.1 s
+    expect(streams()).toBe(3);
+    expect(f.getState().mode).toBe("polling");
+    await vi.advanceTimersByTimeAsync(20_000);
+    expect(streams()).toBe(3);
+  });
+
+  it("spreads reconnects over half to one and a half times the back-off", async () => {
+    vi.useFakeTimers();
+    const store = aStore();
+    answer = (path) => (path.endsWith("/stream") ? problem(503) : json(200, store));
+    // The lowest draw for the first wait, the highest for the second.
+    const draws = [0, 0.999_999];
+    start(store.id, { backoffMs: 1000, jitter: 0.5, maxStreamFailures: 5, random: () => draws.shift() ?? 0.5 });
+    const streams = () => requests.filter((p) => p.endsWith("/stream")).length;
+    await vi.advanceTimersByTimeAsync(450);
+    expect(streams()).toBe(1);
+    await vi.advanceTimersByTimeAsync(100); // 0.55 s
+    expect(streams()).toBe(2); // after 500 ms (1 s × 0.5), not 1 s
+    await vi.advanceTimersByTimeAsync(2900); // 3.45 s
+    expect(streams()).toBe(2); // the next wait is close to 3 s (2 s × 1.5)
+    await vi.advanceTimersByTimeAsync(200); // 3.65 s
+    expect(streams()).toBe(3);
   });
 
   it("counts a too-many-streams refusal towards the fallback instead of waiting for ever", async () => {

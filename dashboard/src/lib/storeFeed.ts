@@ -1,8 +1,11 @@
 // One store kept up to date: its DTO and its event log. Follows the server-sent event
 // stream (`streamStoreEvents`, read with fetch so the token stays in a header),
 // reconnecting with `Last-Event-ID` after a dropped connection or one that went quiet
-// (no keep-alive for 45 s); after three failed attempts in a row (a `too-many-streams`
-// refusal counts as one) it falls back to refreshing every five seconds — `getStore`,
+// (no keep-alive for 45 s), after a randomised wait (so that the tabs a server restart
+// disconnected do not all come back in the same second). A stream counts as working
+// only once it has stayed open for 10 s: after three attempts in a row that did not (a
+// `too-many-streams` refusal counts as one, so does a stream the server closes at once)
+// it falls back to refreshing every five seconds — `getStore`,
 // and `listStoreEvents` only when the store's latest event changed — and tries the
 // stream again after six refreshes. A 429 (too many requests) is waited out for its
 // `Retry-After` before the next request, whichever it was. Framework-free;
@@ -19,7 +22,8 @@ export interface FeedState {
   store: Store | null;
   events: StoreEvent[];
   mode: FeedMode;
-  /** The store is gone (deleted, or never visible to this account). */
+  /** The store is gone: deleted (the stream said so, and `error` is null), or not
+   * visible to this account (any more), with the API's answer in `error`. */
   gone: boolean;
   /** The last error, when it matters to the person (not found, server unreachable). */
   error: ApiProblem | null;
@@ -33,6 +37,12 @@ export interface FeedOptions {
   pollRounds: number;
   maxStreamFailures: number;
   backoffMs: number;
+  /** Each wait before a reconnect is `backoffMs`-based times 1 ± this (0: exact). */
+  jitter: number;
+  /** Where the jitter's draws in [0, 1) come from. */
+  random: () => number;
+  /** A stream that stayed open this long worked: the failures in a row start again. */
+  healthyMs: number;
   /** A live stream that sends nothing for this long is taken for dead. */
   idleMs: number;
 }
@@ -40,7 +50,16 @@ export interface FeedOptions {
 /** Pages of the event log one refresh reads at most (1000 events each). */
 const MAX_EVENT_PAGES = 50;
 
-const DEFAULTS: FeedOptions = { pollMs: 5000, pollRounds: 6, maxStreamFailures: 3, backoffMs: 1000, idleMs: 45_000 };
+const DEFAULTS: FeedOptions = {
+  pollMs: 5000,
+  pollRounds: 6,
+  maxStreamFailures: 3,
+  backoffMs: 1000,
+  jitter: 0.5,
+  random: Math.random,
+  healthyMs: 10_000,
+  idleMs: 45_000,
+};
 
 /** Waits `ms`, or less when `signal` aborts; leaves no listener on the signal either way. */
 export function sleep(ms: number, signal: AbortSignal): Promise<void> {
@@ -155,6 +174,7 @@ export class StoreFeed {
     let failures = 0;
     while (!signal.aborted && !this.state.gone) {
       let received = false;
+      const opened = Date.now();
       try {
         await this.stream(signal, () => {
           received = true;
@@ -173,14 +193,15 @@ export class StoreFeed {
         }
       }
       if (this.state.gone || signal.aborted) return;
-      failures = received ? 0 : failures + 1;
+      failures = received && Date.now() - opened >= this.opts.healthyMs ? 0 : failures + 1;
       if (failures >= this.opts.maxStreamFailures) {
         await this.poll(signal);
         failures = 0;
         continue;
       }
       this.update({ mode: "reconnecting" });
-      await sleep(this.opts.backoffMs * 2 ** Math.max(0, failures - 1), signal);
+      const spread = 1 + this.opts.jitter * (2 * this.opts.random() - 1);
+      await sleep(this.opts.backoffMs * 2 ** Math.max(0, failures - 1) * spread, signal);
     }
   }
 
@@ -277,7 +298,7 @@ export class StoreFeed {
         this.update({ ...this.refreshed(store, writes), error: null, limitedMs: null, mode: "polling" });
       } catch (e) {
         if (isAbort(e) || signal.aborted) return;
-        if (isFinal(e)) return this.goneWith(null);
+        if (isFinal(e)) return this.goneWith(e);
         if (e instanceof ApiProblem && e.status === 401) return this.update({ mode: "ended" });
         await sleep(this.failed(e, this.opts.pollMs) ?? this.opts.pollMs, signal);
         continue;

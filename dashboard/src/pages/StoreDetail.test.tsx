@@ -4,15 +4,18 @@ import userEvent from "@testing-library/user-event";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { Store } from "../api/types";
 import { aStore, eventStream, json, problem, tooMany } from "../test/api";
+import { navigate } from "../lib/router";
 import { StoreDetail } from "./StoreDetail";
 
 let getStore: () => Response;
 let send: ((event: string, data: unknown) => void) | null = null;
+let end: (() => void) | null = null;
 let streamAnswer: (() => Response) | null = null;
 const retried = aStore({ status: "provisioning", progress: { type: "retry_requested", message: "retrying", at: "2024-05-01T10:01:00Z" } });
 
 beforeEach(() => {
   send = null;
+  end = null;
   streamAnswer = null;
   vi.spyOn(globalThis, "fetch").mockImplementation(async (input, init) => {
     const req = input instanceof Request ? input : new Request(input, init);
@@ -21,6 +24,7 @@ beforeEach(() => {
       if (streamAnswer) return streamAnswer();
       const s = eventStream(req.signal);
       send = s.send;
+      end = s.end;
       return s.response;
     }
     if (path.endsWith("/retry") && req.method === "POST") return json(200, retried);
@@ -98,5 +102,38 @@ describe("StoreDetail", () => {
     expect(await screen.findByText(/This store has been deleted/)).toBeTruthy();
     await waitFor(() => expect(dialog?.open).toBe(false));
     expect(document.activeElement).toBe(document.querySelector(".status-live"));
+  });
+
+  it("says a store that stops answering was lost to this account, not that it was deleted", async () => {
+    show(aStore({ status: "ready" }));
+    await waitFor(() => expect(end).not.toBeNull());
+    // The server ends the stream (the account lost its admin role) and every later
+    // request for the store is a 404.
+    streamAnswer = () => problem(404, "no store with this id");
+    getStore = () => problem(404, "no store with this id");
+    end?.();
+    expect(await screen.findByText(/no longer available to your account/, undefined, { timeout: 4000 })).toBeTruthy();
+    expect(screen.queryByText(/has been deleted/)).toBeNull();
+    expect(screen.queryByRole("button", { name: "Delete store" })).toBeNull();
+  });
+
+  it("shows the provisioning notice it was opened with only while the store provisions", async () => {
+    const store0 = aStore();
+    navigate(`/stores/${store0.id}`, { notice: "Store “shop” requested; provisioning has started." });
+    const store = aStore({ status: "provisioning", progress: { type: "created", message: "requested", at: "2024-05-01T10:00:00Z" } });
+    show(store);
+    expect(await screen.findByText(/provisioning has started/)).toBeTruthy();
+    await waitFor(() => expect(send).not.toBeNull());
+    send?.("store", { ...store, status: "ready", progress: { type: "store_ready", message: "the store is ready", at: store.created_at } });
+    await waitFor(() => expect(screen.queryByText(/provisioning has started/)).toBeNull());
+  });
+
+  it("labels an event type it does not know by its name", async () => {
+    const store = aStore();
+    show(store);
+    await waitFor(() => expect(send).not.toBeNull());
+    send?.("store_event", { id: 9, type: "quota_warning", message: "near the quota", created_at: store.created_at });
+    const item = await screen.findByText("near the quota");
+    expect(item.closest("li")?.querySelector(".event-type")?.textContent).toBe("quota warning");
   });
 });

@@ -10,7 +10,7 @@ import { ConfirmDialog } from "../components/ConfirmDialog";
 import { ErrorNotice, InfoNotice } from "../components/Notice";
 import { Page } from "../components/Page";
 import { StatusBadge } from "../components/StatusBadge";
-import { EVENT_LABELS, engineName, isFailureEvent } from "../lib/labels";
+import { engineName, eventLabel, isFailureEvent } from "../lib/labels";
 import { Link, navigate, useLocation } from "../lib/router";
 import { useStoreFeed, type FeedMode } from "../lib/storeFeed";
 import { ago, clock, exact, useNow } from "../lib/time";
@@ -30,7 +30,7 @@ function Progress({ store, onRetry, retrying }: { store: Store; onRetry: () => v
         <p className="progress">
           <span className="spinner" aria-hidden="true" />
           <span>
-            <strong>Provisioning</strong> — {EVENT_LABELS[store.progress.type]}: {store.progress.message}
+            <strong>Provisioning</strong> — {eventLabel(store.progress.type)}: {store.progress.message}
           </span>
         </p>
       );
@@ -84,7 +84,7 @@ function Timeline({ events, now }: { events: StoreEvent[]; now: number }) {
           <time dateTime={e.created_at} title={`${exact(e.created_at)} (${ago(e.created_at, now)})`}>
             {clock(e.created_at)}
           </time>
-          <span className="event-type">{EVENT_LABELS[e.type]}</span>
+          <span className="event-type">{eventLabel(e.type)}</span>
           <span className="event-message">{e.message}</span>
         </li>
       ))}
@@ -126,6 +126,10 @@ export function StoreDetail({ id }: { id: string }) {
   const status = useRef<HTMLDivElement>(null);
   const { store, events, mode, gone, error, limitedMs } = state;
   const failure = error ? (limitedMs !== null ? tooManyRequests(limitedMs) : describe(error)) : "";
+  // Gone after it was shown: deleted when the stream said so, or when it was being
+  // deleted (its row goes once its namespace is gone); otherwise this account may no
+  // longer see it (a role taken away) — not "deleted", which would be a guess.
+  const deleted = gone && (error === null || store?.status === "deleting");
 
   // Deleted while its confirmation was open: the dialog closes (`open` below), and focus,
   // which would return to the Delete button that is now gone too, moves to the status.
@@ -213,17 +217,22 @@ export function StoreDetail({ id }: { id: string }) {
         )
       }
     >
-      {notice ? <InfoNotice>{notice}</InfoNotice> : null}
+      {/* The only notice this page is opened with says provisioning has started: stale
+          once the store is ready or failed. */}
+      {notice && store.status === "provisioning" && !gone ? <InfoNotice>{notice}</InfoNotice> : null}
       {actionError ? <ErrorNotice title="That did not work">{actionError}</ErrorNotice> : null}
       {gone ? (
         <InfoNotice>
-          This store has been deleted. <Link href="/">Back to your stores</Link>
+          {deleted
+            ? "This store has been deleted. "
+            : "This store is no longer available to your account: it was deleted, or your access to it ended. "}
+          <Link href="/">Back to your stores</Link>
         </InfoNotice>
       ) : null}
       <section aria-labelledby="status-title" className="card">
         <h2 id="status-title">Status</h2>
         <div ref={status} tabIndex={-1} aria-live="polite" aria-atomic="true" className="status-live">
-          {gone ? <p>Deleted.</p> : <Progress store={store} onRetry={() => void retry()} retrying={acting} />}
+          {gone ? <p>{deleted ? "Deleted." : "No longer available."}</p> : <Progress store={store} onRetry={() => void retry()} retrying={acting} />}
         </div>
         <p className="muted feed-mode" data-mode={mode}>
           <span className={`dot dot-${mode}`} aria-hidden="true" /> {MODE_TEXT[mode]}

@@ -45,8 +45,13 @@ export function aSession(token: string, ms = 3_600_000): Session {
   };
 }
 
-/** An open `text/event-stream` answer; `send` writes one message, and aborting the request ends it. */
-export function eventStream(signal: AbortSignal): { response: Response; send: (event: string, data: unknown) => void } {
+/** An open `text/event-stream` answer; `send` writes one message, `end` closes it as a
+ * server would, and aborting the request ends it. */
+export function eventStream(signal: AbortSignal): {
+  response: Response;
+  send: (event: string, data: unknown) => void;
+  end: () => void;
+} {
   let out!: ReadableStreamDefaultController<Uint8Array>;
   const body = new ReadableStream<Uint8Array>({
     start(c) {
@@ -58,5 +63,6 @@ export function eventStream(signal: AbortSignal): { response: Response; send: (e
   return {
     response: new Response(body, { status: 200, headers: { "Content-Type": "text/event-stream" } }),
     send: (event, data) => out.enqueue(enc.encode(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`)),
+    end: () => out.close(),
   };
 }
