@@ -12,7 +12,7 @@ WORKDIR /src/dashboard
 # Dependencies first, so that they are cached until the lock file changes.
 COPY dashboard/package.json dashboard/package-lock.json ./
 # The image's npm is 10; Vite 8 installs with npm 11 (scripts/dashboard needs it too).
-RUN npm install --global npm@11 && npm ci
+RUN npm install --global npm@11.19.1 && npm ci
 COPY dashboard/ ./
 # The TypeScript client is generated from the committed spec in openapi/.
 COPY openapi/ /src/openapi/

@@ -101,7 +101,11 @@ pub fn store_stream(
         }
         if !c.first && !c.behind {
             tokio::select! {
-                _ = tokio::time::sleep(pause(c.settled, c.quiet)) => {}
+                // Never past the next token check: a quiet stream notices a sign-out
+                // on time too.
+                _ = tokio::time::sleep(
+                    pause(c.settled, c.quiet).min(REAUTH.saturating_sub(c.checked.elapsed()))
+                ) => {}
                 _ = c.state.shutdown.cancelled() => return None,
             }
         }

@@ -39,7 +39,11 @@ beforeEach(() => {
     this.open = false;
   };
 });
-afterEach(cleanup);
+afterEach(() => {
+  cleanup();
+  // The router keeps the last location (and its notice) in module state.
+  navigate("/", { replace: true });
+});
 
 function show(store: Store) {
   getStore = () => json(200, store);

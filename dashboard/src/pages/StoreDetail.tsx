@@ -236,7 +236,7 @@ export function StoreDetail({ id }: { id: string }) {
         </div>
         <p className="muted feed-mode" data-mode={mode}>
           <span className={`dot dot-${mode}`} aria-hidden="true" /> {MODE_TEXT[mode]}
-          {error && mode !== "live" ? ` — ${failure}` : ""}
+          {error && mode !== "live" && !gone ? ` — ${failure}` : ""}
         </p>
       </section>
       <section aria-labelledby="events-title" className="card">
