@@ -187,7 +187,7 @@ struct UserUpdateArgs {
     #[arg(long)]
     reset_password: bool,
     /// With --reset-password: read the new password from the first line of standard
-    /// input.
+    /// input (at a terminal: a prompt, with what you type not shown).
     #[arg(long, requires = "reset_password")]
     password_stdin: bool,
 }
@@ -212,7 +212,7 @@ struct UserCreateArgs {
     #[arg(long, default_value_t = storeplane::db::DEFAULT_STORE_LIMIT)]
     store_limit: u32,
     /// Read the password from the first line of standard input instead of generating
-    /// one.
+    /// one (at a terminal: a prompt, with what you type not shown).
     #[arg(long)]
     password_stdin: bool,
 }
@@ -516,15 +516,21 @@ async fn user_list(args: UserListArgs) -> Result<ExitCode> {
 }
 
 fn read_password_from_stdin() -> Result<Zeroizing<String>> {
-    if std::io::stdin().is_terminal() {
-        eprintln!("type the password and press Enter:");
-    }
-    let mut line = Zeroizing::new(String::new());
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .context("could not read the password from standard input")?;
-    let password = Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_owned());
+    let password = if std::io::stdin().is_terminal() {
+        // Typed at a terminal: read with echo off, so the password is neither shown
+        // nor left in the scrollback.
+        Zeroizing::new(
+            rpassword::prompt_password("password (not shown; press Enter when done): ")
+                .context("could not read the password from the terminal")?,
+        )
+    } else {
+        let mut line = Zeroizing::new(String::new());
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("could not read the password from standard input")?;
+        Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_owned())
+    };
     if password.is_empty() {
         bail!(
             "no password on standard input; pipe one in, or leave out --password-stdin to \

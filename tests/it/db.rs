@@ -1905,6 +1905,80 @@ mod cli {
         assert_eq!(rows[1][..3], ["m@example.com", "admin", "0/3"], "{stdout}");
         assert!(!stdout.contains("argon2"), "{stdout}");
     }
+
+    /// `--password-stdin` at a terminal prompts and reads with echo off: run under a
+    /// pseudo-terminal (util-linux `script`), what is typed never comes back on the
+    /// screen, and it is the password stored.
+    #[tokio::test]
+    async fn a_password_typed_at_a_terminal_is_not_shown() {
+        use std::io::Read as _;
+        use std::time::{Duration, Instant};
+
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let data_dir = data_dir.to_str().unwrap();
+        let env = [("STOREPLANE_DATA_DIR", data_dir)];
+        let out = storeplane(&["migrate"], &env, None);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+
+        let command = format!(
+            "'{}' user create --email tty@example.com --password-stdin",
+            env!("CARGO_BIN_EXE_storeplane")
+        );
+        let mut child = Command::new("script")
+            .args(["--quiet", "--return", "--command", &command, "/dev/null"])
+            .env_remove("STOREPLANE_DATABASE_URL")
+            .env("STOREPLANE_LOG", "warn")
+            .env("STOREPLANE_DATA_DIR", data_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("util-linux `script` runs (Debian's bsdutils package)");
+        let mut screen_out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = screen_out.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut screen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !text(&screen).contains("password (not shown") {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(chunk) => screen.extend(chunk),
+                Err(_) => panic!("no password prompt within 60 s; screen: {}", text(&screen)),
+            }
+        }
+        // Echo is turned off right after the prompt is written; give it that moment.
+        std::thread::sleep(Duration::from_millis(500));
+        let mut keyboard = child.stdin.take().unwrap();
+        keyboard.write_all(b"typed at a terminal 42\r").unwrap();
+        keyboard.flush().unwrap();
+        let status = child.wait().expect("script exits");
+        drop(keyboard);
+        reader.join().unwrap();
+        screen.extend(rx.try_iter().flatten());
+        let screen = text(&screen);
+        assert!(status.success(), "{screen}");
+        assert!(screen.contains("tty@example.com"), "{screen}");
+        assert!(
+            !screen.contains("typed at a terminal"),
+            "the password was echoed: {screen}"
+        );
+
+        let url = format!("sqlite://{data_dir}/storeplane.db");
+        let db = storeplane::db::Db::connect(&url).await.unwrap();
+        let user = db.user_by_email("tty@example.com").await.unwrap().unwrap();
+        assert!(
+            storeplane::auth::verify_password(Some(&user.password_hash), "typed at a terminal 42")
+                .await
+        );
+    }
 }
 
 /// Replicas woken together all read the same oldest due stores; one that loses them to
