@@ -1550,16 +1550,23 @@ mod cli {
     use std::io::Write as _;
     use std::process::{Command, Output, Stdio};
 
-    fn storeplane(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_storeplane"));
-        cmd.args(args)
-            .env_remove("STOREPLANE_DATABASE_URL")
+    /// `program` with the caller's database settings left out and `env` set, its
+    /// standard streams piped.
+    fn isolated(program: &str, env: &[(&str, &str)]) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env_remove("STOREPLANE_DATABASE_URL")
             .env_remove("STOREPLANE_DATA_DIR")
             .env("STOREPLANE_LOG", "warn")
             .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        cmd
+    }
+
+    fn storeplane(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+        let mut cmd = isolated(env!("CARGO_BIN_EXE_storeplane"), env);
+        cmd.args(args);
         let mut child = cmd.spawn().expect("run storeplane");
         let mut pipe = child.stdin.take().unwrap();
         if let Some(input) = stdin {
@@ -1925,14 +1932,8 @@ mod cli {
             "'{}' user create --email tty@example.com --password-stdin",
             env!("CARGO_BIN_EXE_storeplane")
         );
-        let mut child = Command::new("script")
+        let mut child = isolated("script", &env)
             .args(["--quiet", "--return", "--command", &command, "/dev/null"])
-            .env_remove("STOREPLANE_DATABASE_URL")
-            .env("STOREPLANE_LOG", "warn")
-            .env("STOREPLANE_DATA_DIR", data_dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
             .spawn()
             .expect("util-linux `script` runs (Debian's bsdutils package)");
         let mut screen_out = child.stdout.take().unwrap();
